@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs what libscache needs on a fresh Debian 12 machine (as root, or with sudo
+# when not root), then kinesalite (the local Kinesis) into .deps/ of the project.
+# Installs only what is missing: a second run does nothing and is quick.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+pkgs=(libmicrohttpd-dev libcurl4-openssl-dev libjson-c-dev uthash-dev libcriterion-dev
+      libsqlite3-dev libssl-dev meson ninja-build pkg-config gcc curl sqlite3 python3
+      nodejs npm)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+# node and npm may come from elsewhere than Debian (they do on our machines): keep them.
+if command -v node >/dev/null && command -v npm >/dev/null; then
+  missing=("${missing[@]/nodejs}"); missing=("${missing[@]/npm}")
+  read -r -a missing <<<"${missing[*]:-}"
+fi
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install-deps: installing ${missing[*]}" >&2
+  SUDO=; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+KINESALITE_VERSION=3.3.3
+if [ ! -f .deps/node_modules/kinesalite/cli.js ]; then
+  echo "install-deps: installing kinesalite@$KINESALITE_VERSION into .deps/" >&2
+  mkdir -p .deps
+  npm install --prefix .deps --no-audit --no-fund --loglevel=error "kinesalite@$KINESALITE_VERSION" >/dev/null
+fi
