@@ -449,8 +449,11 @@ scache_err scache_cache_add(scache_cache *c, const void *key, size_t key_len, co
 
 	entry *old;
 	HASH_FIND_BYHASHVALUE(hh, s->table, e->data + value_len, (unsigned)key_len, (unsigned)h, old);
-	if (old)
+	if (old) {
+		if (old->expires_ns <= now)
+			s->expirations++; /* it had expired; the add only found it first */
 		stripe_unlink(s, old);
+	}
 	while (s->bytes + cost > s->max_bytes)
 		stripe_evict_one(s);
 	HASH_ADD_KEYPTR_BYHASHVALUE(hh, s->table, e->data + value_len, (unsigned)key_len,
@@ -575,7 +578,7 @@ static size_t stripe_sweep(scache_cache *c, stripe *s, size_t budget)
 		stripe_unlink(s, s->table);
 		removed++;
 	}
-	entry *e = s->cursor ? s->cursor : s->table;
+	entry *e = s->cursor && budget ? s->cursor : s->table;
 	while (e && (budget == 0 || scanned < budget)) {
 		entry *next = entry_next(e);
 		if (e->expires_ns <= now) {

@@ -171,7 +171,7 @@ typedef struct scache_cache_stats {
 	uint64_t refused_adds;   /* adds refused as stale (SCACHE_ESTALE) */
 	uint64_t invalidations;  /* keys invalidated (cached or not); a flush counts 0 */
 	uint64_t flushes;
-	uint64_t expirations;    /* entries removed by a sweep because they expired */
+	uint64_t expirations;    /* expired entries removed (by a sweep, or replaced by an add) */
 	uint64_t evictions;      /* entries removed to keep the memory bound */
 	uint64_t saved_ns;       /* sum of saved_ns over all hits */
 } scache_cache_stats;
