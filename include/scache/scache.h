@@ -12,5 +12,6 @@
 #include "error.h"
 #include "id.h"
 #include "cache.h"
+#include "middleware.h"
 
 #endif

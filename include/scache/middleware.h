@@ -1,0 +1,273 @@
+/*
+ * The libmicrohttpd middleware: wraps an application's MHD_AccessHandlerCallback so that
+ * every request first sees the cache as fresh as the invalidation stream allows, gives
+ * handlers a per-request cache context (scache_get / scache_add / scache_get_or_load /
+ * scache_invalidate), and writes one efficiency line per request (time spent on the
+ * stream against time saved by hits).
+ *
+ * Usage (the README shows it whole):
+ *
+ *     scache_middleware_config mc = {.cache = cache, .stream = &stream,
+ *                                    .handler = &my_handler, .handler_cls = my_app};
+ *     scache_middleware *mw;
+ *     if (scache_middleware_new(&mc, &mw, err, sizeof err) != SCACHE_OK) ...
+ *     d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD, port, NULL, NULL,
+ *                          &scache_access_handler, mw,
+ *                          MHD_OPTION_NOTIFY_COMPLETED, &scache_request_completed, mw,
+ *                          MHD_OPTION_END);
+ *     ...
+ *     MHD_stop_daemon(d);      // first: no request may be in flight at free
+ *     scache_middleware_free(mw);
+ *
+ * Inside my_handler, scache_request_current() (or scache_request_of(mw, connection))
+ * returns the request's context. my_handler keeps its own req_cls exactly as if it were
+ * called directly, and the application's completion callback (config.completed) is
+ * called with that same req_cls.
+ *
+ * Drain policy, on the first callback of each request, before the handler runs:
+ *  - strict (poll_interval_ms == 0, the default, scache's semantics): the request waits
+ *    for a poll of the stream that *began after it arrived*; concurrent requests share
+ *    the poll in flight, so Kinesis calls grow with time, not with requests;
+ *  - bounded staleness (poll_interval_ms > 0): a poll that began at most poll_interval_ms
+ *    before the request arrived is good enough, and a background thread keeps polls going
+ *    every poll_interval_ms so that requests rarely wait.
+ *  - when the cache is empty there is nothing to evict, so the request does not wait, but
+ *    a poll is still started so stream positions keep moving.
+ *  - polls start at most max_polls_per_second times a second (per shard: one poll reads
+ *    every shard once) and back off when the service throttles or fails.
+ *  - when no poll has succeeded for max_staleness_ms, the cache is bypassed (gets miss,
+ *    adds are refused with SCACHE_EBYPASS) and a warning is logged once per episode;
+ *    caching resumes by itself after the next successful poll. A gap reported by the
+ *    reader flushes the cache. Requests never wait longer than max_staleness_ms.
+ *
+ * One poller thread per middleware does all polls; requests only wait on it.
+ */
+#ifndef SCACHE_MIDDLEWARE_H
+#define SCACHE_MIDDLEWARE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <microhttpd.h>
+
+#include "cache.h"
+#include "error.h"
+#include "stream.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct scache_middleware scache_middleware;
+typedef struct scache_request scache_request;
+
+/* Receives one log line: a JSON object, without the trailing newline, NUL-terminated at
+ * line[len]. Called from request threads and the poller thread, one call at a time per
+ * middleware (the middleware serializes its sink). */
+typedef void (*scache_log_fn)(void *arg, const char *line, size_t len);
+
+/*
+ * Configuration. Zero-initialise it; a zero field means the default in brackets.
+ * Pointers are borrowed: cache, stream (its strings are copied), handler_cls and
+ * completed_cls must outlive the middleware.
+ */
+typedef struct scache_middleware_config {
+	scache_cache *cache;             /* required; the application creates and frees it */
+	const scache_stream_config *stream; /* required: the invalidation stream (stream.h) */
+	scache_start_at start_at;        /* [SCACHE_START_LATEST] where the reader starts */
+
+	MHD_AccessHandlerCallback handler; /* required: the application's handler */
+	void *handler_cls;
+	MHD_RequestCompletedCallback completed; /* optional: chained after the middleware's */
+	void *completed_cls;
+
+	uint64_t poll_interval_ms;       /* [0 = strict] > 0: bounded staleness, see above */
+	unsigned max_polls_per_second;   /* [5] poll budget; AWS allows 5/s per shard for all
+	                                    readers of that shard together */
+	uint64_t max_staleness_ms;       /* [10000] bypass the cache when no poll succeeded
+	                                    for this long; also the longest a request waits */
+	uint64_t idle_poll_ms;           /* [60000] poll at least this often when idle, so
+	                                    iterators (valid 5 min) stay alive */
+	unsigned sweep_budget;           /* [32] entries examined per request by the
+	                                    amortized expiry (scache_cache_sweep) */
+
+	scache_log_fn log;               /* [NULL: stderr] sink of the JSON lines */
+	void *log_arg;
+	int quiet_requests;              /* [0] 1: no per-request lines (summaries and
+	                                    warnings still go to the sink) */
+	unsigned summary_interval_s;     /* [60] seconds between summary lines */
+} scache_middleware_config;
+
+/*
+ * scache_middleware_new: validate the configuration, create the stream reader (it lists
+ * the shards now) and publisher, and start the poller thread. On SCACHE_OK *out owns the
+ * middleware. On failure errbuf (may be NULL) receives a message naming what is wrong
+ * (never a credential). Errors: SCACHE_EINVAL (out NULL), SCACHE_ECONFIG (no cache,
+ * handler or stream name), the reader's errors (stream.h), SCACHE_ENOMEM.
+ * Any thread.
+ */
+scache_err scache_middleware_new(const scache_middleware_config *config,
+                                 scache_middleware **out, char *errbuf, size_t errlen);
+
+/*
+ * scache_middleware_free: stop the poller, write a last summary line if requests were
+ * served since the previous one, and free the reader, the publisher and all state (not
+ * the cache). Accepts NULL. Stop the MHD daemon first: no request may be in flight.
+ */
+void scache_middleware_free(scache_middleware *mw);
+
+/*
+ * The two functions to give MHD_start_daemon, both with the middleware as closure:
+ * scache_access_handler as the access handler (cls = mw) and scache_request_completed
+ * with MHD_OPTION_NOTIFY_COMPLETED (cls = mw). The completion callback writes the
+ * request's efficiency line, calls config.completed with the application's req_cls, and
+ * frees the per-request state; requests aborted by the client are freed the same way.
+ * Work with every MHD thread mode (internal polling thread, thread pool,
+ * thread-per-connection, external select).
+ */
+enum MHD_Result scache_access_handler(void *cls, struct MHD_Connection *connection,
+                                      const char *url, const char *method,
+                                      const char *version, const char *upload_data,
+                                      size_t *upload_data_size, void **req_cls);
+void scache_request_completed(void *cls, struct MHD_Connection *connection, void **req_cls,
+                              enum MHD_RequestTerminationCode toe);
+
+/* ---- The request context ----------------------------------------------------- */
+
+/*
+ * scache_request_current: the context of the request whose handler is running in this
+ * thread, or NULL outside a handler called by the middleware. The pointer is valid until
+ * the request completes.
+ */
+scache_request *scache_request_current(void);
+
+/*
+ * scache_request_of: the context of the request in progress on `connection`, from any
+ * thread (e.g. a worker finishing a suspended connection), or NULL. Valid until the
+ * request completes.
+ */
+scache_request *scache_request_of(scache_middleware *mw, struct MHD_Connection *connection);
+
+/* scache_request_middleware: the middleware a request belongs to. */
+scache_middleware *scache_request_middleware(scache_request *req);
+
+/* scache_request_bypass: 1 if the cache is bypassed for this request (stream stale). */
+int scache_request_bypass(const scache_request *req);
+
+/*
+ * scache_queue_response: MHD_queue_response(), and remember the status for the
+ * efficiency line. A handler that calls MHD_queue_response() directly gets status 0 in
+ * its line. connection's request must be one the middleware wraps.
+ */
+enum MHD_Result scache_queue_response(struct MHD_Connection *connection, unsigned int status,
+                                      struct MHD_Response *response);
+
+/* ---- Helpers for handlers ---------------------------------------------------- */
+/*
+ * IDs are (source, id) pairs of NUL-terminated strings, encoded as data IDs (id.h).
+ * All helpers may be called from any thread while the request is in progress, but not
+ * concurrently on the same request.
+ */
+
+/*
+ * scache_get: look (source, id) up. SCACHE_OK: a hit, *out holds the value (release it
+ * with scache_value_release()) and its saved time is added to the request's tally.
+ * SCACHE_ENOTFOUND: a miss (*out zeroed). SCACHE_EBYPASS: the cache is bypassed (counts
+ * as a miss of the request). SCACHE_EINVAL, SCACHE_ENOMEM.
+ */
+scache_err scache_get(scache_request *req, const char *source, const char *id,
+                      scache_value *out);
+
+/*
+ * scache_add: cache value (len bytes, copied) under (source, id); each later hit saves
+ * saved_ns. The load is taken to have begun when the handler started (after the drain),
+ * so an add of data read in this handler is refused with SCACHE_ESTALE when an
+ * invalidation of that ID was applied since. Errors: SCACHE_ESTALE, SCACHE_EBYPASS,
+ * SCACHE_ETOOBIG, SCACHE_EINVAL, SCACHE_ENOMEM. A refused add changes nothing.
+ */
+scache_err scache_add(scache_request *req, const char *source, const char *id,
+                      const void *value, size_t len, uint64_t saved_ns);
+
+/*
+ * A loader for scache_get_or_load: read the data of the ID and return it in *value, a
+ * malloc()ed buffer of *len bytes whose ownership passes to the caller. Return SCACHE_OK,
+ * or SCACHE_ENOTFOUND when the data does not exist (nothing is cached), or any other
+ * error (returned to the caller as is, nothing cached).
+ */
+typedef scache_err (*scache_loader_fn)(void *arg, void **value, size_t *len);
+
+/* How scache_get_or_load obtained the value. */
+typedef enum scache_outcome {
+	SCACHE_OUTCOME_MISS = 0,   /* loaded (by this call or by a concurrent one it waited for) */
+	SCACHE_OUTCOME_HIT = 1,    /* from the cache */
+	SCACHE_OUTCOME_BYPASS = 2  /* loaded; the cache is bypassed (stream stale) */
+} scache_outcome;
+
+/*
+ * scache_get_or_load: read-aside in one call. On a hit, *value is a malloc()ed copy.
+ * On a miss the loader runs, timed (its duration is the entry's saved time), and its
+ * result is added (unless stale or bypassed) and returned. Only one loader runs per ID
+ * at a time in this middleware: concurrent misses wait for it and share its result,
+ * unless that result could be stale for them (an invalidation they applied came after
+ * its load began), in which case they load again. On SCACHE_OK the caller owns *value
+ * (free() it; may be NULL when *len is 0); *outcome (may be NULL) says how.
+ * Errors: the loader's (SCACHE_ENOTFOUND included), SCACHE_EINVAL, SCACHE_ENOMEM.
+ */
+scache_err scache_get_or_load(scache_request *req, const char *source, const char *id,
+                              scache_loader_fn loader, void *loader_arg, void **value,
+                              size_t *len, scache_outcome *outcome);
+
+/*
+ * scache_invalidate: announce that the data of (source, id) changed: publish the
+ * invalidation to the stream (every instance, this one included, removes it), then
+ * remove it locally at once. If publishing fails the ID is still removed locally and the
+ * publish error is returned (SCACHE_EPUBLISH, SCACHE_ETRANSPORT, ...): never success for
+ * an invalidation other instances will not see. Call it after the change is committed.
+ */
+scache_err scache_invalidate(scache_request *req, const char *source, const char *id);
+
+/* scache_invalidate_many: scache_invalidate() of n IDs (sources[i], ids[i]) in as few
+ * records as the stream allows. */
+scache_err scache_invalidate_many(scache_request *req, const char *const *sources,
+                                  const char *const *ids, size_t n);
+
+/* The same two without a request (from a background job); any thread. */
+scache_err scache_middleware_invalidate(scache_middleware *mw, const char *const *sources,
+                                        const char *const *ids, size_t n);
+
+/* ---- Metrics ----------------------------------------------------------------- */
+
+/* Counters of a middleware since creation (entries, bytes, staleness: current). */
+typedef struct scache_middleware_stats {
+	scache_cache_stats cache;
+	uint64_t requests;           /* requests completed */
+	uint64_t bypass_requests;    /* requests served with the cache bypassed */
+	uint64_t request_hits;       /* hits/misses counted through the request helpers */
+	uint64_t request_misses;
+	uint64_t polls;              /* polls completed */
+	uint64_t poll_errors;
+	uint64_t kinesis_calls;      /* HTTP calls made by polls */
+	uint64_t gaps;               /* gaps reported (each flushed the cache) */
+	uint64_t keys_applied;       /* invalidated keys received from the stream */
+	uint64_t published_keys;     /* keys published by scache_invalidate* */
+	uint64_t publish_errors;     /* scache_invalidate* calls whose publish failed */
+	uint64_t stream_ns;          /* time requests spent waiting for the drain */
+	uint64_t saved_ns;           /* saved time of the hits of requests */
+	uint64_t staleness_ns;       /* now - start of the newest successful poll */
+	int bypassing;               /* 1 during a staleness episode */
+} scache_middleware_stats;
+
+void scache_middleware_stats_get(scache_middleware *mw, scache_middleware_stats *out);
+
+/*
+ * scache_middleware_metrics: the stats as Prometheus text exposition (version 0.0.4),
+ * every metric prefixed "scache_", with HELP and TYPE lines. On SCACHE_OK *out owns a
+ * NUL-terminated buffer (free() it) of *len bytes (len may be NULL). SCACHE_ENOMEM.
+ */
+scache_err scache_middleware_metrics(scache_middleware *mw, char **out, size_t *len);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,149 @@
+/*
+ * Private to lib/middleware*.c, lib/efficiency.c and the tests: the stream interface the
+ * middleware drains through, so that unit tests plug a stand-in where the Kinesis reader
+ * normally goes, and the state efficiency.c reads.
+ */
+#ifndef SCACHE_MIDDLEWARE_INTERNAL_H
+#define SCACHE_MIDDLEWARE_INTERNAL_H
+
+#include "scache/middleware.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+
+#include <uthash.h>
+
+/*
+ * The stream as the middleware sees it. drain() runs one poll that begins at or after
+ * since_ns, delivering invalidated keys with scache_middleware_apply_keys() and gaps with
+ * scache_middleware_apply_gap() before it returns; it fills *info (calls, err). Only the
+ * poller thread calls drain. publish() stores n keys on the stream (SCACHE_OK only if all
+ * were stored); any thread. destroy() (may be NULL) frees arg at scache_middleware_free.
+ */
+typedef struct scache_stream_ops {
+	scache_err (*drain)(void *arg, scache_middleware *mw, uint64_t since_ns,
+	                    scache_poll_info *info);
+	scache_err (*publish)(void *arg, const char *const *keys, const size_t *lens, size_t n);
+	void (*destroy)(void *arg);
+	void *arg;
+} scache_stream_ops;
+
+/* scache_middleware_new_with_ops: scache_middleware_new() over any stream (config.stream
+ * is ignored and may be NULL). ops is copied; ops->arg is owned by the middleware from
+ * then on when destroy is set, also on failure. */
+scache_err scache_middleware_new_with_ops(const scache_middleware_config *config,
+                                          const scache_stream_ops *ops,
+                                          scache_middleware **out, char *errbuf,
+                                          size_t errlen);
+
+/* Apply invalidated keys (the reader's on_keys; arg is the middleware). */
+void scache_middleware_apply_keys(void *mw, const char *const *keys, const size_t *lens,
+                                  size_t n);
+/* Apply a gap (the reader's on_gap): flush the cache and log a warning. */
+void scache_middleware_apply_gap(void *mw, const char *why);
+
+/* For tests: the references held on the load in flight for key (loader + waiters), 0
+ * if none. Call with flight_mu held. */
+unsigned scache_test_flight_refs(scache_middleware *mw, const char *key);
+
+/* ---- State shared by middleware.c and efficiency.c ---------------------------- */
+
+typedef struct request_entry {
+	struct MHD_Connection *connection;
+	scache_request *req;
+	UT_hash_handle hh;
+} request_entry;
+
+struct scache_request {
+	scache_middleware *mw;
+	struct MHD_Connection *connection;
+	void *app_req_cls;          /* what the wrapped handler sees as *req_cls */
+	char *method;
+	char *path;
+	uint64_t wall_ns;           /* CLOCK_REALTIME at arrival, for the log line */
+	uint64_t arrival_ns;        /* scache_now_ns() at arrival */
+	uint64_t stream_ns;         /* time spent waiting for the drain */
+	uint64_t saved_ns;          /* saved time of this request's hits */
+	uint64_t token;             /* load token taken when the handler started */
+	uint64_t hits, misses, evicted;
+	unsigned status;
+	int bypass;
+	request_entry reg;          /* entry in the middleware's registry */
+};
+
+/* Counters of the current summary period (efficiency.c). */
+typedef struct period_counters {
+	uint64_t requests, hits, misses, bypass_requests;
+	uint64_t stream_ns, saved_ns;
+	uint64_t polls, poll_errors, calls;
+} period_counters;
+
+struct scache_middleware {
+	scache_middleware_config cfg;   /* defaults resolved */
+	scache_stream_ops ops;
+
+	/* Poll state, under mu. */
+	pthread_mutex_t mu;
+	pthread_cond_t wake;            /* poller: a poll is wanted, or stop */
+	pthread_cond_t poll_done;       /* waiters: a poll completed */
+	int want;                       /* a request wants a poll newer than the last start */
+	int polling;
+	int stop;
+	int bypassing;                  /* staleness episode in progress */
+	uint64_t last_start_ns;         /* start of the newest poll begun */
+	uint64_t last_done_ns;          /* start of the newest poll completed */
+	uint64_t last_ok_ns;            /* start of the newest successful poll (or creation) */
+	uint64_t last_removed;          /* entries the newest completed poll removed */
+	uint64_t backoff_ns;            /* added to the budget interval after failures */
+	uint64_t min_interval_ns;       /* 1 s / max_polls_per_second */
+	uint64_t next_summary_ns;
+	pthread_t poller;
+	int poller_started;
+	_Atomic uint64_t poll_removed;  /* entries removed by the poll in progress */
+
+	/* Requests in progress by connection, under reg_mu. */
+	pthread_mutex_t reg_mu;
+	request_entry *registry;
+
+	/* Loads in flight by key, under flight_mu. */
+	pthread_mutex_t flight_mu;
+	struct flight *flights;
+
+	/* Counters, under stats_mu. */
+	pthread_mutex_t stats_mu;
+	scache_middleware_stats totals;
+	period_counters period;
+	uint64_t period_start_ns;
+
+	pthread_mutex_t log_mu;         /* one sink call at a time */
+};
+
+/* efficiency.c */
+
+/* Append the JSON string literal of s (len bytes) to buf: quotes, backslash and control
+ * characters escaped, invalid UTF-8 replaced by U+FFFD, so no input forges a field.
+ * Returns 0, or -1 when out of memory. */
+typedef struct strbuf {
+	char *data;
+	size_t len, cap;
+	int failed;
+} strbuf;
+void strbuf_append(strbuf *b, const char *s, size_t n);
+void strbuf_puts(strbuf *b, const char *s);
+void strbuf_printf(strbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void strbuf_json_string(strbuf *b, const char *s, size_t n);
+
+/* Write one line to the sink (or stderr). */
+void efficiency_emit(scache_middleware *mw, const char *line, size_t len);
+/* The request's line, and count it into the totals and the period. */
+void efficiency_request_done(scache_middleware *mw, const scache_request *req);
+/* A summary line of the period that ends now, then a new period. force: even if no
+ * request was served in it. */
+void efficiency_summary(scache_middleware *mw, int force);
+/* A warning line {"type":"warning","time":...,"msg":...}. */
+void efficiency_warning(scache_middleware *mw, const char *msg);
+/* Count a completed poll into totals and period. */
+void efficiency_poll_done(scache_middleware *mw, const scache_poll_info *info, scache_err err);
+
+#endif

@@ -1,0 +1,884 @@
+/* The middleware with a stand-in stream: real libmicrohttpd daemons on 127.0.0.1 in every
+ * thread mode, real HTTP through libcurl, and a stream stand-in that delivers queued
+ * invalidations, fails, or reports gaps on demand. Outcomes are exact; nothing asserts
+ * a duration. */
+#include <criterion/criterion.h>
+#include <curl/curl.h>
+#include <json-c/json.h>
+
+#include "middleware_internal.h"
+#include <scache/id.h>
+#include <scache/middleware.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* ---- The stand-in stream ------------------------------------------------------ */
+
+typedef struct standin {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	char *pending[64];
+	size_t npending;
+	int fail;             /* drains fail with SCACHE_ETRANSPORT */
+	int gap;              /* the next drain reports a gap */
+	int publish_fail;
+	int hold;             /* drains block while set */
+	unsigned drains;
+	unsigned holding;     /* drains blocked now */
+	size_t published;
+} standin;
+
+static standin *standin_new(void)
+{
+	standin *s = calloc(1, sizeof *s);
+	pthread_mutex_init(&s->mu, NULL);
+	pthread_cond_init(&s->cv, NULL);
+	return s;
+}
+
+static void standin_queue(standin *s, const char *source, const char *id)
+{
+	char *key;
+	cr_assert_eq(scache_id_encode_alloc(source, strlen(source), id, strlen(id), &key, NULL),
+	             SCACHE_OK);
+	pthread_mutex_lock(&s->mu);
+	s->pending[s->npending++] = key;
+	pthread_mutex_unlock(&s->mu);
+}
+
+static void standin_set(standin *s, int *field, int v)
+{
+	pthread_mutex_lock(&s->mu);
+	*field = v;
+	pthread_cond_broadcast(&s->cv);
+	pthread_mutex_unlock(&s->mu);
+}
+
+static unsigned standin_drains(standin *s)
+{
+	pthread_mutex_lock(&s->mu);
+	unsigned n = s->drains;
+	pthread_mutex_unlock(&s->mu);
+	return n;
+}
+
+static scache_err standin_drain(void *arg, scache_middleware *mw, uint64_t since_ns,
+                                scache_poll_info *info)
+{
+	(void)since_ns;
+	standin *s = arg;
+	pthread_mutex_lock(&s->mu);
+	s->holding++;
+	pthread_cond_broadcast(&s->cv);
+	while (s->hold)
+		pthread_cond_wait(&s->cv, &s->mu);
+	s->holding--;
+	s->drains++;
+	info->calls = 1;
+	if (s->fail) {
+		pthread_mutex_unlock(&s->mu);
+		info->err = SCACHE_ETRANSPORT;
+		snprintf(info->message, sizeof info->message, "connection refused (stand-in)");
+		return SCACHE_ETRANSPORT;
+	}
+	int gap = s->gap;
+	s->gap = 0;
+	char *keys[64];
+	size_t lens[64], n = s->npending;
+	for (size_t i = 0; i < n; i++) {
+		keys[i] = s->pending[i];
+		lens[i] = strlen(keys[i]);
+	}
+	s->npending = 0;
+	pthread_mutex_unlock(&s->mu);
+	if (gap)
+		scache_middleware_apply_gap(mw, "stand-in gap \"quoted\"");
+	if (n)
+		scache_middleware_apply_keys(mw, (const char *const *)keys, lens, n);
+	for (size_t i = 0; i < n; i++)
+		free(keys[i]);
+	info->keys = n;
+	return SCACHE_OK;
+}
+
+static scache_err standin_publish(void *arg, const char *const *keys, const size_t *lens,
+                                  size_t n)
+{
+	standin *s = arg;
+	pthread_mutex_lock(&s->mu);
+	if (s->publish_fail) {
+		pthread_mutex_unlock(&s->mu);
+		return SCACHE_EPUBLISH;
+	}
+	for (size_t i = 0; i < n && s->npending < 64; i++)
+		s->pending[s->npending++] = strndup(keys[i], lens[i]);
+	s->published += n;
+	pthread_mutex_unlock(&s->mu);
+	return SCACHE_OK;
+}
+
+static void standin_destroy(void *arg)
+{
+	standin *s = arg;
+	for (size_t i = 0; i < s->npending; i++)
+		free(s->pending[i]);
+	pthread_cond_destroy(&s->cv);
+	pthread_mutex_destroy(&s->mu);
+	free(s);
+}
+
+/* ---- Captured log lines -------------------------------------------------------- */
+
+typedef struct capture {
+	pthread_mutex_t mu;
+	char *lines[256];
+	size_t n;
+} capture;
+
+static capture logs = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+static void capture_line(void *arg, const char *line, size_t len)
+{
+	capture *c = arg;
+	cr_assert_eq(line[len], '\0');
+	pthread_mutex_lock(&c->mu);
+	if (c->n < 256)
+		c->lines[c->n++] = strndup(line, len);
+	pthread_mutex_unlock(&c->mu);
+}
+
+/* The n-th line of the given type, parsed (caller puts it). */
+static json_object *log_line(const char *type, size_t nth)
+{
+	json_object *found = NULL;
+	pthread_mutex_lock(&logs.mu);
+	for (size_t i = 0; i < logs.n && !found; i++) {
+		json_object *o = json_tokener_parse(logs.lines[i]);
+		cr_assert_not_null(o, "log line is not JSON: %s", logs.lines[i]);
+		json_object *t;
+		if (json_object_object_get_ex(o, "type", &t) &&
+		    strcmp(json_object_get_string(t), type) == 0 && nth-- == 0)
+			found = o;
+		else
+			json_object_put(o);
+	}
+	pthread_mutex_unlock(&logs.mu);
+	return found;
+}
+
+static size_t count_lines(const char *type)
+{
+	size_t n = 0;
+	json_object *o;
+	while ((o = log_line(type, n)) != NULL) {
+		json_object_put(o);
+		n++;
+	}
+	return n;
+}
+
+static void capture_clear(void)
+{
+	pthread_mutex_lock(&logs.mu);
+	for (size_t i = 0; i < logs.n; i++)
+		free(logs.lines[i]);
+	logs.n = 0;
+	pthread_mutex_unlock(&logs.mu);
+}
+
+/* ---- The application under test ------------------------------------------------ */
+
+/* The app's own per-request state, to check req_cls is kept and chained. */
+typedef struct app_req {
+	unsigned magic;
+	size_t uploaded;
+	unsigned calls;
+} app_req;
+
+static pthread_mutex_t app_mu = PTHREAD_MUTEX_INITIALIZER;
+static unsigned completed_ok;     /* completions that saw the app's own req_cls */
+static unsigned completed_total;
+
+static scache_cache *cache;
+static scache_middleware *mw;
+static standin *stream;
+static struct MHD_Daemon *daemon_;
+static unsigned short port;
+static pthread_t external_thread;
+static volatile int external_stop;
+static int external_mode;
+
+static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, const char *body,
+                             const char *xcache)
+{
+	struct MHD_Response *r = MHD_create_response_from_buffer(strlen(body), (void *)body,
+	                                                         MHD_RESPMEM_MUST_COPY);
+	if (xcache)
+		MHD_add_response_header(r, "X-Cache", xcache);
+	enum MHD_Result ret = scache_queue_response(c, status, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
+/* GET /get/ID: X-Cache HIT/MISS/BYPASS, body = cached value or "none".
+ * PUT /put/ID with a body: adds body under ID (saved 5 ms), answers the add's error.
+ * POST /upload: counts uploaded bytes in the app's req_cls, answers their number.
+ * GET /other-thread: looks the context up from another thread. */
+static void *lookup_thread(void *arg)
+{
+	struct MHD_Connection *c = arg;
+	return scache_request_of(mw, c);
+}
+
+static enum MHD_Result app_handler(void *cls, struct MHD_Connection *c, const char *url,
+                                   const char *method, const char *version,
+                                   const char *upload_data, size_t *upload_size,
+                                   void **req_cls)
+{
+	(void)version;
+	(void)upload_data;
+	cr_assert_eq(cls, (void *)&app_mu, "the handler gets its own closure");
+	app_req *ar = *req_cls;
+	if (!ar) {
+		ar = calloc(1, sizeof *ar);
+		ar->magic = 0xA5A5;
+		*req_cls = ar;
+		return MHD_YES;
+	}
+	cr_assert_eq(ar->magic, 0xA5A5u);
+	ar->calls++;
+	if (*upload_size) {
+		ar->uploaded += *upload_size;
+		*upload_size = 0;
+		return MHD_YES;
+	}
+	scache_request *req = scache_request_current();
+	cr_assert_not_null(req);
+	cr_assert_eq(scache_request_of(mw, c), req);
+	char buf[128];
+	if (strcmp(url, "/upload") == 0) {
+		snprintf(buf, sizeof buf, "%zu", ar->uploaded);
+		return reply(c, 200, buf, NULL);
+	}
+	if (strcmp(url, "/other-thread") == 0) {
+		pthread_t t;
+		void *found = NULL;
+		pthread_create(&t, NULL, lookup_thread, c);
+		pthread_join(t, &found);
+		return reply(c, found == req ? 200 : 500, found == req ? "same" : "other", NULL);
+	}
+	if (strncmp(url, "/get/", 5) == 0) {
+		scache_value v;
+		scache_err err = scache_get(req, "t", url + 5, &v);
+		if (err == SCACHE_OK) {
+			snprintf(buf, sizeof buf, "%.*s", (int)v.len, (const char *)v.data);
+			scache_value_release(&v);
+			return reply(c, 200, buf, "HIT");
+		}
+		return reply(c, 200, "none", err == SCACHE_EBYPASS ? "BYPASS" : "MISS");
+	}
+	if (strncmp(url, "/put/", 5) == 0 && strcmp(method, "PUT") == 0) {
+		scache_err err = scache_add(req, "t", url + 5, "v1", 2, 5000000);
+		return reply(c, 200, scache_strerror(err), NULL);
+	}
+	return reply(c, 404, "not found", NULL);
+}
+
+static void app_completed(void *cls, struct MHD_Connection *c, void **req_cls,
+                          enum MHD_RequestTerminationCode toe)
+{
+	(void)c;
+	(void)toe;
+	cr_assert_eq(cls, (void *)&app_mu);
+	pthread_mutex_lock(&app_mu);
+	completed_total++;
+	if (req_cls && *req_cls && ((app_req *)*req_cls)->magic == 0xA5A5)
+		completed_ok++;
+	pthread_mutex_unlock(&app_mu);
+	if (req_cls) {
+		free(*req_cls);
+		*req_cls = NULL;
+	}
+}
+
+static void *external_loop(void *arg)
+{
+	(void)arg;
+	while (!external_stop) {
+		fd_set rs, ws, es;
+		MHD_socket max = 0;
+		FD_ZERO(&rs);
+		FD_ZERO(&ws);
+		FD_ZERO(&es);
+		MHD_get_fdset(daemon_, &rs, &ws, &es, &max);
+		struct timeval tv = {0, 20000};
+		select(max + 1, &rs, &ws, &es, &tv);
+		MHD_run(daemon_);
+	}
+	return NULL;
+}
+
+static void start(unsigned flags, unsigned pool, scache_middleware_config mc)
+{
+	scache_cache_config cc = {.min_ttl_ms = 60000, .max_ttl_ms = 60000};
+	cr_assert_eq(scache_cache_new(&cc, &cache), SCACHE_OK);
+	stream = standin_new();
+	mc.cache = cache;
+	mc.handler = app_handler;
+	mc.handler_cls = &app_mu;
+	mc.completed = app_completed;
+	mc.completed_cls = &app_mu;
+	mc.log = capture_line;
+	mc.log_arg = &logs;
+	if (!mc.max_staleness_ms)
+		mc.max_staleness_ms = 60000;
+	if (!mc.max_polls_per_second)
+		mc.max_polls_per_second = 1000;
+	scache_stream_ops ops = {standin_drain, standin_publish, standin_destroy, stream};
+	char err[256];
+	cr_assert_eq(scache_middleware_new_with_ops(&mc, &ops, &mw, err, sizeof err), SCACHE_OK,
+	             "%s", err);
+
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = 0};
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (pool)
+		daemon_ = MHD_start_daemon(flags, 0, NULL, NULL, scache_access_handler, mw,
+		                           MHD_OPTION_NOTIFY_COMPLETED, scache_request_completed, mw,
+		                           MHD_OPTION_SOCK_ADDR, &sa, MHD_OPTION_THREAD_POOL_SIZE,
+		                           pool, MHD_OPTION_END);
+	else
+		daemon_ = MHD_start_daemon(flags, 0, NULL, NULL, scache_access_handler, mw,
+		                           MHD_OPTION_NOTIFY_COMPLETED, scache_request_completed, mw,
+		                           MHD_OPTION_SOCK_ADDR, &sa, MHD_OPTION_END);
+	cr_assert_not_null(daemon_);
+	const union MHD_DaemonInfo *di = MHD_get_daemon_info(daemon_, MHD_DAEMON_INFO_BIND_PORT);
+	port = di->port;
+	external_mode = !(flags & (MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION));
+	if (external_mode) {
+		external_stop = 0;
+		pthread_create(&external_thread, NULL, external_loop, NULL);
+	}
+}
+
+static void stop(void)
+{
+	if (external_mode) {
+		external_stop = 1;
+		pthread_join(external_thread, NULL);
+	}
+	MHD_stop_daemon(daemon_);
+	scache_middleware_free(mw);
+	scache_cache_free(cache);
+	capture_clear();
+}
+
+/* ---- HTTP client --------------------------------------------------------------- */
+
+typedef struct response {
+	long status;
+	char body[512];
+	size_t len;
+	char xcache[16];
+} response;
+
+static size_t on_body(char *p, size_t size, size_t n, void *arg)
+{
+	response *r = arg;
+	size_t k = size * n;
+	size_t room = sizeof r->body - 1 - r->len;
+	memcpy(r->body + r->len, p, k < room ? k : room);
+	r->len += k < room ? k : room;
+	r->body[r->len] = '\0';
+	return k;
+}
+
+static size_t on_header(char *p, size_t size, size_t n, void *arg)
+{
+	response *r = arg;
+	size_t k = size * n;
+	if (k > 9 && strncasecmp(p, "X-Cache: ", 9) == 0)
+		snprintf(r->xcache, sizeof r->xcache, "%.*s", (int)(k - 9 - 2), p + 9);
+	return k;
+}
+
+static response http(const char *method, const char *path, const char *body)
+{
+	response r = {0};
+	CURL *c = curl_easy_init();
+	char url[512];
+	snprintf(url, sizeof url, "http://127.0.0.1:%u%s", port, path);
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, &r);
+	curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+	curl_easy_setopt(c, CURLOPT_HEADERDATA, &r);
+	curl_easy_setopt(c, CURLOPT_PATH_AS_IS, 1L);
+	if (body)
+		curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+	CURLcode rc = curl_easy_perform(c);
+	cr_assert_eq(rc, CURLE_OK, "%s %s: %s", method, path, curl_easy_strerror(rc));
+	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
+	curl_easy_cleanup(c);
+	return r;
+}
+
+/* Completion runs after the response is sent: wait for the n-th request line. */
+static json_object *wait_request_line(size_t nth)
+{
+	for (int i = 0; i < 5000; i++) {
+		json_object *o = log_line("request", nth);
+		if (o)
+			return o;
+		usleep(1000);
+	}
+	cr_assert_fail("request line %zu never came", nth);
+	return NULL;
+}
+
+static void cache_put(const char *id, const char *value)
+{
+	char key[128];
+	scache_id_encode("t", 1, id, strlen(id), key, sizeof key);
+	scache_add_opts o = {.token = scache_cache_begin_load(cache), .saved_ns = 4000000};
+	cr_assert_eq(scache_cache_add(cache, key, strlen(key), value, strlen(value), &o),
+	             SCACHE_OK);
+}
+
+static int64_t field_int(json_object *o, const char *name)
+{
+	json_object *f;
+	cr_assert(json_object_object_get_ex(o, name, &f), "field %s missing", name);
+	return json_object_get_int64(f);
+}
+
+/* ---- Tests --------------------------------------------------------------------- */
+
+static void check_req_cls_kept(unsigned flags, unsigned pool)
+{
+	scache_middleware_config mc = {0};
+	start(flags, pool, mc);
+	char body[3000];
+	memset(body, 'x', sizeof body - 1);
+	body[sizeof body - 1] = '\0';
+	response r = http("POST", "/upload", body);
+	cr_assert_eq(r.status, 200);
+	cr_assert_str_eq(r.body, "2999", "upload callbacks reached the app with its req_cls");
+	r = http("GET", "/other-thread", NULL);
+	cr_assert_str_eq(r.body, "same");
+	json_object_put(wait_request_line(1));
+	pthread_mutex_lock(&app_mu);
+	cr_assert_eq(completed_total, 2);
+	cr_assert_eq(completed_ok, 2, "the app's completion saw its own req_cls");
+	pthread_mutex_unlock(&app_mu);
+	cr_assert_null(scache_request_current(), "no context outside a handler");
+	stop();
+}
+
+Test(middleware, keeps_req_cls_with_an_internal_polling_thread)
+{
+	check_req_cls_kept(MHD_USE_INTERNAL_POLLING_THREAD, 0);
+}
+
+Test(middleware, keeps_req_cls_with_a_thread_pool)
+{
+	check_req_cls_kept(MHD_USE_INTERNAL_POLLING_THREAD, 4);
+}
+
+Test(middleware, keeps_req_cls_with_thread_per_connection)
+{
+	check_req_cls_kept(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD, 0);
+}
+
+Test(middleware, keeps_req_cls_with_external_select)
+{
+	check_req_cls_kept(0, 0);
+}
+
+Test(middleware, strict_drain_applies_invalidations_published_before_the_request)
+{
+	scache_middleware_config mc = {0};
+	start(MHD_USE_INTERNAL_POLLING_THREAD, 0, mc);
+	cache_put("1", "old");
+	response r = http("GET", "/get/1", NULL);
+	cr_assert_str_eq(r.xcache, "HIT");
+	cr_assert_str_eq(r.body, "old");
+	standin_queue(stream, "t", "1");
+	r = http("GET", "/get/1", NULL);
+	cr_assert_str_eq(r.xcache, "MISS", "the request waited for a poll that saw the key");
+	json_object *o = wait_request_line(1);
+	cr_assert_eq(field_int(o, "evicted"), 1);
+	cr_assert_eq(field_int(o, "misses"), 1);
+	json_object_put(o);
+	o = wait_request_line(0);
+	cr_assert_eq(field_int(o, "hits"), 1);
+	json_object *saved;
+	cr_assert(json_object_object_get_ex(o, "saved_ms", &saved));
+	cr_assert_float_eq(json_object_get_double(saved), 4.0, 1e-9);
+	json_object_put(o);
+	stop();
+}
+
+Test(middleware, empty_cache_does_not_wait_but_keeps_the_stream_moving)
+{
+	scache_middleware_config mc = {0};
+	start(MHD_USE_INTERNAL_POLLING_THREAD, 0, mc);
+	standin_set(stream, &stream->hold, 1); /* every poll blocks from now on */
+	response r = http("GET", "/get/1", NULL);
+	cr_assert_str_eq(r.xcache, "MISS", "answered while the poll is still blocked");
+	pthread_mutex_lock(&stream->mu);
+	while (stream->holding == 0) /* a poll was started for the request */
+		pthread_cond_wait(&stream->cv, &stream->mu);
+	pthread_mutex_unlock(&stream->mu);
+	standin_set(stream, &stream->hold, 0);
+	stop();
+}
+
+Test(middleware, bounded_staleness_uses_a_recent_poll_without_waiting)
+{
+	scache_middleware_config mc = {.poll_interval_ms = 3600000};
+	start(MHD_USE_INTERNAL_POLLING_THREAD, 0, mc);
+	while (standin_drains(stream) == 0) /* the first background poll */
+		usleep(1000);
+	cache_put("1", "old");
+	standin_queue(stream, "t", "1");
+	unsigned before = standin_drains(stream);
+	response r = http("GET", "/get/1", NULL);
+	cr_assert_str_eq(r.xcache, "HIT", "a poll within the interval is good enough");
+	cr_assert_eq(standin_drains(stream), before, "no poll for the request");
+	stop();
+}
+
+Test(middleware, adds_are_refused_when_the_id_was_invalidated_during_the_handler)
+{
+	scache_middleware_config mc = {0};
+	start(MHD_USE_INTERNAL_POLLING_THREAD, 0, mc);
+	response r = http("PUT", "/put/1", NULL);
+	cr_assert_str_eq(r.body, scache_strerror(SCACHE_OK));
+	/* a request's token is taken when its handler starts: simulate an invalidation
+	 * applied while a handler loads */
+	scache_request fake = {.mw = mw, .token = scache_cache_begin_load(cache)};
+	const char *k = "id=2&s=t&t=data.ID";
+	size_t kl = strlen(k);
+	scache_middleware_apply_keys(mw, &k, &kl, 1);
+	cr_assert_eq(scache_add(&fake, "t", "2", "v", 1, 1), SCACHE_ESTALE);
+	cr_assert_eq(scache_add(&fake, "t", "3", "v", 1, 1), SCACHE_OK);
+	stop();
+}
+
+Test(middleware, bypasses_when_the_stream_stays_down_and_recovers_by_itself)
+{
+	scache_middleware_config mc = {.max_staleness_ms = 50, .max_polls_per_second = 100};
+	start(MHD_USE_INTERNAL_POLLING_THREAD, 0, mc);
+	cache_put("1", "old");
+	standin_set(stream, &stream->fail, 1);
+	response r;
+	int tries = 0;
+	do {
+		r = http("GET", "/get/1", NULL);
+		cr_assert_eq(r.status, 200, "requests keep succeeding while the stream is down");
+	} while (strcmp(r.xcache, "BYPASS") != 0 && ++tries < 1000);
+	cr_assert_str_eq(r.xcache, "BYPASS");
+	r = http("PUT", "/put/9", NULL);
+	cr_assert_str_eq(r.body, scache_strerror(SCACHE_EBYPASS), "adds are refused");
+	r = http("GET", "/get/1", NULL);
+	cr_assert_str_eq(r.xcache, "BYPASS");
+	cr_assert_eq(count_lines("warning"), 1, "one warning per episode");
+
+	standin_set(stream, &stream->fail, 0);
+	tries = 0;
+	do {
+		usleep(1000);
+		r = http("GET", "/get/1", NULL);
+	} while (strcmp(r.xcache, "BYPASS") == 0 && ++tries < 5000);
+	cr_assert_str_eq(r.xcache, "HIT", "caching resumes after a successful poll");
+	cr_assert_eq(count_lines("warning"), 2, "the recovery is logged");
+	scache_middleware_stats st;
+	scache_middleware_stats_get(mw, &st);
+	cr_assert_eq(st.bypassing, 0);
+	cr_assert(st.poll_errors >= 1);
+	cr_assert(st.bypass_requests >= 2);
+	stop();
+}
+
+Test(middleware, a_gap_flushes_the_cache)
+{
+	scache_middleware_config mc = {0};
+	start(MHD_USE_INTERNAL_POLLING_THREAD, 0, mc);
+	cache_put("1", "a");
+	cache_put("2", "b");
+	standin_set(stream, &stream->gap, 1);
+	response r = http("GET", "/get/1", NULL);
+	cr_assert_str_eq(r.xcache, "MISS");
+	scache_middleware_stats st;
+	scache_middleware_stats_get(mw, &st);
+	cr_assert_eq(st.cache.entries, 0);
+	cr_assert_eq(st.gaps, 1);
+	json_object *w = log_line("warning", 0);
+	cr_assert_not_null(w);
+	json_object *msg;
+	cr_assert(json_object_object_get_ex(w, "msg", &msg));
+	cr_assert_str_eq(json_object_get_string(msg),
+	                 "invalidations may have been missed (stand-in gap \"quoted\"): cache "
+	                 "flushed");
+	json_object_put(w);
+	stop();
+}
+
+Test(middleware, log_lines_escape_what_the_client_sent)
+{
+	scache_middleware_config mc = {0};
+	start(MHD_USE_INTERNAL_POLLING_THREAD, 0, mc);
+	/* a path that tries to close the string and add a field, plus a bad UTF-8 byte */
+	response r = http("GET", "/x\",\"status\":999,\"a\":\"\\%ff%01\xff", NULL);
+	cr_assert_eq(r.status, 404);
+	json_object *o = wait_request_line(0);
+	const char *fields[] = {"type", "time", "method", "path", "status", "request_ms",
+	                        "stream_ms", "saved_ms", "hits", "misses", "evicted", "bypass"};
+	for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
+		cr_assert(json_object_object_get_ex(o, fields[i], NULL), "%s", fields[i]);
+	cr_assert_eq(json_object_object_length(o), 12, "no forged field");
+	cr_assert_eq(field_int(o, "status"), 404);
+	json_object *path;
+	json_object_object_get_ex(o, "path", &path);
+	cr_assert_str_eq(json_object_get_string(path),
+	                 "/x\",\"status\":999,\"a\":\"\\\xef\xbf\xbd\x01\xef\xbf\xbd");
+	json_object_put(o);
+	stop();
+}
+
+Test(middleware, summary_says_when_the_cache_costs_more_than_it_saves)
+{
+	scache_middleware_config mc = {0};
+	start(MHD_USE_INTERNAL_POLLING_THREAD, 0, mc);
+	pthread_mutex_lock(&mw->stats_mu);
+	mw->period.requests = 4;
+	mw->period.hits = 1;
+	mw->period.misses = 3;
+	mw->period.stream_ns = 8000000;
+	mw->period.saved_ns = 2000000;
+	pthread_mutex_unlock(&mw->stats_mu);
+	efficiency_summary(mw, 0);
+	json_object *o = log_line("summary", 0);
+	cr_assert_not_null(o);
+	cr_assert_eq(field_int(o, "requests"), 4);
+	json_object *f;
+	cr_assert(json_object_object_get_ex(o, "hit_ratio", &f));
+	cr_assert_float_eq(json_object_get_double(f), 0.25, 1e-9);
+	cr_assert(json_object_object_get_ex(o, "saved_per_stream", &f));
+	cr_assert_float_eq(json_object_get_double(f), 0.25, 1e-9);
+	cr_assert(json_object_object_get_ex(o, "warning", &f));
+	const char *need[] = {"time", "period_s", "bypass_requests", "stream_ms", "saved_ms",
+	                      "polls", "kinesis_calls", "kinesis_errors", "staleness_ms",
+	                      "bypassing", "entries"};
+	for (size_t i = 0; i < sizeof need / sizeof need[0]; i++)
+		cr_assert(json_object_object_get_ex(o, need[i], NULL), "%s", need[i]);
+	json_object_put(o);
+
+	pthread_mutex_lock(&mw->stats_mu);
+	mw->period.requests = 1;
+	mw->period.saved_ns = 9000000;
+	mw->period.stream_ns = 1000000;
+	pthread_mutex_unlock(&mw->stats_mu);
+	efficiency_summary(mw, 0);
+	o = log_line("summary", 1);
+	cr_assert_not_null(o);
+	cr_assert_not(json_object_object_get_ex(o, "warning", NULL), "no warning when it pays");
+	json_object_put(o);
+	stop();
+}
+
+Test(middleware, invalidate_publishes_then_removes_and_reports_publish_failure)
+{
+	scache_middleware_config mc = {0};
+	start(MHD_USE_INTERNAL_POLLING_THREAD, 0, mc);
+	scache_request fake = {.mw = mw, .token = scache_cache_begin_load(cache)};
+	cache_put("1", "a");
+	cache_put("2", "b");
+	cr_assert_eq(scache_invalidate(&fake, "t", "1"), SCACHE_OK);
+	scache_value v;
+	cr_assert_eq(scache_get(&fake, "t", "1", &v), SCACHE_ENOTFOUND);
+	cr_assert_eq(stream->published, 1);
+	standin_set(stream, &stream->publish_fail, 1);
+	const char *sources[] = {"t", "t"}, *ids[] = {"2", "3"};
+	cr_assert_eq(scache_invalidate_many(&fake, sources, ids, 2), SCACHE_EPUBLISH);
+	cr_assert_eq(scache_get(&fake, "t", "2", &v), SCACHE_ENOTFOUND,
+	             "removed locally even though the publish failed");
+	scache_middleware_stats st;
+	scache_middleware_stats_get(mw, &st);
+	cr_assert_eq(st.published_keys, 1);
+	cr_assert_eq(st.publish_errors, 1);
+	stop();
+}
+
+/* get_or_load: a loader that blocks until released, counting its runs. */
+typedef struct gate {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int open;
+	unsigned runs;
+	unsigned entered;
+} gate;
+
+static scache_err gated_loader(void *arg, void **value, size_t *len)
+{
+	gate *g = arg;
+	pthread_mutex_lock(&g->mu);
+	g->runs++;
+	g->entered++;
+	pthread_cond_broadcast(&g->cv);
+	while (!g->open)
+		pthread_cond_wait(&g->cv, &g->mu);
+	pthread_mutex_unlock(&g->mu);
+	*value = strdup("loaded");
+	*len = 6;
+	return SCACHE_OK;
+}
+
+typedef struct loader_call {
+	gate *g;
+	scache_request req;
+	scache_err err;
+	scache_outcome outcome;
+	char value[16];
+} loader_call;
+
+static void *call_get_or_load(void *arg)
+{
+	loader_call *lc = arg;
+	void *v;
+	size_t n;
+	lc->err = scache_get_or_load(&lc->req, "t", "hot", gated_loader, lc->g, &v, &n,
+	                             &lc->outcome);
+	if (lc->err == SCACHE_OK) {
+		snprintf(lc->value, sizeof lc->value, "%.*s", (int)n, (char *)v);
+		free(v);
+	}
+	return NULL;
+}
+
+Test(middleware, get_or_load_runs_one_loader_per_id_and_waiters_share_it)
+{
+	scache_middleware_config mc = {0};
+	start(MHD_USE_INTERNAL_POLLING_THREAD, 0, mc);
+	gate g = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+	enum { N = 8 };
+	loader_call calls[N];
+	pthread_t t[N];
+	/* all requests started before the load: their tokens are older than the leader's */
+	for (int i = 0; i < N; i++) {
+		calls[i] = (loader_call){.g = &g};
+		calls[i].req = (scache_request){.mw = mw, .token = scache_cache_begin_load(cache)};
+	}
+	pthread_create(&t[0], NULL, call_get_or_load, &calls[0]);
+	pthread_mutex_lock(&g.mu);
+	while (g.entered == 0)
+		pthread_cond_wait(&g.cv, &g.mu);
+	pthread_mutex_unlock(&g.mu);
+	for (int i = 1; i < N; i++)
+		pthread_create(&t[i], NULL, call_get_or_load, &calls[i]);
+	/* wait until the others joined the flight (its reference count) */
+	for (;;) {
+		pthread_mutex_lock(&mw->flight_mu);
+		unsigned refs = scache_test_flight_refs(mw, "id=hot&s=t&t=data.ID");
+		pthread_mutex_unlock(&mw->flight_mu);
+		if (refs == N)
+			break;
+		usleep(1000);
+	}
+	pthread_mutex_lock(&g.mu);
+	g.open = 1;
+	pthread_cond_broadcast(&g.cv);
+	pthread_mutex_unlock(&g.mu);
+	for (int i = 0; i < N; i++) {
+		pthread_join(t[i], NULL);
+		cr_assert_eq(calls[i].err, SCACHE_OK);
+		cr_assert_str_eq(calls[i].value, "loaded");
+		cr_assert_eq(calls[i].outcome, SCACHE_OUTCOME_MISS);
+	}
+	cr_assert_eq(g.runs, 1, "one loader for %d concurrent misses", N);
+	loader_call again = {.g = &g};
+	again.req = (scache_request){.mw = mw, .token = scache_cache_begin_load(cache)};
+	call_get_or_load(&again);
+	cr_assert_eq(again.outcome, SCACHE_OUTCOME_HIT);
+	cr_assert_eq(g.runs, 1);
+	stop();
+}
+
+Test(middleware, get_or_load_waiter_reloads_when_the_shared_load_is_stale_for_it)
+{
+	scache_middleware_config mc = {0};
+	start(MHD_USE_INTERNAL_POLLING_THREAD, 0, mc);
+	gate g = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+	loader_call leader = {.g = &g}, late = {.g = &g};
+	leader.req = (scache_request){.mw = mw, .token = scache_cache_begin_load(cache)};
+	pthread_t t1, t2;
+	pthread_create(&t1, NULL, call_get_or_load, &leader);
+	pthread_mutex_lock(&g.mu);
+	while (g.entered == 0)
+		pthread_cond_wait(&g.cv, &g.mu);
+	pthread_mutex_unlock(&g.mu);
+	/* the ID changes while the leader loads; a later request applied that change */
+	const char *k = "id=hot&s=t&t=data.ID";
+	size_t kl = strlen(k);
+	scache_middleware_apply_keys(mw, &k, &kl, 1);
+	late.req = (scache_request){.mw = mw, .token = scache_cache_begin_load(cache)};
+	pthread_create(&t2, NULL, call_get_or_load, &late);
+	for (;;) {
+		pthread_mutex_lock(&mw->flight_mu);
+		unsigned refs = scache_test_flight_refs(mw, k);
+		pthread_mutex_unlock(&mw->flight_mu);
+		if (refs == 2)
+			break;
+		usleep(1000);
+	}
+	pthread_mutex_lock(&g.mu);
+	g.open = 1;
+	pthread_cond_broadcast(&g.cv);
+	pthread_mutex_unlock(&g.mu);
+	pthread_join(t1, NULL);
+	pthread_join(t2, NULL);
+	cr_assert_eq(leader.err, SCACHE_OK);
+	cr_assert_eq(late.err, SCACHE_OK);
+	cr_assert_eq(g.runs, 2, "the late request did not take the stale result");
+	scache_middleware_stats st;
+	scache_middleware_stats_get(mw, &st);
+	cr_assert_eq(st.cache.refused_adds, 1, "the leader's stale add was refused");
+	cr_assert_eq(st.cache.entries, 1, "the late request's fresh load was cached");
+	stop();
+}
+
+Test(middleware, metrics_are_prometheus_text)
+{
+	scache_middleware_config mc = {0};
+	start(MHD_USE_INTERNAL_POLLING_THREAD, 0, mc);
+	cache_put("1", "a");
+	http("GET", "/get/1", NULL);
+	json_object_put(wait_request_line(0));
+	char *text;
+	size_t len;
+	cr_assert_eq(scache_middleware_metrics(mw, &text, &len), SCACHE_OK);
+	cr_assert_eq(strlen(text), len);
+	cr_assert_not_null(strstr(text, "\nscache_hits_total 1\n"));
+	cr_assert_not_null(strstr(text, "\nscache_requests_total 1\n"));
+	cr_assert_not_null(strstr(text, "# TYPE scache_entries gauge\n"));
+	/* every sample line: name, space, number */
+	char *save, *line = strtok_r(text, "\n", &save);
+	size_t samples = 0;
+	for (; line; line = strtok_r(NULL, "\n", &save)) {
+		if (line[0] == '#')
+			continue;
+		char name[64];
+		double v;
+		cr_assert_eq(sscanf(line, "%63[a-z_] %lf", name, &v), 2, "%s", line);
+		samples++;
+	}
+	cr_assert_eq(samples, 23);
+	free(text);
+	stop();
+}
