@@ -75,7 +75,7 @@ typedef struct tomb {
 } tomb;
 
 typedef struct stripe {
-	union {
+	alignas(64) union {
 		pthread_rwlock_t rw;
 		pthread_mutex_t mu;
 	} lock;
@@ -90,9 +90,16 @@ typedef struct stripe {
 	uint64_t rng;
 	/* under the exclusive lock */
 	uint64_t adds, refused, invalidations, expirations, evictions;
-	/* under the shared lock */
-	_Atomic uint64_t hits, misses, saved_ns;
 } stripe;
+
+/* Hit and miss counters are written under the shared lock by every reader. One atomic
+ * per stripe would bounce its cache line between cores on every get; instead each thread
+ * counts in its own slot (threads beyond COUNTER_SLOTS share slots, still correctly). */
+#define COUNTER_SLOTS 32u
+typedef struct counter_slot {
+	alignas(64) _Atomic uint64_t hits;
+	_Atomic uint64_t misses, saved_ns;
+} counter_slot;
 
 struct scache_cache {
 	unsigned nstripes;
@@ -107,7 +114,18 @@ struct scache_cache {
 	_Atomic uint64_t flush_epoch;
 	_Atomic uint64_t flushes;
 	stripe *stripes;
+	counter_slot counters[COUNTER_SLOTS];
 };
+
+static _Atomic unsigned next_thread_slot;
+static _Thread_local unsigned thread_slot_plus_one;
+
+static counter_slot *my_counters(scache_cache *c)
+{
+	if (!thread_slot_plus_one)
+		thread_slot_plus_one = atomic_fetch_add(&next_thread_slot, 1) % COUNTER_SLOTS + 1;
+	return &c->counters[thread_slot_plus_one - 1];
+}
 
 uint64_t scache_now_ns(void *unused)
 {
@@ -312,14 +330,16 @@ scache_err scache_cache_new(const scache_cache_config *config, scache_cache **ou
 	while (n < (cfg.stripes ? cfg.stripes : DEFAULT_STRIPES))
 		n <<= 1, shift--;
 
-	scache_cache *c = calloc(1, sizeof *c);
+	scache_cache *c = aligned_alloc(alignof(scache_cache), sizeof *c);
 	if (!c)
 		return SCACHE_ENOMEM;
-	c->stripes = calloc(n, sizeof *c->stripes);
+	memset(c, 0, sizeof *c);
+	c->stripes = aligned_alloc(alignof(stripe), n * sizeof *c->stripes);
 	if (!c->stripes) {
 		free(c);
 		return SCACHE_ENOMEM;
 	}
+	memset(c->stripes, 0, n * sizeof *c->stripes);
 	c->nstripes = n;
 	c->stripe_shift = shift;
 	c->lock = cfg.lock;
@@ -484,13 +504,14 @@ scache_err scache_cache_get(scache_cache *c, const void *key, size_t key_len, sc
 		out->len = e->value_len;
 		out->saved_ns = e->saved_ns;
 		out->ref_ = e;
-		atomic_fetch_add_explicit(&s->hits, 1, memory_order_relaxed);
-		atomic_fetch_add_explicit(&s->saved_ns, e->saved_ns, memory_order_relaxed);
 		unlock(c, s);
+		counter_slot *k = my_counters(c);
+		atomic_fetch_add_explicit(&k->hits, 1, memory_order_relaxed);
+		atomic_fetch_add_explicit(&k->saved_ns, out->saved_ns, memory_order_relaxed);
 		return SCACHE_OK;
 	}
-	atomic_fetch_add_explicit(&s->misses, 1, memory_order_relaxed);
 	unlock(c, s);
+	atomic_fetch_add_explicit(&my_counters(c)->misses, 1, memory_order_relaxed);
 	return SCACHE_ENOTFOUND;
 }
 
@@ -629,10 +650,12 @@ void scache_cache_stats_get(scache_cache *c, scache_cache_stats *out)
 		out->invalidations += s->invalidations;
 		out->expirations += s->expirations;
 		out->evictions += s->evictions;
-		out->hits += atomic_load_explicit(&s->hits, memory_order_relaxed);
-		out->misses += atomic_load_explicit(&s->misses, memory_order_relaxed);
-		out->saved_ns += atomic_load_explicit(&s->saved_ns, memory_order_relaxed);
 		unlock(c, s);
+	}
+	for (unsigned i = 0; i < COUNTER_SLOTS; i++) {
+		out->hits += atomic_load_explicit(&c->counters[i].hits, memory_order_relaxed);
+		out->misses += atomic_load_explicit(&c->counters[i].misses, memory_order_relaxed);
+		out->saved_ns += atomic_load_explicit(&c->counters[i].saved_ns, memory_order_relaxed);
 	}
 	out->flushes = atomic_load(&c->flushes);
 }
