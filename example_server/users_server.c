@@ -1,0 +1,621 @@
+/*
+ * users_server: a users service over SQLite that caches with libscache, the way a real
+ * service would. Read it as the usage guide; the lines marked "scache:" are the whole
+ * integration.
+ *
+ *   GET    /users/{id}   the user as JSON (404 if absent)     X-Cache: HIT | MISS | BYPASS
+ *   PUT    /users/{id}   {"name":...,"email":...}: upsert, then announce the change
+ *   DELETE /users/{id}   delete, then announce the change
+ *   GET    /metrics      Prometheus text
+ *   GET    /healthz      {"status":"ok",...}
+ *
+ * Run two of these over one database file and one stream: a PUT on one instance
+ * invalidates the other's copy before its next request is served.
+ */
+#include <scache/scache.h>
+
+#include <json-c/json.h>
+#include <microhttpd.h>
+#include <sqlite3.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define SOURCE "db.users.id"   /* scache: the data source of every cached user */
+#define MAX_BODY (64 * 1024)
+
+typedef struct server {
+	sqlite3 *db;
+	pthread_mutex_t db_mu;
+	scache_middleware *mw;
+	const char *hold_dir;          /* test hook: see hold_load() */
+	FILE *log;
+	pthread_mutex_t log_mu;
+} server;
+
+/* ---- Settings: flags, each with an environment variable ---------------------- */
+
+typedef struct settings {
+	const char *port, *db, *stream, *endpoint, *region, *min_ttl, *max_ttl, *poll_interval,
+	    *max_staleness, *max_bytes, *threads, *log;
+} settings;
+
+static const struct flag {
+	const char *name, *env, *help;
+	size_t offset;
+} flags[] = {
+	{"--port", "SCACHE_PORT", "port on 127.0.0.1 [8080]", offsetof(settings, port)},
+	{"--db", "SCACHE_DB", "SQLite file, created when missing [users.db]",
+	 offsetof(settings, db)},
+	{"--stream", "SCACHE_STREAM", "Kinesis stream name (required)", offsetof(settings, stream)},
+	{"--endpoint", "SCACHE_ENDPOINT", "Kinesis endpoint [AWS_ENDPOINT_URL_KINESIS, ...]",
+	 offsetof(settings, endpoint)},
+	{"--region", "SCACHE_REGION", "AWS region [AWS_REGION]", offsetof(settings, region)},
+	{"--min-ttl", "SCACHE_MIN_TTL", "shortest entry lifetime, e.g. 60s [60s]",
+	 offsetof(settings, min_ttl)},
+	{"--max-ttl", "SCACHE_MAX_TTL", "longest entry lifetime [5m]", offsetof(settings, max_ttl)},
+	{"--poll-interval", "SCACHE_POLL_INTERVAL",
+	 "0 = strict; > 0 = bounded staleness, e.g. 400ms [0]", offsetof(settings, poll_interval)},
+	{"--max-staleness", "SCACHE_MAX_STALENESS", "bypass the cache after this long without "
+	 "a successful poll [10s]", offsetof(settings, max_staleness)},
+	{"--max-bytes", "SCACHE_MAX_BYTES", "memory bound of the cache [67108864]",
+	 offsetof(settings, max_bytes)},
+	{"--threads", "SCACHE_THREADS", "libmicrohttpd thread pool size [4]",
+	 offsetof(settings, threads)},
+	{"--log", "SCACHE_LOG", "efficiency log file (appended) [stderr]", offsetof(settings, log)},
+};
+#define NFLAGS (sizeof flags / sizeof flags[0])
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: users_server --stream NAME [options]\n");
+	for (size_t i = 0; i < NFLAGS; i++)
+		fprintf(f, "  %-16s %-22s %s\n", flags[i].name, flags[i].env, flags[i].help);
+}
+
+static int parse_args(int argc, char **argv, settings *s)
+{
+	for (size_t i = 0; i < NFLAGS; i++)
+		*(const char **)((char *)s + flags[i].offset) = getenv(flags[i].env);
+	for (int a = 1; a < argc; a++) {
+		if (!strcmp(argv[a], "-h") || !strcmp(argv[a], "--help")) {
+			usage(stdout);
+			exit(0);
+		}
+		size_t i;
+		for (i = 0; i < NFLAGS; i++) {
+			size_t n = strlen(flags[i].name);
+			const char **slot = (const char **)((char *)s + flags[i].offset);
+			if (!strcmp(argv[a], flags[i].name) && a + 1 < argc) {
+				*slot = argv[++a];
+				break;
+			}
+			if (!strncmp(argv[a], flags[i].name, n) && argv[a][n] == '=') {
+				*slot = argv[a] + n + 1;
+				break;
+			}
+		}
+		if (i == NFLAGS) {
+			fprintf(stderr, "users_server: unknown or incomplete option '%s'\n", argv[a]);
+			usage(stderr);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* "250ms", "10s", "5m" or a number of milliseconds; -1 if malformed. */
+static long long parse_ms(const char *v, long long dflt)
+{
+	if (!v || !*v)
+		return dflt;
+	char *end;
+	errno = 0;
+	long long n = strtoll(v, &end, 10);
+	if (errno || n < 0 || end == v)
+		return -1;
+	if (!*end || !strcmp(end, "ms"))
+		return n;
+	if (!strcmp(end, "s"))
+		return n * 1000;
+	if (!strcmp(end, "m"))
+		return n * 60000;
+	return -1;
+}
+
+static long long parse_count(const char *v, long long dflt)
+{
+	if (!v || !*v)
+		return dflt;
+	char *end;
+	errno = 0;
+	long long n = strtoll(v, &end, 10);
+	return errno || *end || n < 0 ? -1 : n;
+}
+
+/* ---- The database ----------------------------------------------------------- */
+
+static int db_open(server *sv, const char *path)
+{
+	if (sqlite3_open_v2(path, &sv->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+	                    SQLITE_OPEN_FULLMUTEX, NULL) != SQLITE_OK) {
+		fprintf(stderr, "users_server: cannot open database '%s': %s\n", path,
+		        sv->db ? sqlite3_errmsg(sv->db) : "out of memory");
+		return -1;
+	}
+	sqlite3_busy_timeout(sv->db, 5000); /* two servers share the file */
+	char *err = NULL;
+	if (sqlite3_exec(sv->db,
+	                 "PRAGMA journal_mode=WAL;"
+	                 "CREATE TABLE IF NOT EXISTS users (id TEXT PRIMARY KEY, "
+	                 "name TEXT NOT NULL, email TEXT NOT NULL);",
+	                 NULL, NULL, &err) != SQLITE_OK) {
+		fprintf(stderr, "users_server: cannot create the schema in '%s': %s\n", path, err);
+		sqlite3_free(err);
+		return -1;
+	}
+	return 0;
+}
+
+/* The user's JSON, or NULL with *found = 0 when absent. */
+static char *db_get_user(server *sv, const char *id, int *found, int *failed)
+{
+	*found = 0;
+	*failed = 0;
+	sqlite3_stmt *st;
+	char *out = NULL;
+	pthread_mutex_lock(&sv->db_mu);
+	if (sqlite3_prepare_v2(sv->db, "SELECT name, email FROM users WHERE id = ?", -1, &st,
+	                       NULL) != SQLITE_OK) {
+		*failed = 1;
+		pthread_mutex_unlock(&sv->db_mu);
+		return NULL;
+	}
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
+	int rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		json_object *o = json_object_new_object();
+		json_object_object_add(o, "id", json_object_new_string(id));
+		json_object_object_add(o, "name",
+		                       json_object_new_string((const char *)sqlite3_column_text(st, 0)));
+		json_object_object_add(o, "email",
+		                       json_object_new_string((const char *)sqlite3_column_text(st, 1)));
+		out = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+		json_object_put(o);
+		*found = 1;
+		*failed = out == NULL;
+	} else if (rc != SQLITE_DONE) {
+		*failed = 1;
+	}
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&sv->db_mu);
+	return out;
+}
+
+/* Runs one statement with (a, b, c) bound; returns rows changed, or -1. */
+static int db_exec(server *sv, const char *sql, const char *a, const char *b, const char *c)
+{
+	sqlite3_stmt *st;
+	int changed = -1;
+	pthread_mutex_lock(&sv->db_mu);
+	if (sqlite3_prepare_v2(sv->db, sql, -1, &st, NULL) == SQLITE_OK) {
+		sqlite3_bind_text(st, 1, a, -1, SQLITE_TRANSIENT);
+		if (b)
+			sqlite3_bind_text(st, 2, b, -1, SQLITE_TRANSIENT);
+		if (c)
+			sqlite3_bind_text(st, 3, c, -1, SQLITE_TRANSIENT);
+		if (sqlite3_step(st) == SQLITE_DONE)
+			changed = sqlite3_changes(sv->db);
+		sqlite3_finalize(st);
+	}
+	pthread_mutex_unlock(&sv->db_mu);
+	return changed;
+}
+
+/* ---- Test hook: hold a load open --------------------------------------------- */
+
+/* With SCACHE_TEST_HOLD_DIR set and a file "hold-<id>" in it, a load of <id> reads the
+ * database, creates "loaded-<id>", then waits (at most 30 s) until "hold-<id>" is
+ * removed before handing its (now old) data to the cache. The integration tests use it
+ * to stage the stale-add race across two servers. */
+static void hold_load(server *sv, const char *id)
+{
+	if (!sv->hold_dir)
+		return;
+	char hold[4096], loaded[4096];
+	struct stat stt;
+	snprintf(hold, sizeof hold, "%s/hold-%s", sv->hold_dir, id);
+	if (stat(hold, &stt) != 0)
+		return;
+	snprintf(loaded, sizeof loaded, "%s/loaded-%s", sv->hold_dir, id);
+	FILE *f = fopen(loaded, "w");
+	if (f)
+		fclose(f);
+	for (int i = 0; i < 3000 && stat(hold, &stt) == 0; i++)
+		usleep(10000);
+}
+
+/* ---- Responses ----------------------------------------------------------------- */
+
+static enum MHD_Result respond(struct MHD_Connection *c, unsigned status, const char *type,
+                               const char *body, const char *xcache)
+{
+	struct MHD_Response *r = MHD_create_response_from_buffer(strlen(body), (void *)body,
+	                                                         MHD_RESPMEM_MUST_COPY);
+	if (!r)
+		return MHD_NO;
+	MHD_add_response_header(r, "Content-Type", type);
+	if (xcache)
+		MHD_add_response_header(r, "X-Cache", xcache);
+	if (status == 405)
+		MHD_add_response_header(r, "Allow", strstr(type, "json") ? "GET, PUT, DELETE" : "GET");
+	enum MHD_Result ret = scache_queue_response(c, status, r); /* scache: logs the status */
+	MHD_destroy_response(r);
+	return ret;
+}
+
+static enum MHD_Result respond_error(struct MHD_Connection *c, unsigned status,
+                                     const char *msg)
+{
+	json_object *o = json_object_new_object();
+	json_object_object_add(o, "error", json_object_new_string(msg));
+	enum MHD_Result r = respond(c, status, "application/json",
+	                            json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN), NULL);
+	json_object_put(o);
+	return r;
+}
+
+/* ---- Routes -------------------------------------------------------------------- */
+
+static int valid_id(const char *id)
+{
+	size_t n = strlen(id);
+	if (n == 0 || n > 64)
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		char ch = id[i];
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		      (ch >= '0' && ch <= '9') || ch == '-' || ch == '_'))
+			return 0;
+	}
+	return 1;
+}
+
+typedef struct load_arg {
+	server *sv;
+	const char *id;
+} load_arg;
+
+/* scache: the loader scache_get_or_load runs (and times) on a miss. */
+static scache_err load_user(void *arg, void **value, size_t *len)
+{
+	load_arg *la = arg;
+	int found, failed;
+	char *json = db_get_user(la->sv, la->id, &found, &failed);
+	if (failed)
+		return SCACHE_EIO;
+	if (!found)
+		return SCACHE_ENOTFOUND;
+	hold_load(la->sv, la->id);
+	*value = json;
+	*len = strlen(json);
+	return SCACHE_OK;
+}
+
+static enum MHD_Result get_user(server *sv, struct MHD_Connection *c, const char *id)
+{
+	scache_request *req = scache_request_current(); /* scache: this request's context */
+	load_arg la = {sv, id};
+	void *value;
+	size_t len;
+	scache_outcome how;
+	/* scache: read-aside in one call; one load per ID at a time */
+	scache_err err = scache_get_or_load(req, SOURCE, id, load_user, &la, &value, &len, &how);
+	const char *xcache = how == SCACHE_OUTCOME_HIT      ? "HIT"
+	                     : how == SCACHE_OUTCOME_BYPASS ? "BYPASS"
+	                                                    : "MISS";
+	if (err == SCACHE_ENOTFOUND) {
+		json_object *o = json_object_new_object();
+		json_object_object_add(o, "error", json_object_new_string("no such user"));
+		enum MHD_Result r = respond(c, 404, "application/json",
+		                            json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN),
+		                            xcache);
+		json_object_put(o);
+		return r;
+	}
+	if (err)
+		return respond_error(c, 500, scache_strerror(err));
+	char *body = malloc(len + 1);
+	if (!body) {
+		free(value);
+		return MHD_NO;
+	}
+	memcpy(body, value, len);
+	body[len] = '\0';
+	free(value);
+	enum MHD_Result r = respond(c, 200, "application/json", body, xcache);
+	free(body);
+	return r;
+}
+
+/* After a change is committed: scache: announce it to every instance. */
+static enum MHD_Result announce(struct MHD_Connection *c, const char *id, unsigned status,
+                                const char *body)
+{
+	scache_err err = scache_invalidate(scache_request_current(), SOURCE, id);
+	if (err) {
+		char msg[256];
+		snprintf(msg, sizeof msg, "saved, but other instances were not told: %s",
+		         scache_strerror(err));
+		return respond_error(c, 503, msg);
+	}
+	return respond(c, status, "application/json", body, NULL);
+}
+
+static const char *string_field(json_object *o, const char *name)
+{
+	json_object *f;
+	if (!json_object_object_get_ex(o, name, &f) || !json_object_is_type(f, json_type_string))
+		return NULL;
+	return json_object_get_string(f);
+}
+
+static enum MHD_Result put_user(server *sv, struct MHD_Connection *c, const char *id,
+                                const char *body, size_t len)
+{
+	json_tokener *tok = json_tokener_new();
+	json_object *o = tok ? json_tokener_parse_ex(tok, body, (int)len) : NULL;
+	int complete = tok && json_tokener_get_error(tok) == json_tokener_success;
+	for (size_t i = complete ? json_tokener_get_parse_end(tok) : len; i < len; i++)
+		if (!strchr(" \t\r\n", body[i]))
+			complete = 0; /* trailing garbage */
+	json_tokener_free(tok);
+	if (!o || !complete || !json_object_is_type(o, json_type_object)) {
+		json_object_put(o);
+		return respond_error(c, 400, "the body must be a JSON object");
+	}
+	const char *name = string_field(o, "name"), *email = string_field(o, "email");
+	if (!name || !email) {
+		json_object_put(o);
+		return respond_error(c, 400, "\"name\" and \"email\" are required strings");
+	}
+	if (db_exec(sv,
+	            "INSERT INTO users (id, name, email) VALUES (?, ?, ?) "
+	            "ON CONFLICT(id) DO UPDATE SET name = excluded.name, email = excluded.email",
+	            id, name, email) < 0) {
+		json_object_put(o);
+		return respond_error(c, 500, "the database refused the write");
+	}
+	json_object *u = json_object_new_object();
+	json_object_object_add(u, "id", json_object_new_string(id));
+	json_object_object_add(u, "name", json_object_new_string(name));
+	json_object_object_add(u, "email", json_object_new_string(email));
+	char *out = strdup(json_object_to_json_string_ext(u, JSON_C_TO_STRING_PLAIN));
+	json_object_put(u);
+	json_object_put(o);
+	if (!out)
+		return MHD_NO;
+	enum MHD_Result r = announce(c, id, 200, out);
+	free(out);
+	return r;
+}
+
+static enum MHD_Result delete_user(server *sv, struct MHD_Connection *c, const char *id)
+{
+	int n = db_exec(sv, "DELETE FROM users WHERE id = ?", id, NULL, NULL);
+	if (n < 0)
+		return respond_error(c, 500, "the database refused the delete");
+	if (n == 0)
+		return respond_error(c, 404, "no such user");
+	return announce(c, id, 200, "{\"deleted\":true}");
+}
+
+static enum MHD_Result metrics(server *sv, struct MHD_Connection *c)
+{
+	char *text;
+	if (scache_middleware_metrics(sv->mw, &text, NULL) != SCACHE_OK)
+		return MHD_NO;
+	enum MHD_Result r = respond(c, 200, "text/plain; version=0.0.4", text, NULL);
+	free(text);
+	return r;
+}
+
+static enum MHD_Result healthz(server *sv, struct MHD_Connection *c)
+{
+	scache_middleware_stats st;
+	scache_middleware_stats_get(sv->mw, &st);
+	char body[128];
+	snprintf(body, sizeof body, "{\"status\":\"ok\",\"staleness_ms\":%llu,\"bypassing\":%s}",
+	         (unsigned long long)(st.staleness_ns / 1000000), st.bypassing ? "true" : "false");
+	return respond(c, 200, "application/json", body, NULL);
+}
+
+/* The request body, gathered across upload callbacks: the handler's own req_cls. */
+typedef struct call {
+	char *body;
+	size_t len;
+	int too_big;
+} call;
+
+static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *url,
+                               const char *method, const char *version,
+                               const char *upload_data, size_t *upload_size, void **req_cls)
+{
+	(void)version;
+	server *sv = cls;
+	call *cl = *req_cls;
+	if (!cl) {
+		cl = calloc(1, sizeof *cl);
+		if (!cl)
+			return MHD_NO;
+		*req_cls = cl;
+		const char *cl_hdr = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+		                                                 MHD_HTTP_HEADER_CONTENT_LENGTH);
+		if (cl_hdr && strtoull(cl_hdr, NULL, 10) > MAX_BODY)
+			cl->too_big = 1;
+		return MHD_YES;
+	}
+	if (*upload_size) {
+		if (!cl->too_big && cl->len + *upload_size <= MAX_BODY) {
+			char *b = realloc(cl->body, cl->len + *upload_size + 1);
+			if (!b)
+				return MHD_NO;
+			memcpy(b + cl->len, upload_data, *upload_size);
+			cl->body = b;
+			cl->len += *upload_size;
+			cl->body[cl->len] = '\0';
+		} else {
+			cl->too_big = 1; /* keep reading, discard, answer 413 at the end */
+		}
+		*upload_size = 0;
+		return MHD_YES;
+	}
+	if (cl->too_big)
+		return respond_error(c, 413, "the body is larger than 64 KiB");
+
+	if (!strcmp(url, "/metrics") || !strcmp(url, "/healthz")) {
+		if (strcmp(method, "GET") && strcmp(method, "HEAD"))
+			return respond(c, 405, "text/plain", "method not allowed\n", NULL);
+		return url[1] == 'm' ? metrics(sv, c) : healthz(sv, c);
+	}
+	if (strncmp(url, "/users/", 7) != 0)
+		return respond_error(c, 404, "no such route");
+	const char *id = url + 7;
+	int is_get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
+	int is_put = !strcmp(method, "PUT"), is_delete = !strcmp(method, "DELETE");
+	if (!is_get && !is_put && !is_delete)
+		return respond(c, 405, "application/json", "{\"error\":\"method not allowed\"}", NULL);
+	if (!valid_id(id))
+		return respond_error(c, 400, "an id is 1 to 64 of A-Z a-z 0-9 - _");
+	if (is_get)
+		return get_user(sv, c, id);
+	if (is_put)
+		return put_user(sv, c, id, cl->body ? cl->body : "", cl->len);
+	return delete_user(sv, c, id);
+}
+
+static void completed(void *cls, struct MHD_Connection *c, void **req_cls,
+                      enum MHD_RequestTerminationCode toe)
+{
+	(void)cls;
+	(void)c;
+	(void)toe;
+	call *cl = *req_cls;
+	if (cl) {
+		free(cl->body);
+		free(cl);
+		*req_cls = NULL;
+	}
+}
+
+/* scache: efficiency lines to the --log file. */
+static void log_line(void *arg, const char *line, size_t len)
+{
+	server *sv = arg;
+	fwrite(line, 1, len, sv->log);
+	fputc('\n', sv->log);
+	fflush(sv->log);
+}
+
+int main(int argc, char **argv)
+{
+	settings s;
+	if (parse_args(argc, argv, &s))
+		return 2;
+	if (!s.stream || !*s.stream) {
+		fprintf(stderr, "users_server: no stream name: give --stream NAME or set "
+		                "SCACHE_STREAM\n");
+		return 2;
+	}
+	long long port = parse_count(s.port, 8080), min_ttl = parse_ms(s.min_ttl, 60000),
+	          max_ttl = parse_ms(s.max_ttl, 300000), poll = parse_ms(s.poll_interval, 0),
+	          stale = parse_ms(s.max_staleness, 10000),
+	          max_bytes = parse_count(s.max_bytes, 64ll << 20),
+	          threads = parse_count(s.threads, 4);
+	if (port < 0 || port > 65535 || min_ttl <= 0 || max_ttl < min_ttl || poll < 0 ||
+	    stale <= 0 || max_bytes <= 0 || threads <= 0 || threads > 256) {
+		fprintf(stderr, "users_server: bad value among --port --min-ttl --max-ttl "
+		                "--poll-interval --max-staleness --max-bytes --threads "
+		                "(durations: 250ms, 10s, 5m; min-ttl <= max-ttl)\n");
+		return 2;
+	}
+
+	server sv = {.hold_dir = getenv("SCACHE_TEST_HOLD_DIR"), .log = stderr};
+	pthread_mutex_init(&sv.db_mu, NULL);
+	if (s.log && *s.log && strcmp(s.log, "-")) {
+		sv.log = fopen(s.log, "a");
+		if (!sv.log) {
+			fprintf(stderr, "users_server: cannot open log '%s': %s\n", s.log, strerror(errno));
+			return 1;
+		}
+	}
+	if (db_open(&sv, s.db && *s.db ? s.db : "users.db"))
+		return 1;
+
+	/* scache: the cache, then the middleware around our handler. */
+	scache_cache *cache;
+	scache_cache_config cc = {.min_ttl_ms = (uint64_t)min_ttl, .max_ttl_ms = (uint64_t)max_ttl,
+	                          .max_bytes = (size_t)max_bytes};
+	scache_err err = scache_cache_new(&cc, &cache);
+	if (err) {
+		fprintf(stderr, "users_server: cache: %s\n", scache_strerror(err));
+		return 1;
+	}
+	scache_stream_config stream = {.stream_name = s.stream, .endpoint = s.endpoint,
+	                               .region = s.region};
+	scache_middleware_config mc = {
+		.cache = cache, .stream = &stream,
+		.handler = handler, .handler_cls = &sv,
+		.completed = completed, .completed_cls = &sv,
+		.poll_interval_ms = (uint64_t)poll, .max_staleness_ms = (uint64_t)stale,
+		.log = log_line, .log_arg = &sv,
+	};
+	char msg[512];
+	err = scache_middleware_new(&mc, &sv.mw, msg, sizeof msg);
+	if (err) {
+		fprintf(stderr, "users_server: %s\n", msg);
+		return err == SCACHE_ECONFIG ? 2 : 1;
+	}
+
+	sigset_t sigs;
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL); /* MHD's threads inherit the mask */
+
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	struct MHD_Daemon *d = MHD_start_daemon(
+		MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, (uint16_t)port, NULL, NULL,
+		scache_access_handler, sv.mw,                                  /* scache */
+		MHD_OPTION_NOTIFY_COMPLETED, scache_request_completed, sv.mw,  /* scache */
+		MHD_OPTION_SOCK_ADDR, &sa, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)threads,
+		MHD_OPTION_END);
+	if (!d) {
+		fprintf(stderr, "users_server: cannot listen on 127.0.0.1:%lld\n", port);
+		scache_middleware_free(sv.mw);
+		return 1;
+	}
+	fprintf(stderr, "users_server: listening on http://127.0.0.1:%lld (stream %s, %s)\n", port,
+	        s.stream, poll ? "bounded staleness" : "strict");
+
+	int sig;
+	sigwait(&sigs, &sig);
+	MHD_stop_daemon(d);           /* first: no request in flight */
+	scache_middleware_free(sv.mw); /* writes the last summary */
+	scache_cache_free(cache);
+	sqlite3_close(sv.db);
+	if (sv.log != stderr)
+		fclose(sv.log);
+	return 0;
+}

@@ -1,0 +1,15 @@
+/* scachectl report: summaries of efficiency logs (tools/report.c). */
+#ifndef SCACHE_TOOLS_REPORT_H
+#define SCACHE_TOOLS_REPORT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* scachectl_report: argv are the arguments after "report" (files; none = stdin).
+ * Prints the report on stdout; returns the exit status (0, or 1 if a file failed). */
+int scachectl_report(int argc, char **argv);
+
+/* Nearest-rank percentile p (0..1] of v (sorted in place); 0 when n is 0. */
+double report_percentile(double *v, size_t n, double p);
+
+#endif
