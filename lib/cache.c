@@ -379,6 +379,7 @@ static size_t stripe_clear(stripe *s)
 	entry *e, *tmp;
 	size_t n = 0;
 	HASH_ITER(hh, s->table, e, tmp) {
+		// cppcheck-suppress uninitvar ; e is set by HASH_ITER
 		stripe_unlink(s, e);
 		n++;
 	}
