@@ -12,6 +12,7 @@
 #include "error.h"
 #include "id.h"
 #include "cache.h"
+#include "stream.h"
 #include "middleware.h"
 
 #endif

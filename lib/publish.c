@@ -1,0 +1,358 @@
+/*
+ * publish.c: announcing invalidations with PutRecords.
+ *
+ * Keys are packed into scache records (each record's data plus its partition key within
+ * 1 MiB), records into calls (at most 500 records and 5 MiB, partition keys included).
+ * Every record gets a random 64-hex-digit partition key, as scache does, so records
+ * spread over all shards. A call that partly fails is retried for its failed entries
+ * only, with full-jitter backoff, up to max_retries; a whole call that fails was already
+ * retried by kinesis_call. Each key's result names the record's shard and sequence number
+ * or the AWS error; a key is reported stored only if Kinesis returned a sequence number
+ * for its record.
+ *
+ * Keys are checked to be data IDs first (scache_id_parse): a reader would skip anything
+ * else, so publishing it would only look like success.
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "kinesis.h"
+#include "publish.h"
+#include "record.h"
+#include "scache/id.h"
+#include "scache/stream.h"
+
+struct scache_publisher {
+	kinesis_client *client;
+	pthread_mutex_t mu;
+};
+
+typedef struct prec {
+	char *data;           /* the record's JSON */
+	size_t len;
+	char pk[PUBLISH_PARTITION_KEY_LEN + 1];
+	size_t first, end;    /* its keys: valid[first..end) */
+	scache_err err;
+	char shard[64];
+	char seq[128];
+	char msg[160];
+} prec;
+
+scache_err scache_publisher_new(const scache_stream_config *config, scache_publisher **out,
+                                char *errbuf, size_t errlen)
+{
+	kinesis_settings s;
+	scache_err err;
+	scache_publisher *p;
+
+	if (!out)
+		return SCACHE_EINVAL;
+	*out = NULL;
+	err = kinesis_settings_resolve(config, 1, &s, errbuf, errlen);
+	if (err)
+		return err;
+	p = calloc(1, sizeof *p);
+	if (!p) {
+		kinesis_settings_clear(&s);
+		return SCACHE_ENOMEM;
+	}
+	err = kinesis_client_new(&s, &p->client, errbuf, errlen);
+	kinesis_settings_clear(&s);
+	if (err) {
+		free(p);
+		return err;
+	}
+	pthread_mutex_init(&p->mu, NULL);
+	*out = p;
+	return SCACHE_OK;
+}
+
+void scache_publisher_free(scache_publisher *p)
+{
+	if (!p)
+		return;
+	kinesis_client_free(p->client);
+	pthread_mutex_destroy(&p->mu);
+	free(p);
+}
+
+void publish_partition_key(char out[PUBLISH_PARTITION_KEY_LEN + 1])
+{
+	static const char hex[] = "0123456789abcdef";
+	for (size_t i = 0; i < PUBLISH_PARTITION_KEY_LEN; i += 16) {
+		uint64_t r = kinesis_random();
+		for (size_t j = 0; j < 16; j++, r >>= 4)
+			out[i + j] = hex[r & 15];
+	}
+	out[PUBLISH_PARTITION_KEY_LEN] = '\0';
+}
+
+size_t publish_pack_calls(const size_t *record_sizes, size_t n, size_t *starts)
+{
+	size_t calls = 0, count = 0, bytes = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (calls == 0 || count == PUBLISH_CALL_MAX_RECORDS ||
+		    bytes + record_sizes[i] > PUBLISH_CALL_MAX_BYTES) {
+			starts[calls++] = i;
+			count = 0;
+			bytes = 0;
+		}
+		count++;
+		bytes += record_sizes[i];
+	}
+	return calls;
+}
+
+static json_object *put_records_request(const char *stream, prec *const *recs, size_t n)
+{
+	json_object *o = kinesis_req_stream(stream), *arr = json_object_new_array();
+	if (!o || !arr || json_object_object_add(o, "Records", arr)) {
+		json_object_put(arr);
+		json_object_put(o);
+		return NULL;
+	}
+	for (size_t i = 0; i < n; i++) {
+		size_t bl;
+		char *b64 = kinesis_b64_encode((const unsigned char *)recs[i]->data, recs[i]->len, &bl);
+		json_object *e = json_object_new_object();
+		json_object *d = b64 ? json_object_new_string_len(b64, (int)bl) : NULL;
+		json_object *k = json_object_new_string(recs[i]->pk);
+		free(b64);
+		if (!e || !d || !k || json_object_object_add(e, "Data", d)) {
+			json_object_put(d);
+			json_object_put(k);
+			json_object_put(e);
+			json_object_put(o);
+			return NULL;
+		}
+		if (json_object_object_add(e, "PartitionKey", k) || json_object_array_add(arr, e)) {
+			json_object_put(k);
+			json_object_put(e);
+			json_object_put(o);
+			return NULL;
+		}
+	}
+	return o;
+}
+
+static void sleep_ms(unsigned ms)
+{
+	struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+	nanosleep(&ts, NULL);
+}
+
+/* Put recs[0..n) (one call's worth), retrying failed entries only. */
+static void put_call(kinesis_client *c, prec **recs, size_t n)
+{
+	const kinesis_settings *s = kinesis_client_settings(c);
+	prec **pending = malloc(n * sizeof *pending);
+	size_t m = n;
+
+	if (!pending) {
+		for (size_t i = 0; i < n; i++) {
+			recs[i]->err = SCACHE_ENOMEM;
+			kinesis_fmt(recs[i]->msg, sizeof recs[i]->msg, "out of memory");
+		}
+		return;
+	}
+	memcpy(pending, recs, n * sizeof *pending);
+	for (unsigned attempt = 0; m; attempt++) {
+		kinesis_result res;
+		json_object *req = put_records_request(s->stream_name, pending, m);
+		if (!req) {
+			for (size_t i = 0; i < m; i++) {
+				pending[i]->err = SCACHE_ENOMEM;
+				kinesis_fmt(pending[i]->msg, sizeof pending[i]->msg, "out of memory");
+			}
+			break;
+		}
+		kinesis_call(c, "PutRecords", req, &res);
+		json_object_put(req);
+		json_object *arr = res.err ? NULL : kinesis_json_array(res.body, "Records");
+		if (res.err || !arr || json_object_array_length(arr) != m) {
+			for (size_t i = 0; i < m; i++) {
+				pending[i]->err = res.err ? res.err : SCACHE_ESERVICE;
+				kinesis_fmt(pending[i]->msg, sizeof pending[i]->msg, "%s",
+				         res.err ? res.message
+				                 : "PutRecords: answer without one entry per record");
+			}
+			kinesis_result_clear(&res);
+			break;
+		}
+		size_t keep = 0;
+		for (size_t i = 0; i < m; i++) {
+			json_object *e = json_object_array_get_idx(arr, i);
+			const char *seq = kinesis_json_str(e, "SequenceNumber");
+			const char *shard = kinesis_json_str(e, "ShardId");
+			const char *code = kinesis_json_str(e, "ErrorCode");
+			if (seq && !code) {
+				pending[i]->err = SCACHE_OK;
+				kinesis_fmt(pending[i]->seq, sizeof pending[i]->seq, "%s", seq);
+				kinesis_fmt(pending[i]->shard, sizeof pending[i]->shard, "%s",
+				         shard ? shard : "");
+				pending[i]->msg[0] = '\0';
+				continue;
+			}
+			const char *em = kinesis_json_str(e, "ErrorMessage");
+			pending[i]->err = SCACHE_EPUBLISH;
+			kinesis_fmt(pending[i]->msg, sizeof pending[i]->msg, "PutRecords at %s: %s: %s",
+			         s->endpoint, code ? code : "no SequenceNumber", em ? em : "");
+			pending[keep++] = pending[i];
+		}
+		kinesis_result_clear(&res);
+		m = keep;
+		if (m && attempt < s->max_retries)
+			sleep_ms(kinesis_backoff_ms(s->backoff_base_ms, s->backoff_max_ms, attempt,
+			                            kinesis_random()));
+		else
+			break;
+	}
+	free(pending);
+}
+
+static void result_set(scache_publish_result *r, scache_err err, const char *shard,
+                       const char *seq, const char *msg)
+{
+	if (!r)
+		return;
+	r->err = err;
+	kinesis_fmt(r->shard_id, sizeof r->shard_id, "%s", shard ? shard : "");
+	kinesis_fmt(r->sequence, sizeof r->sequence, "%s", seq ? seq : "");
+	kinesis_fmt(r->message, sizeof r->message, "%s", msg ? msg : "");
+}
+
+static scache_err publish_locked(scache_publisher *p, const char *const *keys,
+                                 const size_t *lens, size_t n, scache_publish_result *results)
+{
+	size_t *valid = malloc(n * sizeof *valid), *sizes = malloc(n * sizeof *sizes);
+	size_t *starts = malloc(n * sizeof *starts), m = 0, nrec = 0;
+	prec *recs = NULL, **order = NULL;
+	scache_err ret = SCACHE_OK;
+	struct timespec now;
+
+	if (!valid || !sizes || !starts) {
+		ret = SCACHE_ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		scache_id id;
+		scache_err e = keys[i] ? scache_id_parse(keys[i], lens[i], &id) : SCACHE_EINVAL;
+		if (e == SCACHE_OK) {
+			scache_id_clear(&id);
+			sizes[m] = record_key_size(keys[i], lens[i]);
+			valid[m++] = i;
+		} else {
+			result_set(&results[i], e, NULL, NULL, "not a data ID: not published");
+			ret = SCACHE_EPUBLISH;
+		}
+	}
+	nrec = record_pack(sizes, m, PUBLISH_RECORD_MAX_BYTES, PUBLISH_PARTITION_KEY_LEN, starts);
+	recs = calloc(nrec ? nrec : 1, sizeof *recs);
+	order = calloc(nrec ? nrec : 1, sizeof *order);
+	if (!recs || !order) {
+		ret = SCACHE_ENOMEM;
+		goto out;
+	}
+	clock_gettime(CLOCK_REALTIME, &now);
+	int64_t ts = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
+	const char **rk = malloc((m ? m : 1) * sizeof *rk);
+	size_t *rl = malloc((m ? m : 1) * sizeof *rl);
+	if (!rk || !rl) {
+		free(rk);
+		free(rl);
+		ret = SCACHE_ENOMEM;
+		goto out;
+	}
+	for (size_t j = 0; j < m; j++) {
+		rk[j] = keys[valid[j]];
+		rl[j] = lens[valid[j]];
+	}
+	size_t nput = 0;
+	for (size_t r = 0; r < nrec; r++) {
+		prec *x = &recs[r];
+		x->first = starts[r];
+		x->end = r + 1 < nrec ? starts[r + 1] : m;
+		publish_partition_key(x->pk);
+		if (record_build_scache(rk + x->first, rl + x->first, x->end - x->first, ts, &x->data,
+		                        &x->len)) {
+			x->err = SCACHE_ENOMEM;
+			kinesis_fmt(x->msg, sizeof x->msg, "out of memory");
+		} else if (x->len + PUBLISH_PARTITION_KEY_LEN > PUBLISH_RECORD_MAX_BYTES) {
+			x->err = SCACHE_ETOOBIG;
+			kinesis_fmt(x->msg, sizeof x->msg,
+			         "key too large for one Kinesis record (%zu bytes, limit %zu)", x->len,
+			         (size_t)PUBLISH_RECORD_MAX_BYTES);
+		} else {
+			x->err = SCACHE_EPUBLISH;
+			kinesis_fmt(x->msg, sizeof x->msg, "not attempted");
+			order[nput] = x;
+			sizes[nput++] = x->len + PUBLISH_PARTITION_KEY_LEN;
+		}
+	}
+	free(rk);
+	free(rl);
+	/* sizes[] now holds record sizes; starts[] the calls */
+	size_t ncalls = publish_pack_calls(sizes, nput, starts);
+	for (size_t k = 0; k < ncalls; k++) {
+		size_t end = k + 1 < ncalls ? starts[k + 1] : nput;
+		put_call(p->client, order + starts[k], end - starts[k]);
+	}
+	for (size_t r = 0; r < nrec; r++) {
+		prec *x = &recs[r];
+		if (x->err != SCACHE_OK)
+			ret = SCACHE_EPUBLISH;
+		for (size_t j = x->first; j < x->end; j++)
+			result_set(results ? &results[valid[j]] : NULL, x->err == SCACHE_OK ? SCACHE_OK
+			                                                 : x->err,
+			           x->shard, x->seq, x->msg);
+	}
+out:
+	if (ret == SCACHE_ENOMEM)
+		for (size_t i = 0; i < n; i++)
+			result_set(results ? &results[i] : NULL, SCACHE_ENOMEM, NULL, NULL,
+			           "out of memory");
+	for (size_t r = 0; recs && r < nrec; r++)
+		free(recs[r].data);
+	free(recs);
+	free(order);
+	free(valid);
+	free(sizes);
+	free(starts);
+	return ret;
+}
+
+scache_err scache_publish_keys(scache_publisher *p, const char *const *keys, const size_t *lens,
+                               size_t n, scache_publish_result *results)
+{
+	scache_publish_result *tmp = NULL;
+	scache_err err;
+
+	if (!p || (n && (!keys || !lens)))
+		return SCACHE_EINVAL;
+	if (!n)
+		return SCACHE_OK;
+	if (!results) {
+		tmp = calloc(n, sizeof *tmp);
+		if (!tmp)
+			return SCACHE_ENOMEM;
+		results = tmp;
+	}
+	for (size_t i = 0; i < n; i++)
+		result_set(&results[i], SCACHE_EPUBLISH, NULL, NULL, "not attempted");
+	pthread_mutex_lock(&p->mu);
+	err = publish_locked(p, keys, lens, n, results);
+	pthread_mutex_unlock(&p->mu);
+	free(tmp);
+	return err;
+}
+
+uint64_t publish_calls(scache_publisher *p)
+{
+	pthread_mutex_lock(&p->mu);
+	uint64_t n = kinesis_client_calls(p->client);
+	pthread_mutex_unlock(&p->mu);
+	return n;
+}

@@ -1,0 +1,24 @@
+/*
+ * reader.h: private hooks into the reader (lib/reader.c) for tests and benchmarks.
+ * Call them only while no poll is in flight.
+ */
+#ifndef SCACHE_READER_H
+#define SCACHE_READER_H
+
+#include <stddef.h>
+
+#include "scache/stream.h"
+
+/* Pretend the stream keeps records for retention_s seconds (the reader reads
+ * RetentionPeriodHours at creation), with margin_s of caution before that. */
+void reader_test_set_retention(scache_reader *r, double retention_s, double margin_s);
+
+/* Replace every shard's current iterator with `replacement` (an invalid or expired
+ * iterator); returns how many were replaced. */
+size_t reader_test_spoil_iterators(scache_reader *r, const char *replacement);
+
+/* Copy up to max shard IDs and positions (last sequence number read, "" when none,
+ * "finished" for a shard read to its end); returns how many. */
+size_t reader_test_positions(scache_reader *r, char (*ids)[64], char (*seqs)[128], size_t max);
+
+#endif

@@ -1,0 +1,306 @@
+/*
+ * record.c: record formats. A Kinesis record's data becomes a list of invalidated
+ * data-ID strings; the publisher builds scache records.
+ *
+ * Formats sit in a table of parsers indexed by scache_record_format, so a new format
+ * (DynamoDB change records come next) is one more function and one more row.
+ *
+ * The scache format is {"keys":["<data ID>",...],"ts":"<RFC 3339>"}, read with json-c
+ * (which decodes \u0026 and every other escape) and written by hand with the escaping of
+ * Go's encoding/json, so Go services read our records byte for byte as they read their
+ * own. A record whose keys are partly malformed still yields its good keys: removing
+ * more from a cache is always safe, missing an invalidation is not.
+ */
+#include "record.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <json-c/json.h>
+
+#include "scache/id.h"
+
+void record_keys_clear(record_keys *k)
+{
+	if (!k)
+		return;
+	for (size_t i = 0; i < k->n; i++)
+		free(k->keys[i]);
+	free(k->keys);
+	free(k->lens);
+	memset(k, 0, sizeof *k);
+}
+
+static void say(char *why, size_t whylen, const char *msg)
+{
+	if (why && whylen)
+		snprintf(why, whylen, "%s", msg);
+}
+
+static int digits(const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (s[i] < '0' || s[i] > '9')
+			return 0;
+	return 1;
+}
+
+/* RFC 3339 date-time: YYYY-MM-DDTHH:MM:SS[.frac](Z|+HH:MM|-HH:MM). */
+static int is_rfc3339(const char *s, size_t len)
+{
+	if (len < 20 || !digits(s, 4) || s[4] != '-' || !digits(s + 5, 2) || s[7] != '-' ||
+	    !digits(s + 8, 2) || (s[10] != 'T' && s[10] != 't') || !digits(s + 11, 2) ||
+	    s[13] != ':' || !digits(s + 14, 2) || s[16] != ':' || !digits(s + 17, 2))
+		return 0;
+	size_t i = 19;
+	if (s[i] == '.') {
+		size_t j = ++i;
+		while (i < len && s[i] >= '0' && s[i] <= '9')
+			i++;
+		if (i == j)
+			return 0;
+	}
+	if (i + 1 == len && (s[i] == 'Z' || s[i] == 'z'))
+		return 1;
+	return i + 6 == len && (s[i] == '+' || s[i] == '-') && digits(s + i + 1, 2) &&
+	       s[i + 3] == ':' && digits(s + i + 4, 2);
+}
+
+static scache_err parse_scache(const unsigned char *data, size_t len, record_keys *out,
+                               char *why, size_t whylen)
+{
+	json_tokener *tok = json_tokener_new();
+	json_object *o = NULL, *keys, *ts;
+	scache_err err = SCACHE_ERECORD;
+
+	if (!tok)
+		return SCACHE_ENOMEM;
+	if (len <= (size_t)INT32_MAX)
+		o = json_tokener_parse_ex(tok, (const char *)data, (int)len);
+	if (!o || json_tokener_get_error(tok) != json_tokener_success ||
+	    json_tokener_get_parse_end(tok) != len) {
+		say(why, whylen, "not valid JSON");
+		goto out;
+	}
+	if (!json_object_is_type(o, json_type_object)) {
+		say(why, whylen, "not a JSON object");
+		goto out;
+	}
+	if (!json_object_object_get_ex(o, "keys", &keys) ||
+	    !json_object_is_type(keys, json_type_array)) {
+		say(why, whylen, "no \"keys\" array");
+		goto out;
+	}
+	if (!json_object_object_get_ex(o, "ts", &ts) || !json_object_is_type(ts, json_type_string) ||
+	    !is_rfc3339(json_object_get_string(ts), (size_t)json_object_get_string_len(ts))) {
+		say(why, whylen, "no RFC 3339 \"ts\" string");
+		goto out;
+	}
+	size_t n = json_object_array_length(keys);
+	out->keys = calloc(n ? n : 1, sizeof *out->keys);
+	out->lens = calloc(n ? n : 1, sizeof *out->lens);
+	if (!out->keys || !out->lens) {
+		err = SCACHE_ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		json_object *k = json_object_array_get_idx(keys, i);
+		scache_id id;
+		if (!json_object_is_type(k, json_type_string)) {
+			out->bad++;
+			continue;
+		}
+		const char *s = json_object_get_string(k);
+		size_t sl = (size_t)json_object_get_string_len(k);
+		scache_err ie = scache_id_parse(s, sl, &id);
+		if (ie == SCACHE_ENOMEM) {
+			err = SCACHE_ENOMEM;
+			goto out;
+		}
+		if (ie != SCACHE_OK) {
+			out->bad++;
+			continue;
+		}
+		scache_id_clear(&id);
+		char *copy = malloc(sl + 1);
+		if (!copy) {
+			err = SCACHE_ENOMEM;
+			goto out;
+		}
+		memcpy(copy, s, sl);
+		copy[sl] = '\0';
+		out->keys[out->n] = copy;
+		out->lens[out->n++] = sl;
+	}
+	if (out->bad)
+		snprintf(why, why ? whylen : 0, "%zu of %zu keys are not data IDs", out->bad, n);
+	err = SCACHE_OK;
+out:
+	if (err != SCACHE_OK)
+		record_keys_clear(out);
+	json_object_put(o);
+	json_tokener_free(tok);
+	return err;
+}
+
+static scache_err parse_unsupported(const unsigned char *data, size_t len, record_keys *out,
+                                    char *why, size_t whylen)
+{
+	(void)data;
+	(void)len;
+	(void)out;
+	say(why, whylen, "record format not implemented");
+	return SCACHE_ERECORD;
+}
+
+typedef scache_err (*record_parser)(const unsigned char *, size_t, record_keys *, char *,
+                                    size_t);
+
+static const record_parser parsers[] = {
+	[SCACHE_RECORD_SCACHE] = parse_scache,
+	[SCACHE_RECORD_DYNAMODB] = parse_unsupported,
+};
+
+scache_err record_parse(scache_record_format fmt, const unsigned char *data, size_t len,
+                        record_keys *out, char *why, size_t whylen)
+{
+	if (!out || (!data && len))
+		return SCACHE_EINVAL;
+	memset(out, 0, sizeof *out);
+	if (why && whylen)
+		why[0] = '\0';
+	if ((unsigned)fmt >= sizeof parsers / sizeof parsers[0]) {
+		say(why, whylen, "unknown record format");
+		return SCACHE_ERECORD;
+	}
+	return parsers[fmt](data ? data : (const unsigned char *)"", len, out, why, whylen);
+}
+
+/* ---- building, with Go's encoding/json escaping --------------------------------- */
+
+/* Bytes of the JSON escape of byte s[i] (sets *skip to bytes consumed), written to w if
+ * not NULL. Go escapes <, >, & as \u003c..., controls, and U+2028 / U+2029. */
+static size_t escape_at(const unsigned char *s, size_t len, size_t i, size_t *skip, char *w)
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char ch = s[i];
+	*skip = 1;
+	if (ch == 0xe2 && i + 2 < len && s[i + 1] == 0x80 && (s[i + 2] == 0xa8 || s[i + 2] == 0xa9)) {
+		*skip = 3;
+		if (w)
+			memcpy(w, s[i + 2] == 0xa8 ? "\\u2028" : "\\u2029", 6);
+		return 6;
+	}
+	if (ch == '"' || ch == '\\') {
+		if (w) {
+			w[0] = '\\';
+			w[1] = (char)ch;
+		}
+		return 2;
+	}
+	if (ch == '\n' || ch == '\r' || ch == '\t') {
+		if (w) {
+			w[0] = '\\';
+			w[1] = ch == '\n' ? 'n' : ch == '\r' ? 'r' : 't';
+		}
+		return 2;
+	}
+	if (ch < 0x20 || ch == '<' || ch == '>' || ch == '&') {
+		if (w) {
+			memcpy(w, "\\u00", 4);
+			w[4] = hex[ch >> 4];
+			w[5] = hex[ch & 15];
+		}
+		return 6;
+	}
+	if (w)
+		w[0] = (char)ch;
+	return 1;
+}
+
+static size_t escape_into(const char *key, size_t len, char *w)
+{
+	size_t o = 0, skip;
+	for (size_t i = 0; i < len; i += skip)
+		o += escape_at((const unsigned char *)key, len, i, &skip, w ? w + o : NULL);
+	return o;
+}
+
+size_t record_key_size(const char *key, size_t len)
+{
+	return escape_into(key, len, NULL) + 2;
+}
+
+size_t record_format_ts(int64_t ts_unix_ns, char *buf, size_t len)
+{
+	time_t secs = (time_t)(ts_unix_ns / 1000000000);
+	long nanos = (long)(ts_unix_ns % 1000000000);
+	struct tm tm;
+	char frac[16] = "";
+
+	if (nanos < 0) {
+		nanos += 1000000000;
+		secs--;
+	}
+	gmtime_r(&secs, &tm);
+	if (nanos) {
+		snprintf(frac, sizeof frac, ".%09ld", nanos);
+		size_t fl = strlen(frac);
+		while (frac[fl - 1] == '0')
+			frac[--fl] = '\0';
+	}
+	int w = snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d%sZ", tm.tm_year + 1900,
+	                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, frac);
+	return w < 0 ? 0 : (size_t)w;
+}
+
+scache_err record_build_scache(const char *const *keys, const size_t *lens, size_t n,
+                               int64_t ts_unix_ns, char **out, size_t *out_len)
+{
+	char ts[48];
+	size_t tl = record_format_ts(ts_unix_ns, ts, sizeof ts);
+	size_t total = 9 + 8 + tl + 2 + (n ? n - 1 : 0);
+	for (size_t i = 0; i < n; i++)
+		total += record_key_size(keys[i], lens[i]);
+	char *b = malloc(total + 1), *w = b;
+	if (!b)
+		return SCACHE_ENOMEM;
+	memcpy(w, "{\"keys\":[", 9);
+	w += 9;
+	for (size_t i = 0; i < n; i++) {
+		if (i)
+			*w++ = ',';
+		*w++ = '"';
+		w += escape_into(keys[i], lens[i], w);
+		*w++ = '"';
+	}
+	memcpy(w, "],\"ts\":\"", 8);
+	w += 8;
+	memcpy(w, ts, tl);
+	w += tl;
+	*w++ = '"';
+	*w++ = '}';
+	*w = '\0';
+	*out = b;
+	if (out_len)
+		*out_len = (size_t)(w - b);
+	return SCACHE_OK;
+}
+
+size_t record_pack(const size_t *key_sizes, size_t n, size_t max_record_bytes,
+                   size_t partition_key_len, size_t *starts)
+{
+	size_t records = 0, size = 0;
+	for (size_t i = 0; i < n; i++) {
+		size_t add = key_sizes[i] + 1; /* with its comma (one too many: a safe bound) */
+		if (records == 0 ||
+		    size + add > max_record_bytes) {
+			starts[records++] = i;
+			size = RECORD_OVERHEAD_MAX + partition_key_len;
+		}
+		size += add;
+	}
+	return records;
+}

@@ -1,0 +1,322 @@
+/*
+ * scachectl: the operator's tool for the invalidation stream.
+ *
+ *   scachectl publish [--stream NAME] SOURCE ID [ID...]
+ *   scachectl tail [--stream NAME] [--from latest|trim-horizon] [--interval MS]
+ *
+ * Connection settings come from the AWS environment (see include/scache/stream.h); the
+ * stream name from --stream or SCACHE_STREAM. Exit status: 0 success, 1 failure (the
+ * reason on stderr), 2 bad usage. Subcommands sit in one table: a new one is a function
+ * and a row.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "scache/scache.h"
+
+#define EXIT_USAGE 2
+
+typedef struct command {
+	const char *name;
+	int (*run)(int argc, char **argv);
+	const char *summary;
+} command;
+
+static int cmd_publish(int argc, char **argv);
+static int cmd_tail(int argc, char **argv);
+
+static const command commands[] = {
+	{"publish", cmd_publish, "publish one invalidation of SOURCE's IDs"},
+	{"tail", cmd_tail, "print every invalidated ID as it arrives"},
+};
+
+static const char publish_usage[] =
+	"usage: scachectl publish [--stream NAME] SOURCE ID [ID...]\n"
+	"\n"
+	"Publish one invalidation record for the data IDs (SOURCE, ID) and print, for each\n"
+	"record written, its shard and sequence number: SHARD<TAB>SEQUENCE.\n"
+	"\n"
+	"  -s, --stream NAME   Kinesis stream (default: $SCACHE_STREAM)\n"
+	"  -h, --help          this help\n";
+
+static const char tail_usage[] =
+	"usage: scachectl tail [--stream NAME] [--from latest|trim-horizon] [--interval MS]\n"
+	"\n"
+	"Print every invalidated data ID as it arrives, one line each:\n"
+	"SOURCE<TAB>ID<TAB>SHARD<TAB>SEQUENCE, until interrupted (SIGINT or SIGTERM, exit 0).\n"
+	"\n"
+	"  -s, --stream NAME   Kinesis stream (default: $SCACHE_STREAM)\n"
+	"  -f, --from WHERE    latest (default) or trim-horizon\n"
+	"  -i, --interval MS   pause between polls when caught up (default 1000; the service\n"
+	"                      allows 5 reads per second per shard for all readers together)\n"
+	"  -h, --help          this help\n";
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: scachectl COMMAND [options] (scachectl COMMAND --help for more)\n\n"
+	           "commands:\n");
+	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+		fprintf(f, "  %-9s %s\n", commands[i].name, commands[i].summary);
+	fprintf(f, "\nConnection: AWS_REGION / AWS_DEFAULT_REGION, AWS_ACCESS_KEY_ID,\n"
+	           "AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_ENDPOINT_URL_KINESIS or\n"
+	           "AWS_ENDPOINT_URL; stream: --stream or SCACHE_STREAM.\n");
+}
+
+static void config_from_env(scache_stream_config *cfg, const char *stream)
+{
+	memset(cfg, 0, sizeof *cfg);
+	cfg->stream_name = stream ? stream : getenv("SCACHE_STREAM");
+}
+
+/* ---- publish ---------------------------------------------------------------------- */
+
+static int cmd_publish(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"stream", required_argument, NULL, 's'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	const char *stream = NULL;
+	int c;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "+s:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 's':
+			stream = optarg;
+			break;
+		case 'h':
+			fputs(publish_usage, stdout);
+			return 0;
+		default:
+			fputs(publish_usage, stderr);
+			return EXIT_USAGE;
+		}
+	}
+	if (argc - optind < 2) {
+		fprintf(stderr, "scachectl publish: need SOURCE and at least one ID\n");
+		fputs(publish_usage, stderr);
+		return EXIT_USAGE;
+	}
+	const char *source = argv[optind];
+	size_t n = (size_t)(argc - optind - 1);
+	char **keys = calloc(n, sizeof *keys);
+	size_t *lens = calloc(n, sizeof *lens);
+	scache_publish_result *res = calloc(n, sizeof *res);
+	scache_publisher *pub = NULL;
+	scache_stream_config cfg;
+	char err[512];
+	int status = 1;
+
+	if (!keys || !lens || !res) {
+		fprintf(stderr, "scachectl publish: out of memory\n");
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		const char *id = argv[optind + 1 + (int)i];
+		if (scache_id_encode_alloc(source, strlen(source), id, strlen(id), &keys[i],
+		                           &lens[i])) {
+			fprintf(stderr, "scachectl publish: out of memory\n");
+			goto out;
+		}
+	}
+	config_from_env(&cfg, stream);
+	scache_err e = scache_publisher_new(&cfg, &pub, err, sizeof err);
+	if (e) {
+		fprintf(stderr, "scachectl publish: %s\n", err[0] ? err : scache_strerror(e));
+		status = e == SCACHE_ECONFIG && !cfg.stream_name ? EXIT_USAGE : 1;
+		goto out;
+	}
+	e = scache_publish_keys(pub, (const char *const *)keys, lens, n, res);
+	status = e == SCACHE_OK ? 0 : 1;
+	for (size_t i = 0; i < n; i++) {
+		if (res[i].err != SCACHE_OK) {
+			fprintf(stderr, "scachectl publish: %s %s: %s (%s)\n", source,
+			        argv[optind + 1 + (int)i], scache_strerror(res[i].err), res[i].message);
+			continue;
+		}
+		/* one line per record: keys of one record share its sequence number */
+		int seen = 0;
+		for (size_t j = 0; j < i && !seen; j++)
+			seen = res[j].err == SCACHE_OK && !strcmp(res[j].sequence, res[i].sequence) &&
+			       !strcmp(res[j].shard_id, res[i].shard_id);
+		if (!seen)
+			printf("%s\t%s\n", res[i].shard_id, res[i].sequence);
+	}
+	fflush(stdout);
+out:
+	scache_publisher_free(pub);
+	for (size_t i = 0; keys && i < n; i++)
+		free(keys[i]);
+	free(keys);
+	free(lens);
+	free(res);
+	return status;
+}
+
+/* ---- tail ------------------------------------------------------------------------- */
+
+static volatile sig_atomic_t stop;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	stop = 1;
+}
+
+static void print_escaped(const char *s, size_t len)
+{
+	/* keep one line per ID: tabs, newlines and other controls become \xHH */
+	for (size_t i = 0; i < len; i++) {
+		unsigned char ch = (unsigned char)s[i];
+		if (ch < 0x20 || ch == 0x7f || ch == '\\')
+			printf("\\x%02x", ch);
+		else
+			putchar(ch);
+	}
+}
+
+static void tail_record(void *arg, const char *shard, const char *seq, const char *const *keys,
+                        const size_t *lens, size_t n)
+{
+	(void)arg;
+	for (size_t i = 0; i < n; i++) {
+		scache_id id;
+		if (scache_id_parse(keys[i], lens[i], &id) == SCACHE_OK) {
+			print_escaped(id.source, id.source_len);
+			putchar('\t');
+			print_escaped(id.id, id.id_len);
+			scache_id_clear(&id);
+		} else {
+			print_escaped(keys[i], lens[i]);
+			putchar('\t');
+		}
+		printf("\t%s\t%s\n", shard, seq);
+		fflush(stdout);
+	}
+}
+
+static void tail_gap(void *arg, const char *why)
+{
+	(void)arg;
+	fprintf(stderr, "scachectl tail: gap: %s\n", why);
+}
+
+static int cmd_tail(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"stream", required_argument, NULL, 's'},
+		{"from", required_argument, NULL, 'f'},
+		{"interval", required_argument, NULL, 'i'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	const char *stream = NULL;
+	scache_start_at from = SCACHE_START_LATEST;
+	long interval = 1000;
+	int c;
+	char *end;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "+s:f:i:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 's':
+			stream = optarg;
+			break;
+		case 'f':
+			if (!strcmp(optarg, "latest")) {
+				from = SCACHE_START_LATEST;
+			} else if (!strcmp(optarg, "trim-horizon")) {
+				from = SCACHE_START_TRIM_HORIZON;
+			} else {
+				fprintf(stderr, "scachectl tail: --from takes latest or trim-horizon\n");
+				return EXIT_USAGE;
+			}
+			break;
+		case 'i':
+			errno = 0;
+			interval = strtol(optarg, &end, 10);
+			if (errno || *end || interval < 0 || interval > 3600000) {
+				fprintf(stderr, "scachectl tail: --interval takes milliseconds\n");
+				return EXIT_USAGE;
+			}
+			break;
+		case 'h':
+			fputs(tail_usage, stdout);
+			return 0;
+		default:
+			fputs(tail_usage, stderr);
+			return EXIT_USAGE;
+		}
+	}
+	if (optind != argc) {
+		fprintf(stderr, "scachectl tail: unexpected argument '%s'\n", argv[optind]);
+		fputs(tail_usage, stderr);
+		return EXIT_USAGE;
+	}
+
+	scache_stream_config cfg;
+	scache_reader *reader = NULL;
+	scache_reader_callbacks cb = {.on_gap = tail_gap, .on_record = tail_record};
+	char err[512];
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = on_signal;
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+
+	config_from_env(&cfg, stream);
+	scache_err e = scache_reader_new(&cfg, from, &cb, &reader, err, sizeof err);
+	if (e) {
+		fprintf(stderr, "scachectl tail: %s\n", err[0] ? err : scache_strerror(e));
+		return e == SCACHE_ECONFIG && !cfg.stream_name ? EXIT_USAGE : 1;
+	}
+	int failures = 0;
+	while (!stop) {
+		scache_poll_info info;
+		e = scache_reader_sync(reader, scache_now_ns(NULL), 0, &info);
+		if (e) {
+			fprintf(stderr, "scachectl tail: %s\n", info.message[0] ? info.message
+			                                                        : scache_strerror(e));
+			if (++failures >= 10) {
+				scache_reader_free(reader);
+				return 1;
+			}
+		} else {
+			failures = 0;
+		}
+		/* sleep in small steps so a signal ends the wait quickly */
+		for (long waited = 0; waited < interval && !stop; waited += 50) {
+			long step = interval - waited < 50 ? interval - waited : 50;
+			struct timespec ts = {0, step * 1000000L};
+			nanosleep(&ts, NULL);
+		}
+	}
+	scache_reader_free(reader);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+		usage(stdout);
+		return 0;
+	}
+	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+		if (!strcmp(argv[1], commands[i].name))
+			return commands[i].run(argc - 1, argv + 1);
+	fprintf(stderr, "scachectl: unknown command '%s'\n", argv[1]);
+	usage(stderr);
+	return EXIT_USAGE;
+}
