@@ -43,8 +43,8 @@ Test(report, summarizes_request_lines_and_gives_the_verdict, .init = cr_redirect
 	    "\"path\":\"/users/3\",\"status\":503,\"request_ms\":10,\"stream_ms\":0,"
 	    "\"saved_ms\":0,\"hits\":0,\"misses\":1,\"evicted\":0,\"bypass\":true}\n"
 	    "{\"type\":\"summary\",\"requests\":3}\n");
-	char *argv[] = {path};
-	cr_assert_eq(scachectl_report(1, argv), 0);
+	char *argv[] = {"report", path};
+	cr_assert_eq(scachectl_report(2, argv), 0);
 	remove(path);
 	fflush(stdout);
 	cr_assert_stdout_eq_str(
@@ -66,8 +66,8 @@ Test(report, warns_when_the_cache_costs_more_than_it_saves, .init = cr_redirect_
 	write_log("{\"type\":\"request\",\"method\":\"GET\",\"path\":\"/\",\"status\":200,"
 	          "\"request_ms\":9,\"stream_ms\":8,\"saved_ms\":1,\"hits\":1,\"misses\":0,"
 	          "\"evicted\":0,\"bypass\":false}\n");
-	char *argv[] = {path};
-	cr_assert_eq(scachectl_report(1, argv), 0);
+	char *argv[] = {"report", path};
+	cr_assert_eq(scachectl_report(2, argv), 0);
 	remove(path);
 	fflush(stdout);
 	FILE *out = cr_get_redirected_stdout();
@@ -80,6 +80,6 @@ Test(report, warns_when_the_cache_costs_more_than_it_saves, .init = cr_redirect_
 
 Test(report, a_missing_file_is_an_error)
 {
-	char *argv[] = {"/nonexistent/scache.log"};
-	cr_assert_eq(scachectl_report(1, argv), 1);
+	char *argv[] = {"report", "/nonexistent/scache.log"};
+	cr_assert_eq(scachectl_report(2, argv), 1);
 }

@@ -184,6 +184,8 @@ int scachectl_report(int argc, char **argv)
 	totals t;
 	memset(&t, 0, sizeof t);
 	int status = 0;
+	argc--; /* argv[0] is "report" */
+	argv++;
 	if (argc < 1) {
 		if (read_file(&t, stdin))
 			status = 1;

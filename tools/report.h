@@ -5,7 +5,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* scachectl_report: argv are the arguments after "report" (files; none = stdin).
+/* scachectl_report: argv[0] is "report", the rest are files (none = stdin); the shape of
+ * scachectl's subcommands.
  * Prints the report on stdout; returns the exit status (0, or 1 if a file failed). */
 int scachectl_report(int argc, char **argv);
 

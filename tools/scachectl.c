@@ -18,6 +18,7 @@
 #include <time.h>
 
 #include "scache/scache.h"
+#include "report.h"
 
 #define EXIT_USAGE 2
 
@@ -33,6 +34,7 @@ static int cmd_tail(int argc, char **argv);
 static const command commands[] = {
 	{"publish", cmd_publish, "publish one invalidation of SOURCE's IDs"},
 	{"tail", cmd_tail, "print every invalidated ID as it arrives"},
+	{"report", scachectl_report, "summarize efficiency logs: scachectl report [FILE...]"},
 };
 
 static const char publish_usage[] =

@@ -1,0 +1,513 @@
+#!/usr/bin/env python3
+"""Integration tests of the users example server on real parts: kinesalite (the local
+Kinesis) on 127.0.0.1, two users_server processes over one SQLite file, real HTTP.
+
+  integration_server.py BUILD_DIR
+
+Each scenario names the behaviour it pins and asserts exact outcomes (status codes,
+X-Cache values, bodies, counters); waits are for states, never timed assertions. Every
+process started here is stopped at the end, also when a scenario fails or the test is
+interrupted. The last line has Criterion's "Synthesis" shape so scripts/count-results.py
+counts each scenario.
+"""
+import base64, json, os, re, shutil, signal, socket, subprocess, sys, tempfile, threading
+import time, traceback, urllib.error, urllib.request
+
+ROOT = os.environ.get("SCACHE_SOURCE_ROOT") or os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))
+BUILD = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "build"))
+SERVER = os.path.join(BUILD, "example_server", "users_server")
+SCACHECTL = os.path.join(BUILD, "tools", "scachectl")
+KINESALITE = os.path.join(ROOT, ".deps", "node_modules", "kinesalite")
+SOURCE = "db.users.id"
+
+procs = []  # every process we started, stopped in cleanup()
+
+
+def cleanup():
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+    for p in procs:
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+    procs.clear()
+
+
+def on_signal(signum, frame):
+    raise SystemExit(f"interrupted by signal {signum}")
+
+
+signal.signal(signal.SIGTERM, on_signal)
+signal.signal(signal.SIGINT, on_signal)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(what, cond, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = cond()
+        if v:
+            return v
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def expect(cond, msg):
+    if not cond:
+        raise AssertionError(msg)
+
+
+def eq(got, want, what):
+    if got != want:
+        raise AssertionError(f"{what}: got {got!r}, want {want!r}")
+
+
+def data_id(i):
+    return f"id={i}&s={SOURCE}&t=data.ID"
+
+
+# ---- kinesalite ------------------------------------------------------------------
+
+
+class Kinesis:
+    """kinesalite on 127.0.0.1, persisted under a directory so it can be restarted."""
+
+    def __init__(self, tmp):
+        self.port = free_port()
+        self.path = os.path.join(tmp, "kinesalite")
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.proc = None
+        self.start()
+
+    def start(self):
+        js = ("require(process.argv[1])({path: process.argv[2], createStreamMs: 0, "
+              "deleteStreamMs: 0, updateStreamMs: 0}).listen(+process.argv[3], '127.0.0.1')")
+        self.proc = subprocess.Popen(["node", "-e", js, KINESALITE, self.path, str(self.port)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        procs.append(self.proc)
+        wait_until("kinesalite to listen", self.listening)
+
+    def listening(self):
+        try:
+            socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+            return True
+        except OSError:
+            return False
+
+    def settle(self, keys):
+        """Wait until this server has read `keys` invalidated IDs from the stream. Needed
+        after a write when the cache was empty: such requests do not wait for the stream
+        (nothing to evict), so the write's own record may otherwise arrive after the next
+        load and evict it (correct, but a MISS where the test wants a HIT)."""
+        wait_until(f"{self.name} to read {keys} keys from the stream",
+                   lambda: self.metrics()["scache_stream_keys_total"] >= keys)
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+        procs.remove(self.proc)
+
+    def call(self, op, body):
+        req = urllib.request.Request(
+            self.endpoint + "/", data=json.dumps(body).encode(), method="POST",
+            headers={"Content-Type": "application/x-amz-json-1.1",
+                     "X-Amz-Target": "Kinesis_20131202." + op,
+                     "X-Amz-Date": "20261124T000000Z",
+                     "Authorization": "AWS4-HMAC-SHA256 Credential=local/20261124/us-east-1/"
+                                      "kinesis/aws4_request, SignedHeaders=host, Signature=0"})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            data = r.read()
+            return json.loads(data) if data else {}
+
+    def create_stream(self, name, shards=2):
+        self.call("CreateStream", {"StreamName": name, "ShardCount": shards})
+        wait_until("the stream to be active", lambda: self.call(
+            "DescribeStreamSummary", {"StreamName": name})
+            ["StreamDescriptionSummary"]["StreamStatus"] == "ACTIVE")
+
+
+# ---- the example server -------------------------------------------------------------
+
+
+class Server:
+    def __init__(self, name, tmp, kinesis, stream, db, extra=(), env=None):
+        self.name = name
+        self.port = free_port()
+        self.log = os.path.join(tmp, f"{name}.log")
+        self.hold_dir = os.path.join(tmp, f"hold-{name}")
+        os.makedirs(self.hold_dir, exist_ok=True)
+        e = dict(os.environ, AWS_ACCESS_KEY_ID="local", AWS_SECRET_ACCESS_KEY="local",
+                 AWS_REGION="us-east-1", SCACHE_TEST_HOLD_DIR=self.hold_dir)
+        e.update(env or {})
+        args = [SERVER, "--port", str(self.port), "--db", db, "--stream", stream,
+                "--endpoint", kinesis.endpoint, "--log", self.log, *extra]
+        self.stderr_path = os.path.join(tmp, f"{name}.stderr")
+        self.stderr = open(self.stderr_path, "w")
+        self.proc = subprocess.Popen(args, env=e, stdout=self.stderr, stderr=self.stderr)
+        procs.append(self.proc)
+        wait_until(f"server {name} to answer /healthz", self.healthy)
+
+    def healthy(self):
+        if self.proc.poll() is not None:
+            with open(self.stderr_path) as f:
+                raise AssertionError(f"server {self.name} exited with {self.proc.returncode}: "
+                                     f"{f.read()[-2000:]}")
+        try:
+            return self.request("GET", "/healthz")[0] == 200
+        except OSError:
+            return False
+
+    def request(self, method, path, body=None, headers=None):
+        """(status, X-Cache or None, body bytes)"""
+        data = body.encode() if isinstance(body, str) else body
+        req = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", data=data,
+                                     method=method, headers=headers or {})
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                return r.status, r.headers.get("X-Cache"), r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.headers.get("X-Cache"), e.read()
+
+    def get_user(self, i):
+        st, xc, body = self.request("GET", f"/users/{i}")
+        return st, xc, (json.loads(body) if st == 200 else None)
+
+    def put_user(self, i, name, email=None):
+        st, _, body = self.request("PUT", f"/users/{i}", json.dumps(
+            {"name": name, "email": email or f"{name.lower()}@example.com"}))
+        eq(st, 200, f"PUT /users/{i} on {self.name} ({body!r})")
+
+    def metrics(self):
+        st, _, body = self.request("GET", "/metrics")
+        eq(st, 200, "GET /metrics")
+        return parse_prometheus(body.decode())
+
+    def settle(self, keys):
+        """Wait until this server has read `keys` invalidated IDs from the stream. Needed
+        after a write when the cache was empty: such requests do not wait for the stream
+        (nothing to evict), so the write's own record may otherwise arrive after the next
+        load and evict it (correct, but a MISS where the test wants a HIT)."""
+        wait_until(f"{self.name} to read {keys} keys from the stream",
+                   lambda: self.metrics()["scache_stream_keys_total"] >= keys)
+
+    def stop(self):
+        self.proc.terminate()
+        eq(self.proc.wait(timeout=20), 0, f"exit status of server {self.name}")
+        procs.remove(self.proc)
+        self.stderr.close()
+
+
+PROM_LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (-?[0-9.eE+-]+|NaN|[+-]Inf)$")
+
+
+def parse_prometheus(text):
+    """Checks every line against the text exposition format; returns {name: value}."""
+    expect(text.endswith("\n"), "metrics end with a newline")
+    values, typed = {}, set()
+    for line in text.splitlines():
+        if line.startswith("# HELP "):
+            continue
+        if line.startswith("# TYPE "):
+            _, _, name, kind = line.split(" ", 3)
+            expect(kind in ("counter", "gauge", "untyped", "summary", "histogram"),
+                   f"metric type {kind}")
+            typed.add(name)
+            continue
+        m = PROM_LINE.match(line)
+        expect(m, f"not a Prometheus sample line: {line!r}")
+        expect(m.group(1) in typed, f"{m.group(1)} has no TYPE line")
+        values[m.group(1)] = float(m.group(3))
+    return values
+
+
+class Env:
+    """kinesalite + a stream + servers A and B over one SQLite file."""
+
+    def __init__(self, extra=(), servers=("A", "B")):
+        self.tmp = tempfile.mkdtemp(prefix="scache-it-")
+        self.kinesis = Kinesis(self.tmp)
+        self.stream = "users-" + os.path.basename(self.tmp).replace("_", "-")
+        self.kinesis.create_stream(self.stream, int(os.environ.get("SCACHE_IT_SHARDS", "2")))
+        self.db = os.path.join(self.tmp, "users.db")
+        self.servers = {n: Server(n, self.tmp, self.kinesis, self.stream, self.db, extra)
+                        for n in servers}
+
+    def close(self):
+        cleanup()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def log_lines(path):
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+REQUEST_FIELDS = {"type", "time", "method", "path", "status", "request_ms", "stream_ms",
+                  "saved_ms", "hits", "misses", "evicted", "bypass"}
+SUMMARY_FIELDS = {"type", "time", "period_s", "requests", "hits", "misses", "hit_ratio",
+                  "bypass_requests", "stream_ms", "saved_ms", "saved_per_stream", "polls",
+                  "kinesis_calls", "kinesis_errors", "staleness_ms", "bypassing", "entries"}
+
+# ---- Scenarios ---------------------------------------------------------------------
+
+
+def cross_instance_invalidation_keeps_a_correct(env):
+    a, b = env.servers["A"], env.servers["B"]
+    a.put_user(1, "Ada")
+    a.settle(1)
+    eq(a.get_user(1), (200, "MISS", {"id": "1", "name": "Ada", "email": "ada@example.com"}),
+       "first GET on A")
+    eq(a.get_user(1)[:2], (200, "HIT"), "second GET on A")
+    b.put_user(1, "Grace")
+    st, xc, user = a.get_user(1)
+    eq((st, xc, user["name"]), (200, "MISS", "Grace"), "GET on A after B's PUT")
+    eq(a.get_user(1)[:2], (200, "HIT"), "A caches the new value")
+    eq(b.request("DELETE", "/users/1")[0], 200, "DELETE on B")
+    eq(a.get_user(1)[:2], (404, "MISS"), "GET on A after B's DELETE")
+    eq(b.request("DELETE", "/users/1")[0], 404, "DELETE of an absent user")
+
+
+def scachectl_publish_invalidates_both_instances(env):
+    a, b = env.servers["A"], env.servers["B"]
+    a.put_user(7, "Linus")
+    for s in (a, b):
+        s.settle(1)
+        s.get_user(7)
+        eq(s.get_user(7)[1], "HIT", f"{s.name} caches user 7")
+    # the row changes behind both servers' backs, then someone announces it
+    subprocess.run(["sqlite3", env.db, "UPDATE users SET name = 'Torvalds' WHERE id = '7'"],
+                   check=True)
+    eq(a.get_user(7)[2]["name"], "Linus", "A still serves its cached copy")
+    out = subprocess.run([SCACHECTL, "publish", "--stream", env.stream, SOURCE, "7"],
+                         env=dict(os.environ, AWS_ACCESS_KEY_ID="local",
+                                  AWS_SECRET_ACCESS_KEY="local", AWS_REGION="us-east-1",
+                                  AWS_ENDPOINT_URL_KINESIS=env.kinesis.endpoint),
+                         capture_output=True, text=True, timeout=60)
+    eq(out.returncode, 0, f"scachectl publish ({out.stderr.strip()})")
+    for s in (a, b):
+        st, xc, user = s.get_user(7)
+        eq((st, xc, user["name"]), (200, "MISS", "Torvalds"), f"GET on {s.name} after publish")
+
+
+def a_go_scache_record_invalidates_too(env):
+    """A record as Go's scache writes it (with & escaped as \\u0026), put directly."""
+    a = env.servers["A"]
+    a.put_user(8, "Ken")
+    a.settle(1)
+    a.get_user(8)
+    eq(a.get_user(8)[1], "HIT", "A caches user 8")
+    subprocess.run(["sqlite3", env.db, "UPDATE users SET name = 'Thompson' WHERE id = '8'"],
+                   check=True)
+    rec = ('{"keys":["' + data_id(8).replace("&", "\\u0026") +
+           '"],"ts":"2026-11-24T13:26:26.241701753Z"}')
+    env.kinesis.call("PutRecords", {"StreamName": env.stream, "Records": [
+        {"Data": base64.b64encode(rec.encode()).decode(), "PartitionKey": "ab" * 32}]})
+    st, xc, user = a.get_user(8)
+    eq((st, xc, user["name"]), (200, "MISS", "Thompson"), "GET on A after the Go record")
+
+
+def stale_add_is_refused_through_http(env):
+    a, b = env.servers["A"], env.servers["B"]
+    b.put_user(1, "Old")
+    b.put_user(2, "Other")
+    a.settle(2)
+    a.get_user(2)
+    eq(a.get_user(2)[1], "HIT", "A's cache is not empty (so its requests drain)")
+    hold = os.path.join(a.hold_dir, "hold-1")
+    open(hold, "w").close()
+    held = {}
+    t = threading.Thread(target=lambda: held.update(r=a.get_user(1)))
+    t.start()
+    try:
+        wait_until("A's slow load to read the old row",
+                   lambda: os.path.exists(os.path.join(a.hold_dir, "loaded-1")))
+        b.put_user(1, "New")                    # the row changes while A's load is held
+        eq(a.get_user(2)[1], "HIT", "a request on A drains the stream")
+    finally:
+        os.remove(hold)                         # the slow load finishes, with old data
+        t.join(60)
+    eq((held["r"][0], held["r"][1], held["r"][2]["name"]), (200, "MISS", "Old"),
+       "the slow request answers what it read")
+    eq(a.metrics()["scache_refused_adds_total"], 1.0, "the stale add was refused")
+    st, xc, user = a.get_user(1)
+    eq((st, xc, user["name"]), (200, "MISS", "New"), "A does not serve the stale load")
+
+
+def bad_input_gets_exact_errors(env):
+    a = env.servers["A"]
+
+    def err(method, path, body, status, headers=None):
+        st, _, data = a.request(method, path, body, headers)
+        eq(st, status, f"{method} {path}")
+        return data
+
+    for body in ("{not json", "[1,2]", '"x"', "", '{"name":"a"} trailing'):
+        data = err("PUT", "/users/5", body, 400)
+        expect("error" in json.loads(data), f"400 has a JSON error: {data!r}")
+    for body in ('{"name":"a"}', '{"email":"a@b"}', '{"name":1,"email":"a@b"}',
+                 '{"name":"a","email":null}'):
+        data = err("PUT", "/users/5", body, 400)
+        expect("error" in json.loads(data), "missing fields: a JSON error")
+    err("PUT", "/users/5", "x" * (64 * 1024 + 1), 413)
+    # chunked, so the size is only known while reading
+    big = iter([b'{"name":"' + b"a" * 70000 + b'","email":"e"}'])
+    err("PUT", "/users/5", big, 413, {"Transfer-Encoding": "chunked"})
+    err("GET", "/nope", None, 404)
+    err("GET", "/users", None, 404)
+    err("POST", "/users/5", "{}", 405)
+    err("PATCH", "/users/5", "{}", 405)
+    err("POST", "/metrics", "", 405)
+    for bad in ("a%20b", "a.b", "%C3%A9", "x" * 65, "a%2Fb", ""):
+        err("GET", "/users/" + bad, None, 400 if bad else 400)
+    eq(a.request("GET", "/users/5")[0], 404, "nothing was half-written")
+    eq(a.request("GET", "/healthz")[0], 200, "the server still serves")
+    # a missing stream name is a clear error and exit status 2
+    e = {k: v for k, v in os.environ.items() if k != "SCACHE_STREAM"}
+    out = subprocess.run([SERVER, "--port", str(free_port()), "--db", env.db], env=e,
+                         capture_output=True, text=True, timeout=30)
+    eq(out.returncode, 2, "exit status without a stream")
+    expect("--stream" in out.stderr, f"the error names the flag: {out.stderr!r}")
+    out = subprocess.run([SERVER, "--stream", "s", "--port", "notaport"],
+                         capture_output=True, text=True, timeout=30)
+    eq(out.returncode, 2, "exit status with a bad flag value")
+
+
+def metrics_are_prometheus_text(env):
+    a = env.servers["A"]
+    a.put_user(3, "Barbara")
+    a.settle(1)
+    a.get_user(3)
+    a.get_user(3)
+    m = a.metrics()
+    for name in ("hits_total", "misses_total", "entries", "bytes", "refused_adds_total",
+                 "evictions_total", "invalidations_total", "polls_total", "poll_errors_total",
+                 "saved_seconds_total", "stream_seconds_total", "staleness_seconds"):
+        expect("scache_" + name in m, f"metric scache_{name} is exposed")
+    expect(m["scache_hits_total"] >= 1, "a hit was counted")
+    expect(m["scache_entries"] >= 1, "an entry is cached")
+    expect(m["scache_saved_seconds_total"] > 0, "hits saved time")
+
+
+def efficiency_logs_are_json_with_every_field(env):
+    a = env.servers["A"]
+    a.put_user(4, "Edsger")
+    a.settle(1)
+    a.get_user(4)
+    a.get_user(4)
+    a.request("GET", '/users/"x"?q=1')
+    a.stop()
+    lines = log_lines(a.log)
+    reqs = [l for l in lines if l["type"] == "request"]
+    for l in reqs:
+        eq(set(l), REQUEST_FIELDS, "request line fields")
+    n_all = len(reqs)
+    reqs = [l for l in reqs if l["path"] not in ("/metrics", "/healthz")]
+    eq([(l["method"], l["path"], l["status"]) for l in reqs],
+       [("PUT", "/users/4", 200), ("GET", "/users/4", 200), ("GET", "/users/4", 200),
+        ("GET", '/users/"x"', 400)], "method, path, status")
+    eq((reqs[1]["misses"], reqs[2]["hits"]), (1, 1), "the miss then the hit")
+    expect(reqs[2]["saved_ms"] > 0, "the hit saved time")
+    summaries = [l for l in lines if l["type"] == "summary"]
+    eq(len(summaries), 1, "a last summary at shutdown")
+    eq(set(summaries[0]) - {"warning"}, SUMMARY_FIELDS, "summary fields")
+    eq(summaries[0]["requests"], n_all, "summary request count")
+    out = subprocess.run([SCACHECTL, "report", a.log], capture_output=True, text=True,
+                         timeout=30)
+    eq(out.returncode, 0, "scachectl report")
+    expect(f"requests        {n_all} " in out.stdout and "verdict" in out.stdout, out.stdout)
+
+
+def stream_outage_bypasses_then_recovers(env):
+    a = env.servers["A"]
+    a.put_user(6, "Barbara")
+    a.settle(1)
+    a.get_user(6)
+    eq(a.get_user(6)[1], "HIT", "cached before the outage")
+    env.kinesis.stop()
+    seen = []
+
+    def bypassing():
+        st, xc, user = a.get_user(6)
+        eq(st, 200, "requests keep succeeding during the outage")
+        eq(user["name"], "Barbara", "the right data during the outage")
+        seen.append(xc)
+        return xc == "BYPASS"
+
+    wait_until("BYPASS after max-staleness", bypassing, timeout=60)
+    wait_until("a failed poll to be counted",
+               lambda: a.metrics()["scache_poll_errors_total"] >= 1, timeout=60)
+    eq(a.get_user(6)[1], "BYPASS", "still bypassed while the stream is down")
+    h = json.loads(a.request("GET", "/healthz")[2])
+    eq(h["bypassing"], True, "/healthz says so")
+    env.kinesis.start()
+    wait_until("caching to resume", lambda: a.get_user(6)[1] in ("HIT", "MISS"), timeout=60)
+    a.get_user(6)
+    eq(a.get_user(6)[1], "HIT", "caching resumed by itself")
+    m = a.metrics()
+    expect(m["scache_poll_errors_total"] >= 1, "poll errors were counted")
+    expect(m["scache_bypass_requests_total"] >= 2, "bypassed requests were counted")
+    a.stop()
+    warnings = [l for l in log_lines(a.log) if l["type"] == "warning"]
+    expect(any("bypassing" in w["msg"] for w in warnings), "a bypass warning was logged")
+    eq(sum("bypassing the cache" in w["msg"] for w in warnings), 1, "one warning per episode")
+
+
+SCENARIOS = [
+    (cross_instance_invalidation_keeps_a_correct, {}),
+    (scachectl_publish_invalidates_both_instances, {}),
+    (a_go_scache_record_invalidates_too, {"servers": ("A",)}),
+    (stale_add_is_refused_through_http, {}),
+    (bad_input_gets_exact_errors, {"servers": ("A",)}),
+    (metrics_are_prometheus_text, {"servers": ("A",)}),
+    (efficiency_logs_are_json_with_every_field, {"servers": ("A",)}),
+    (stream_outage_bypasses_then_recovers,
+     {"servers": ("A",), "extra": ("--max-staleness", "1s")}),
+]
+
+
+def main():
+    only = os.environ.get("SCACHE_IT_ONLY")
+    passed = failed = 0
+    for fn, kw in SCENARIOS:
+        if only and only not in fn.__name__:
+            continue
+        env = None
+        try:
+            env = Env(**kw)
+            fn(env)
+            print(f"[PASS] server::{fn.__name__}", flush=True)
+            passed += 1
+        except Exception:
+            print(f"[FAIL] server::{fn.__name__}", flush=True)
+            traceback.print_exc()
+            if env:
+                for n in env.servers:
+                    try:
+                        with open(os.path.join(env.tmp, f"{n}.stderr")) as f:
+                            print(f"--- {n} stderr:\n{f.read()[-3000:]}")
+                    except OSError:
+                        pass
+            failed += 1
+        finally:
+            if env:
+                env.close()
+            cleanup()
+    print(f"[====] Synthesis: Tested: {passed + failed} | Passing: {passed} | "
+          f"Failing: {failed} | Crashing: 0")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    finally:
+        cleanup()
