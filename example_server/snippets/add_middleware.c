@@ -1,0 +1,51 @@
+/* README: "Add the middleware". Wrap your libmicrohttpd handler; every request then sees
+ * the cache as fresh as the invalidation stream allows. */
+#include <scache/scache.h>
+
+#include <microhttpd.h>
+#include <stdio.h>
+
+#include "snippets.h"
+
+struct MHD_Daemon *start_users_service(MHD_AccessHandlerCallback my_handler, void *my_app,
+                                       scache_cache **cache_out, scache_middleware **mw_out)
+{
+	/* The cache: entries live 1 to 5 minutes (random, so they do not expire together). */
+	scache_cache_config cc = {.min_ttl_ms = 60000, .max_ttl_ms = 300000};
+	scache_cache *cache;
+	if (scache_cache_new(&cc, &cache) != SCACHE_OK)
+		return NULL;
+
+	/* The stream; region, endpoint and keys come from the AWS environment. */
+	scache_stream_config stream = {.stream_name = "users"};
+	scache_middleware_config mc = {
+		.cache = cache,
+		.stream = &stream,
+		.handler = my_handler,    /* your handler, with its own closure and req_cls */
+		.handler_cls = my_app,
+		/* .poll_interval_ms = 400,  bounded staleness for a fleet on AWS (N x 200 ms) */
+	};
+	scache_middleware *mw;
+	char err[256];
+	if (scache_middleware_new(&mc, &mw, err, sizeof err) != SCACHE_OK) {
+		fprintf(stderr, "scache: %s\n", err);
+		scache_cache_free(cache);
+		return NULL;
+	}
+
+	/* Give MHD the middleware's two callbacks, with the middleware as their closure. */
+	struct MHD_Daemon *d = MHD_start_daemon(
+		MHD_USE_INTERNAL_POLLING_THREAD, 8080, NULL, NULL,
+		&scache_access_handler, mw,
+		MHD_OPTION_NOTIFY_COMPLETED, &scache_request_completed, mw,
+		MHD_OPTION_END);
+	if (!d) {
+		scache_middleware_free(mw);
+		scache_cache_free(cache);
+		return NULL;
+	}
+	*cache_out = cache;
+	*mw_out = mw;
+	return d; /* at shutdown: MHD_stop_daemon(d), scache_middleware_free(mw),
+	             scache_cache_free(cache) -- in that order */
+}

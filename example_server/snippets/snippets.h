@@ -1,0 +1,18 @@
+/* The README's snippets (the .c files of example_server/snippets), compiled and exercised by
+ * tests/test_snippets.c. The db_* functions are the application's own. */
+#ifndef SCACHE_SNIPPETS_H
+#define SCACHE_SNIPPETS_H
+
+#include <scache/scache.h>
+
+char *db_load_user_json(const char *id);             /* malloc()ed JSON, NULL if absent */
+int db_update_user_name(const char *id, const char *name);
+
+struct MHD_Daemon *start_users_service(MHD_AccessHandlerCallback my_handler, void *my_app,
+                                       scache_cache **cache_out, scache_middleware **mw_out);
+char *load_and_cache_user(const char *id);
+int user_is_cached(const char *id);
+char *get_user(const char *id, int *hit);
+int rename_user(const char *id, const char *name);
+
+#endif
