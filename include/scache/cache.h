@@ -31,7 +31,7 @@ typedef struct scache_cache scache_cache;
 /* A monotonic clock in nanoseconds. The default reads CLOCK_MONOTONIC. */
 typedef uint64_t (*scache_clock_fn)(void *arg);
 
-/* scache_now_ns: CLOCK_MONOTONIC in nanoseconds (the default clock). */
+/* scache_now_ns: CLOCK_MONOTONIC in nanoseconds (what the stream and middleware time with). */
 uint64_t scache_now_ns(void *unused);
 
 /* Which lock guards each stripe. */
@@ -53,7 +53,8 @@ typedef struct scache_cache_config {
 	                            for stale-add protection; a load slower than this is refused */
 	size_t guard_max;        /* [65536] most invalidations remembered; older ones are
 	                            forgotten early (adds that began before them are refused) */
-	scache_clock_fn clock;   /* [scache_now_ns] injectable clock, for tests */
+	scache_clock_fn clock;   /* [CLOCK_MONOTONIC_COARSE, exact to a scheduler tick]
+	                            injectable clock, for tests */
 	void *clock_arg;
 	uint64_t seed;           /* [from the clock and address] seed of the expiry randomness */
 } scache_cache_config;
@@ -111,7 +112,7 @@ scache_err scache_cache_add(scache_cache *cache, const void *key, size_t key_len
  * entry meanwhile (the entry is reference counted). Release every value exactly once.
  */
 typedef struct scache_value {
-	const void *data;
+	const void *data;     /* the bytes, with no particular alignment */
 	size_t len;
 	uint64_t saved_ns;    /* the time this hit saves (from the add) */
 	void *ref_;           /* private */
