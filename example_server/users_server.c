@@ -70,7 +70,8 @@ static const struct flag {
 	 "a successful poll [10s]", offsetof(settings, max_staleness)},
 	{"--max-bytes", "SCACHE_MAX_BYTES", "memory bound of the cache [67108864]",
 	 offsetof(settings, max_bytes)},
-	{"--threads", "SCACHE_THREADS", "libmicrohttpd thread pool size [4]",
+	{"--threads", "SCACHE_THREADS", "libmicrohttpd thread pool size; 0 = a thread per "
+	 "connection [4]",
 	 offsetof(settings, threads)},
 	{"--log", "SCACHE_LOG", "efficiency log file (appended) [stderr]", offsetof(settings, log)},
 };
@@ -543,7 +544,7 @@ int main(int argc, char **argv)
 	          max_bytes = parse_count(s.max_bytes, 64ll << 20),
 	          threads = parse_count(s.threads, 4);
 	if (port < 0 || port > 65535 || min_ttl <= 0 || max_ttl < min_ttl || poll < 0 ||
-	    stale <= 0 || max_bytes <= 0 || threads <= 0 || threads > 256) {
+	    stale <= 0 || max_bytes <= 0 || threads < 0 || threads > 256) {
 		fprintf(stderr, "users_server: bad value among --port --min-ttl --max-ttl "
 		                "--poll-interval --max-staleness --max-bytes --threads "
 		                "(durations: 250ms, 10s, 5m; min-ttl <= max-ttl)\n");
@@ -595,11 +596,17 @@ int main(int argc, char **argv)
 
 	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
 	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	/* A request waiting for the stream holds its MHD thread (strict mode: up to one poll
+	 * interval), so a pool caps throughput at threads x polls per second; a thread per
+	 * connection does not. */
+	unsigned mode = threads ? MHD_USE_INTERNAL_POLLING_THREAD
+	                        : MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION;
 	struct MHD_Daemon *d = MHD_start_daemon(
-		MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, (uint16_t)port, NULL, NULL,
+		mode | MHD_USE_ERROR_LOG, (uint16_t)port, NULL, NULL,
 		scache_access_handler, sv.mw,                                  /* scache */
 		MHD_OPTION_NOTIFY_COMPLETED, scache_request_completed, sv.mw,  /* scache */
-		MHD_OPTION_SOCK_ADDR, &sa, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)threads,
+		MHD_OPTION_SOCK_ADDR, &sa,
+		threads ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END, (unsigned)threads,
 		MHD_OPTION_END);
 	if (!d) {
 		fprintf(stderr, "users_server: cannot listen on 127.0.0.1:%lld\n", port);
