@@ -156,11 +156,22 @@ static int db_open(server *sv, const char *path)
 	}
 	sqlite3_busy_timeout(sv->db, 5000); /* two servers share the file */
 	char *err = NULL;
-	if (sqlite3_exec(sv->db,
-	                 "PRAGMA journal_mode=WAL;"
-	                 "CREATE TABLE IF NOT EXISTS users (id TEXT PRIMARY KEY, "
-	                 "name TEXT NOT NULL, email TEXT NOT NULL);",
-	                 NULL, NULL, &err) != SQLITE_OK) {
+	int rc;
+	/* Two servers starting at once contend for the file: switching to WAL does not wait
+	 * on the busy timeout, so retry for up to 10 s. */
+	for (int attempt = 0;; attempt++) {
+		rc = sqlite3_exec(sv->db,
+		                  "PRAGMA journal_mode=WAL;"
+		                  "CREATE TABLE IF NOT EXISTS users (id TEXT PRIMARY KEY, "
+		                  "name TEXT NOT NULL, email TEXT NOT NULL);",
+		                  NULL, NULL, &err);
+		if ((rc != SQLITE_BUSY && rc != SQLITE_LOCKED) || attempt == 100)
+			break;
+		sqlite3_free(err);
+		err = NULL;
+		usleep(100000);
+	}
+	if (rc != SQLITE_OK) {
 		fprintf(stderr, "users_server: cannot create the schema in '%s': %s\n", path, err);
 		sqlite3_free(err);
 		return -1;
