@@ -590,6 +590,7 @@ int main(int argc, char **argv)
 		.handler = handler, .handler_cls = &sv,
 		.completed = completed, .completed_cls = &sv,
 		.poll_interval_ms = (uint64_t)poll, .max_staleness_ms = (uint64_t)stale,
+		.suspend = threads > 0, /* the daemon below allows suspend/resume then */
 		.log = log_line, .log_arg = &sv,
 	};
 	char msg[512];
@@ -607,10 +608,10 @@ int main(int argc, char **argv)
 
 	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
 	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	/* A request waiting for the stream holds its MHD thread (strict mode: up to one poll
-	 * interval), so a pool caps throughput at threads x polls per second; a thread per
-	 * connection does not. */
-	unsigned mode = threads ? MHD_USE_INTERNAL_POLLING_THREAD
+	/* scache: a request waiting for the stream is parked (MHD_suspend_connection), so a
+	 * small thread pool serves many waiting requests; --threads 0 runs a thread per
+	 * connection instead, where waiting in place is fine. */
+	unsigned mode = threads ? MHD_USE_INTERNAL_POLLING_THREAD | MHD_ALLOW_SUSPEND_RESUME
 	                        : MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION;
 	struct MHD_Daemon *d = MHD_start_daemon(
 		mode | MHD_USE_ERROR_LOG, (uint16_t)port, NULL, NULL,
@@ -629,7 +630,8 @@ int main(int argc, char **argv)
 
 	int sig;
 	sigwait(&sigs, &sig);
-	MHD_stop_daemon(d);           /* first: no request in flight */
+	scache_middleware_shutdown(sv.mw); /* scache: resume parked requests */
+	MHD_stop_daemon(d);           /* then: no request in flight */
 	scache_middleware_free(sv.mw); /* writes the last summary */
 	scache_cache_free(cache);
 	sqlite3_close(sv.db);

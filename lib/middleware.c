@@ -81,6 +81,8 @@ static int init_cond(pthread_cond_t *c)
 
 /* ---- The poller ------------------------------------------------------------------ */
 
+static uint64_t resume_waiters(scache_middleware *mw, uint64_t now);
+
 /* When the next poll may start: the budget interval plus backoff after the last start. */
 static uint64_t poll_allowed_at(const scache_middleware *mw)
 {
@@ -143,6 +145,7 @@ static void poll_once(scache_middleware *mw)
 		}
 	}
 	pthread_cond_broadcast(&mw->poll_done);
+	resume_waiters(mw, now);
 	pthread_mutex_unlock(&mw->mu);
 
 	if (stale) {
@@ -172,12 +175,15 @@ static void *poller_main(void *arg)
 			pthread_mutex_lock(&mw->mu);
 			continue;
 		}
+		uint64_t deadline = resume_waiters(mw, now);
 		uint64_t due = poll_due_at(mw);
 		if (now >= due) {
 			poll_once(mw);
 			continue;
 		}
 		uint64_t until = due < mw->next_summary_ns ? due : mw->next_summary_ns;
+		if (deadline < until)
+			until = deadline;
 		struct timespec ts = to_timespec(until);
 		pthread_cond_timedwait(&mw->wake, &mw->mu, &ts);
 	}
@@ -230,19 +236,23 @@ static enum drain_result wait_for_poll(scache_middleware *mw, uint64_t since_ns,
 	return r;
 }
 
-/* Make the cache as fresh as the policy asks before the handler runs. */
-static void drain_for_request(scache_middleware *mw, scache_request *req)
+/* First half of the drain, before the handler runs: expire what is due, then decide.
+ * Returns 1 if the request must wait for a poll that began at or after req->since_ns
+ * (until req->deadline_ns), 0 if it may go on now (fresh enough, nothing cached, or
+ * bypassed during an outage). */
+static int drain_begin(scache_middleware *mw, scache_request *req)
 {
 	scache_cache *cache = mw->cfg.cache;
 	req->evicted += scache_cache_sweep(cache, mw->cfg.sweep_budget);
 
 	uint64_t arrival = req->arrival_ns;
-	uint64_t stale_ns = mw->cfg.max_staleness_ms * NS_PER_MS;
 	uint64_t since = arrival;
 	if (mw->cfg.poll_interval_ms > 0) {
 		uint64_t iv = mw->cfg.poll_interval_ms * NS_PER_MS;
 		since = arrival > iv ? arrival - iv : 1;
 	}
+	req->since_ns = since;
+	req->deadline_ns = arrival + mw->cfg.max_staleness_ms * NS_PER_MS;
 
 	pthread_mutex_lock(&mw->mu);
 	int bypassing = mw->bypassing;
@@ -252,26 +262,29 @@ static void drain_for_request(scache_middleware *mw, scache_request *req)
 	pthread_mutex_unlock(&mw->mu);
 	if (bypassing) {
 		req->bypass = 1; /* do not wait during an outage: serve from the database */
-		return;
+		return 0;
 	}
 	if (fresh)
-		return;
+		return 0;
 
 	scache_cache_stats st;
 	scache_cache_stats_get(cache, &st);
-	if (st.entries == 0)
-		return; /* nothing to evict; the poll asked for above keeps positions moving */
+	/* nothing to evict: go on; the poll asked for above keeps positions moving */
+	return st.entries > 0;
+}
 
-	uint64_t removed = 0;
-	enum drain_result r = wait_for_poll(mw, since, arrival + stale_ns, &removed);
+/* Second half, after the wait: what the poll (or its absence) means for the request. */
+static void drain_finish(scache_middleware *mw, scache_request *req, enum drain_result r,
+                         uint64_t removed)
+{
 	req->evicted += removed;
 	uint64_t now = scache_now_ns(NULL);
-	req->stream_ns = now - arrival;
+	req->stream_ns = now - req->arrival_ns;
 	if (r == DRAIN_FRESH)
 		return;
 	pthread_mutex_lock(&mw->mu);
 	int newly = 0;
-	if (now - mw->last_ok_ns > stale_ns) {
+	if (now - mw->last_ok_ns > mw->cfg.max_staleness_ms * NS_PER_MS) {
 		req->bypass = 1;
 		if (!mw->bypassing) {
 			mw->bypassing = 1;
@@ -282,6 +295,39 @@ static void drain_for_request(scache_middleware *mw, scache_request *req)
 	if (newly)
 		efficiency_warning(mw, "a request waited the whole staleness bound for a poll of "
 		                       "the stream: bypassing the cache until polls succeed again");
+}
+
+/* The outcome for a resumed request, from the poll state; mu held. */
+static enum drain_result drain_outcome(const scache_middleware *mw, const scache_request *req,
+                                       uint64_t *removed)
+{
+	enum drain_result r = mw->last_ok_ns >= req->since_ns     ? DRAIN_FRESH
+	                      : mw->last_done_ns >= req->since_ns ? DRAIN_FAILED
+	                                                          : DRAIN_TIMEOUT;
+	*removed = r == DRAIN_TIMEOUT ? 0 : mw->last_removed;
+	return r;
+}
+
+/* Suspended requests: resume those whose poll completed or whose deadline passed. mu
+ * held. Returns the earliest deadline among those still waiting (UINT64_MAX if none). */
+static uint64_t resume_waiters(scache_middleware *mw, uint64_t now)
+{
+	uint64_t earliest = UINT64_MAX;
+	scache_request **link = &mw->waiters;
+	while (*link) {
+		scache_request *req = *link;
+		if (mw->last_done_ns >= req->since_ns || now >= req->deadline_ns || mw->no_park) {
+			*link = req->next_waiter;
+			req->next_waiter = NULL;
+			req->waiting = WAIT_RESUMED;
+			MHD_resume_connection(req->connection);
+		} else {
+			if (req->deadline_ns < earliest)
+				earliest = req->deadline_ns;
+			link = &req->next_waiter;
+		}
+	}
+	return earliest;
 }
 
 /* ---- Lifecycle ------------------------------------------------------------------- */
@@ -446,8 +492,6 @@ static scache_request *request_begin(scache_middleware *mw, struct MHD_Connectio
 	}
 	req->wall_ns = wall_now_ns();
 	req->arrival_ns = scache_now_ns(NULL);
-	drain_for_request(mw, req);
-	req->token = scache_cache_begin_load(mw->cfg.cache);
 
 	req->reg.connection = connection;
 	req->reg.req = req;
@@ -459,6 +503,42 @@ static scache_request *request_begin(scache_middleware *mw, struct MHD_Connectio
 	HASH_ADD_PTR(mw->registry, connection, &req->reg);
 	pthread_mutex_unlock(&mw->reg_mu);
 	return req;
+}
+
+/* Park the request's connection until its poll completes; the poller resumes it. Under
+ * mu, so the poller cannot resume it before it is suspended. Returns 0 (do not park)
+ * once scache_middleware_shutdown() has begun. */
+static int park(scache_middleware *mw, scache_request *req)
+{
+	pthread_mutex_lock(&mw->mu);
+	if (mw->no_park) {
+		pthread_mutex_unlock(&mw->mu);
+		return 0;
+	}
+	req->waiting = WAIT_SUSPENDED;
+	req->next_waiter = mw->waiters;
+	mw->waiters = req;
+	mw->parked++;
+	want_poll(mw);
+	pthread_cond_signal(&mw->wake);
+	MHD_suspend_connection(req->connection);
+	pthread_mutex_unlock(&mw->mu);
+	return 1;
+}
+
+void scache_middleware_shutdown(scache_middleware *mw)
+{
+	if (!mw)
+		return;
+	pthread_mutex_lock(&mw->mu);
+	mw->no_park = 1;
+	uint64_t deadline = scache_now_ns(NULL) + 10000 * NS_PER_MS;
+	resume_waiters(mw, scache_now_ns(NULL));
+	while (mw->parked > 0 && scache_now_ns(NULL) < deadline) {
+		struct timespec ts = to_timespec(scache_now_ns(NULL) + 10 * NS_PER_MS);
+		pthread_cond_timedwait(&mw->poll_done, &mw->mu, &ts);
+	}
+	pthread_mutex_unlock(&mw->mu);
 }
 
 enum MHD_Result scache_access_handler(void *cls, struct MHD_Connection *connection,
@@ -473,6 +553,24 @@ enum MHD_Result scache_access_handler(void *cls, struct MHD_Connection *connecti
 		if (!req)
 			return MHD_NO; /* out of memory: MHD closes the connection */
 		*req_cls = req;
+		if (drain_begin(mw, req)) {
+			if (mw->cfg.suspend && park(mw, req))
+				return MHD_YES; /* MHD calls us again once resumed: the branch below */
+			uint64_t removed = 0;
+			enum drain_result r = wait_for_poll(mw, req->since_ns, req->deadline_ns, &removed);
+			drain_finish(mw, req, r, removed);
+		}
+		req->token = scache_cache_begin_load(mw->cfg.cache);
+	} else if (req->waiting == WAIT_RESUMED) {
+		uint64_t removed;
+		pthread_mutex_lock(&mw->mu);
+		enum drain_result r = drain_outcome(mw, req, &removed);
+		mw->parked--;
+		pthread_cond_broadcast(&mw->poll_done);
+		pthread_mutex_unlock(&mw->mu);
+		req->waiting = WAIT_NONE;
+		drain_finish(mw, req, r, removed);
+		req->token = scache_cache_begin_load(mw->cfg.cache);
 	}
 	scache_request *outer = current_request;
 	current_request = req;
@@ -495,6 +593,19 @@ void scache_request_completed(void *cls, struct MHD_Connection *connection, void
 	}
 	if (mw->cfg.completed)
 		mw->cfg.completed(mw->cfg.completed_cls, connection, &req->app_req_cls, toe);
+
+	if (req->waiting != WAIT_NONE) { /* closed while parked or just resumed */
+		pthread_mutex_lock(&mw->mu);
+		for (scache_request **link = &mw->waiters; *link; link = &(*link)->next_waiter) {
+			if (*link == req) {
+				*link = req->next_waiter;
+				break;
+			}
+		}
+		mw->parked--;
+		pthread_cond_broadcast(&mw->poll_done);
+		pthread_mutex_unlock(&mw->mu);
+	}
 
 	pthread_mutex_lock(&mw->reg_mu);
 	request_entry *e = NULL;

@@ -55,6 +55,8 @@ typedef struct request_entry {
 	UT_hash_handle hh;
 } request_entry;
 
+enum { WAIT_NONE = 0, WAIT_SUSPENDED, WAIT_RESUMED };
+
 struct scache_request {
 	scache_middleware *mw;
 	struct MHD_Connection *connection;
@@ -69,6 +71,10 @@ struct scache_request {
 	uint64_t hits, misses, evicted;
 	unsigned status;
 	int bypass;
+	int waiting;                /* WAIT_*: parked with MHD_suspend_connection */
+	uint64_t since_ns;          /* the drain needs a poll that began at or after this */
+	uint64_t deadline_ns;       /* and waits no longer than this */
+	scache_request *next_waiter; /* in mw->waiters, under mw->mu */
 	request_entry reg;          /* entry in the middleware's registry */
 };
 
@@ -101,6 +107,9 @@ struct scache_middleware {
 	pthread_t poller;
 	int poller_started;
 	_Atomic uint64_t poll_removed;  /* entries removed by the poll in progress */
+	scache_request *waiters;        /* suspended requests, under mu */
+	unsigned parked;                /* suspended or resumed but not yet called again */
+	int no_park;                    /* scache_middleware_shutdown() began */
 
 	/* Requests in progress by connection, under reg_mu. */
 	pthread_mutex_t reg_mu;

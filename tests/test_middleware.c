@@ -367,6 +367,7 @@ static void start(unsigned flags, unsigned pool, scache_middleware_config mc)
 
 static void stop(void)
 {
+	scache_middleware_shutdown(mw); /* while the external loop still runs */
 	if (external_mode) {
 		external_stop = 1;
 		pthread_join(external_thread, NULL);
@@ -376,6 +377,8 @@ static void stop(void)
 	scache_cache_free(cache);
 	capture_clear();
 }
+
+static void cache_put(const char *id, const char *value);
 
 /* ---- HTTP client --------------------------------------------------------------- */
 
@@ -461,8 +464,9 @@ static int64_t field_int(json_object *o, const char *name)
 
 static void check_req_cls_kept(unsigned flags, unsigned pool)
 {
-	scache_middleware_config mc = {0};
+	scache_middleware_config mc = {.suspend = (flags & MHD_ALLOW_SUSPEND_RESUME) != 0};
 	start(flags, pool, mc);
+	cache_put("x", "y"); /* not empty: every request waits for a poll (or is parked) */
 	char body[3000];
 	memset(body, 'x', sizeof body - 1);
 	body[sizeof body - 1] = '\0';
@@ -500,10 +504,20 @@ Test(middleware, keeps_req_cls_with_external_select)
 	check_req_cls_kept(0, 0);
 }
 
-Test(middleware, strict_drain_applies_invalidations_published_before_the_request)
+Test(middleware, keeps_req_cls_when_parked_in_a_thread_pool)
 {
-	scache_middleware_config mc = {0};
-	start(MHD_USE_INTERNAL_POLLING_THREAD, 0, mc);
+	check_req_cls_kept(MHD_USE_INTERNAL_POLLING_THREAD | MHD_ALLOW_SUSPEND_RESUME, 4);
+}
+
+Test(middleware, keeps_req_cls_when_parked_with_external_select)
+{
+	check_req_cls_kept(MHD_ALLOW_SUSPEND_RESUME, 0);
+}
+
+static void check_strict_drain(unsigned flags, unsigned pool, int suspend)
+{
+	scache_middleware_config mc = {.suspend = suspend};
+	start(flags, pool, mc);
 	cache_put("1", "old");
 	response r = http("GET", "/get/1", NULL);
 	cr_assert_str_eq(r.xcache, "HIT");
@@ -522,6 +536,55 @@ Test(middleware, strict_drain_applies_invalidations_published_before_the_request
 	cr_assert_float_eq(json_object_get_double(saved), 4.0, 1e-9);
 	json_object_put(o);
 	stop();
+}
+
+Test(middleware, strict_drain_applies_invalidations_published_before_the_request)
+{
+	check_strict_drain(MHD_USE_INTERNAL_POLLING_THREAD, 0, 0);
+}
+
+Test(middleware, strict_drain_applies_invalidations_while_the_request_is_parked)
+{
+	check_strict_drain(MHD_USE_INTERNAL_POLLING_THREAD | MHD_ALLOW_SUSPEND_RESUME, 2, 1);
+}
+
+static void *get_in_thread(void *arg)
+{
+	response *r = arg;
+	*r = http("GET", "/get/1", NULL);
+	return NULL;
+}
+
+Test(middleware, shutdown_resumes_parked_requests_so_the_daemon_can_stop)
+{
+	scache_middleware_config mc = {.suspend = 1};
+	start(MHD_USE_INTERNAL_POLLING_THREAD | MHD_ALLOW_SUSPEND_RESUME, 0, mc);
+	cache_put("1", "a");
+	standin_set(stream, &stream->hold, 1); /* no poll completes from now on */
+	pthread_t t;
+	response r;
+	pthread_create(&t, NULL, get_in_thread, &r);
+	for (;;) { /* parked: in the waiters list */
+		pthread_mutex_lock(&mw->mu);
+		int parked = mw->waiters != NULL;
+		pthread_mutex_unlock(&mw->mu);
+		if (parked)
+			break;
+		usleep(1000);
+	}
+	scache_middleware_shutdown(mw);
+	pthread_join(t, NULL);
+	cr_assert_eq(r.status, 200, "the parked request was served");
+	cr_assert_str_eq(r.xcache, "HIT", "within the staleness bound the cache is used");
+	pthread_mutex_lock(&mw->mu);
+	cr_assert_null(mw->waiters);
+	cr_assert_eq(mw->parked, 0);
+	pthread_mutex_unlock(&mw->mu);
+	MHD_stop_daemon(daemon_);
+	standin_set(stream, &stream->hold, 0);
+	scache_middleware_free(mw);
+	scache_cache_free(cache);
+	capture_clear();
 }
 
 Test(middleware, empty_cache_does_not_wait_but_keeps_the_stream_moving)

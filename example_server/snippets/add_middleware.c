@@ -46,6 +46,7 @@ struct MHD_Daemon *start_users_service(MHD_AccessHandlerCallback my_handler, voi
 	}
 	*cache_out = cache;
 	*mw_out = mw;
-	return d; /* at shutdown: MHD_stop_daemon(d), scache_middleware_free(mw),
+	return d; /* at shutdown: scache_middleware_shutdown(mw), MHD_stop_daemon(d),
+	             scache_middleware_free(mw),
 	             scache_cache_free(cache) -- in that order */
 }

@@ -16,7 +16,8 @@
  *                          MHD_OPTION_NOTIFY_COMPLETED, &scache_request_completed, mw,
  *                          MHD_OPTION_END);
  *     ...
- *     MHD_stop_daemon(d);      // first: no request may be in flight at free
+ *     scache_middleware_shutdown(mw); // with .suspend: resume parked requests
+ *     MHD_stop_daemon(d);             // then: no request may be in flight at free
  *     scache_middleware_free(mw);
  *
  * Inside my_handler, scache_request_current() (or scache_request_of(mw, connection))
@@ -91,6 +92,13 @@ typedef struct scache_middleware_config {
 	                                    iterators (valid 5 min) stay alive */
 	unsigned sweep_budget;           /* [32] entries examined per request by the
 	                                    amortized expiry (scache_cache_sweep) */
+	int suspend;                     /* [0] 1: a request that must wait for the stream is
+	                                    parked with MHD_suspend_connection() instead of
+	                                    holding its thread, so a thread pool is not capped
+	                                    at threads x max_polls_per_second requests a second.
+	                                    The daemon MUST then be started with
+	                                    MHD_ALLOW_SUSPEND_RESUME (MHD aborts otherwise).
+	                                    Not needed with MHD_USE_THREAD_PER_CONNECTION. */
 
 	scache_log_fn log;               /* [NULL: stderr] sink of the JSON lines */
 	void *log_arg;
@@ -109,6 +117,15 @@ typedef struct scache_middleware_config {
  */
 scache_err scache_middleware_new(const scache_middleware_config *config,
                                  scache_middleware **out, char *errbuf, size_t errlen);
+
+/*
+ * scache_middleware_shutdown: with config.suspend, call it before MHD_stop_daemon():
+ * libmicrohttpd 0.9.x aborts when a daemon stops with suspended connections. It resumes
+ * every parked request (they go on without waiting further), stops parking new ones, and
+ * returns once libmicrohttpd has taken them all back (at most 10 s; with external select,
+ * keep calling MHD_run meanwhile, e.g. from another thread). Harmless without suspend.
+ */
+void scache_middleware_shutdown(scache_middleware *mw);
 
 /*
  * scache_middleware_free: stop the poller, write a last summary line if requests were
