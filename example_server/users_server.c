@@ -31,14 +31,14 @@
 #include <time.h>
 #include <unistd.h>
 
-#define SOURCE "db.users.id"   /* scache: the data source of every cached user */
+#define SOURCE   "db.users.id" /* scache: the data source of every cached user */
 #define MAX_BODY (64 * 1024)
 
 typedef struct server {
 	sqlite3 *db;
 	pthread_mutex_t db_mu;
 	scache_middleware *mw;
-	const char *hold_dir;          /* test hook: see hold_load() */
+	const char *hold_dir; /* test hook: see hold_load() */
 	FILE *log;
 	pthread_mutex_t log_mu;
 } server;
@@ -54,26 +54,28 @@ static const struct flag {
 	const char *name, *env, *help;
 	size_t offset;
 } flags[] = {
-	{"--port", "SCACHE_PORT", "port on 127.0.0.1 [8080]", offsetof(settings, port)},
-	{"--db", "SCACHE_DB", "SQLite file, created when missing [users.db]",
-	 offsetof(settings, db)},
-	{"--stream", "SCACHE_STREAM", "Kinesis stream name (required)", offsetof(settings, stream)},
-	{"--endpoint", "SCACHE_ENDPOINT", "Kinesis endpoint [AWS_ENDPOINT_URL_KINESIS, ...]",
-	 offsetof(settings, endpoint)},
-	{"--region", "SCACHE_REGION", "AWS region [AWS_REGION]", offsetof(settings, region)},
-	{"--min-ttl", "SCACHE_MIN_TTL", "shortest entry lifetime, e.g. 60s [60s]",
-	 offsetof(settings, min_ttl)},
-	{"--max-ttl", "SCACHE_MAX_TTL", "longest entry lifetime [5m]", offsetof(settings, max_ttl)},
-	{"--poll-interval", "SCACHE_POLL_INTERVAL",
-	 "0 = strict; > 0 = bounded staleness, e.g. 400ms [0]", offsetof(settings, poll_interval)},
-	{"--max-staleness", "SCACHE_MAX_STALENESS", "bypass the cache after this long without "
-	 "a successful poll [10s]", offsetof(settings, max_staleness)},
-	{"--max-bytes", "SCACHE_MAX_BYTES", "memory bound of the cache [67108864]",
-	 offsetof(settings, max_bytes)},
-	{"--threads", "SCACHE_THREADS", "libmicrohttpd thread pool size; 0 = a thread per "
-	 "connection [4]",
-	 offsetof(settings, threads)},
-	{"--log", "SCACHE_LOG", "efficiency log file (appended) [stderr]", offsetof(settings, log)},
+    {"--port", "SCACHE_PORT", "port on 127.0.0.1 [8080]", offsetof(settings, port)},
+    {"--db", "SCACHE_DB", "SQLite file, created when missing [users.db]", offsetof(settings, db)},
+    {"--stream", "SCACHE_STREAM", "Kinesis stream name (required)", offsetof(settings, stream)},
+    {"--endpoint", "SCACHE_ENDPOINT", "Kinesis endpoint [AWS_ENDPOINT_URL_KINESIS, ...]",
+     offsetof(settings, endpoint)},
+    {"--region", "SCACHE_REGION", "AWS region [AWS_REGION]", offsetof(settings, region)},
+    {"--min-ttl", "SCACHE_MIN_TTL", "shortest entry lifetime, e.g. 60s [60s]",
+     offsetof(settings, min_ttl)},
+    {"--max-ttl", "SCACHE_MAX_TTL", "longest entry lifetime [5m]", offsetof(settings, max_ttl)},
+    {"--poll-interval", "SCACHE_POLL_INTERVAL",
+     "0 = strict; > 0 = bounded staleness, e.g. 400ms [0]", offsetof(settings, poll_interval)},
+    {"--max-staleness", "SCACHE_MAX_STALENESS",
+     "bypass the cache after this long without "
+     "a successful poll [10s]",
+     offsetof(settings, max_staleness)},
+    {"--max-bytes", "SCACHE_MAX_BYTES", "memory bound of the cache [67108864]",
+     offsetof(settings, max_bytes)},
+    {"--threads", "SCACHE_THREADS",
+     "libmicrohttpd thread pool size; 0 = a thread per "
+     "connection [4]",
+     offsetof(settings, threads)},
+    {"--log", "SCACHE_LOG", "efficiency log file (appended) [stderr]", offsetof(settings, log)},
 };
 #define NFLAGS (sizeof flags / sizeof flags[0])
 
@@ -107,7 +109,8 @@ static int parse_args(int argc, char **argv, settings *s)
 			}
 		}
 		if (i == NFLAGS) {
-			fprintf(stderr, "users_server: unknown or incomplete option '%s'\n", argv[a]);
+			fprintf(stderr, "users_server: unknown or incomplete option '%s'\n",
+			        argv[a]);
 			usage(stderr);
 			return -1;
 		}
@@ -148,8 +151,9 @@ static long long parse_count(const char *v, long long dflt)
 
 static int db_open(server *sv, const char *path)
 {
-	if (sqlite3_open_v2(path, &sv->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-	                    SQLITE_OPEN_FULLMUTEX, NULL) != SQLITE_OK) {
+	if (sqlite3_open_v2(path, &sv->db,
+	                    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
+	                    NULL) != SQLITE_OK) {
 		fprintf(stderr, "users_server: cannot open database '%s': %s\n", path,
 		        sv->db ? sqlite3_errmsg(sv->db) : "out of memory");
 		return -1;
@@ -198,10 +202,10 @@ static char *db_get_user(server *sv, const char *id, int *found, int *failed)
 	if (rc == SQLITE_ROW) {
 		json_object *o = json_object_new_object();
 		json_object_object_add(o, "id", json_object_new_string(id));
-		json_object_object_add(o, "name",
-		                       json_object_new_string((const char *)sqlite3_column_text(st, 0)));
-		json_object_object_add(o, "email",
-		                       json_object_new_string((const char *)sqlite3_column_text(st, 1)));
+		json_object_object_add(
+		    o, "name", json_object_new_string((const char *)sqlite3_column_text(st, 0)));
+		json_object_object_add(
+		    o, "email", json_object_new_string((const char *)sqlite3_column_text(st, 1)));
 		out = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
 		json_object_put(o);
 		*found = 1;
@@ -262,27 +266,28 @@ static void hold_load(server *sv, const char *id)
 static enum MHD_Result respond(struct MHD_Connection *c, unsigned status, const char *type,
                                const char *body, const char *xcache)
 {
-	struct MHD_Response *r = MHD_create_response_from_buffer(strlen(body), (void *)body,
-	                                                         MHD_RESPMEM_MUST_COPY);
+	struct MHD_Response *r =
+	    MHD_create_response_from_buffer(strlen(body), (void *)body, MHD_RESPMEM_MUST_COPY);
 	if (!r)
 		return MHD_NO;
 	MHD_add_response_header(r, "Content-Type", type);
 	if (xcache)
 		MHD_add_response_header(r, "X-Cache", xcache);
 	if (status == 405)
-		MHD_add_response_header(r, "Allow", strstr(type, "json") ? "GET, PUT, DELETE" : "GET");
+		MHD_add_response_header(r, "Allow",
+		                        strstr(type, "json") ? "GET, PUT, DELETE" : "GET");
 	enum MHD_Result ret = scache_queue_response(c, status, r); /* scache: logs the status */
 	MHD_destroy_response(r);
 	return ret;
 }
 
-static enum MHD_Result respond_error(struct MHD_Connection *c, unsigned status,
-                                     const char *msg)
+static enum MHD_Result respond_error(struct MHD_Connection *c, unsigned status, const char *msg)
 {
 	json_object *o = json_object_new_object();
 	json_object_object_add(o, "error", json_object_new_string(msg));
-	enum MHD_Result r = respond(c, status, "application/json",
-	                            json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN), NULL);
+	enum MHD_Result r =
+	    respond(c, status, "application/json",
+	            json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN), NULL);
 	json_object_put(o);
 	return r;
 }
@@ -339,9 +344,9 @@ static enum MHD_Result get_user(server *sv, struct MHD_Connection *c, const char
 	if (err == SCACHE_ENOTFOUND) {
 		json_object *o = json_object_new_object();
 		json_object_object_add(o, "error", json_object_new_string("no such user"));
-		enum MHD_Result r = respond(c, 404, "application/json",
-		                            json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN),
-		                            xcache);
+		enum MHD_Result r =
+		    respond(c, 404, "application/json",
+		            json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN), xcache);
 		json_object_put(o);
 		return r;
 	}
@@ -460,8 +465,8 @@ typedef struct call {
 } call;
 
 static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *url,
-                               const char *method, const char *version,
-                               const char *upload_data, size_t *upload_size, void **req_cls)
+                               const char *method, const char *version, const char *upload_data,
+                               size_t *upload_size, void **req_cls)
 {
 	(void)version;
 	server *sv = cls;
@@ -471,8 +476,8 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
 		if (!cl)
 			return MHD_NO;
 		*req_cls = cl;
-		const char *cl_hdr = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
-		                                                 MHD_HTTP_HEADER_CONTENT_LENGTH);
+		const char *cl_hdr =
+		    MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
 		if (cl_hdr && strtoull(cl_hdr, NULL, 10) > MAX_BODY)
 			cl->too_big = 1;
 		return MHD_YES;
@@ -506,7 +511,8 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
 	int is_get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
 	int is_put = !strcmp(method, "PUT"), is_delete = !strcmp(method, "DELETE");
 	if (!is_get && !is_put && !is_delete)
-		return respond(c, 405, "application/json", "{\"error\":\"method not allowed\"}", NULL);
+		return respond(c, 405, "application/json", "{\"error\":\"method not allowed\"}",
+		               NULL);
 	if (!valid_id(id))
 		return respond_error(c, 400, "an id is 1 to 64 of A-Z a-z 0-9 - _");
 	if (is_get)
@@ -567,7 +573,8 @@ int main(int argc, char **argv)
 	if (s.log && *s.log && strcmp(s.log, "-")) {
 		sv.log = fopen(s.log, "a");
 		if (!sv.log) {
-			fprintf(stderr, "users_server: cannot open log '%s': %s\n", s.log, strerror(errno));
+			fprintf(stderr, "users_server: cannot open log '%s': %s\n", s.log,
+			        strerror(errno));
 			return 1;
 		}
 	}
@@ -576,22 +583,28 @@ int main(int argc, char **argv)
 
 	/* scache: the cache, then the middleware around our handler. */
 	scache_cache *cache;
-	scache_cache_config cc = {.min_ttl_ms = (uint64_t)min_ttl, .max_ttl_ms = (uint64_t)max_ttl,
+	scache_cache_config cc = {.min_ttl_ms = (uint64_t)min_ttl,
+	                          .max_ttl_ms = (uint64_t)max_ttl,
 	                          .max_bytes = (size_t)max_bytes};
 	scache_err err = scache_cache_new(&cc, &cache);
 	if (err) {
 		fprintf(stderr, "users_server: cache: %s\n", scache_strerror(err));
 		return 1;
 	}
-	scache_stream_config stream = {.stream_name = s.stream, .endpoint = s.endpoint,
-	                               .region = s.region};
+	scache_stream_config stream = {
+	    .stream_name = s.stream, .endpoint = s.endpoint, .region = s.region};
 	scache_middleware_config mc = {
-		.cache = cache, .stream = &stream,
-		.handler = handler, .handler_cls = &sv,
-		.completed = completed, .completed_cls = &sv,
-		.poll_interval_ms = (uint64_t)poll, .max_staleness_ms = (uint64_t)stale,
-		.suspend = threads > 0, /* the daemon below allows suspend/resume then */
-		.log = log_line, .log_arg = &sv,
+	    .cache = cache,
+	    .stream = &stream,
+	    .handler = handler,
+	    .handler_cls = &sv,
+	    .completed = completed,
+	    .completed_cls = &sv,
+	    .poll_interval_ms = (uint64_t)poll,
+	    .max_staleness_ms = (uint64_t)stale,
+	    .suspend = threads > 0, /* the daemon below allows suspend/resume then */
+	    .log = log_line,
+	    .log_arg = &sv,
 	};
 	char msg[512];
 	err = scache_middleware_new(&mc, &sv.mw, msg, sizeof msg);
@@ -614,12 +627,11 @@ int main(int argc, char **argv)
 	unsigned mode = threads ? MHD_USE_INTERNAL_POLLING_THREAD | MHD_ALLOW_SUSPEND_RESUME
 	                        : MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION;
 	struct MHD_Daemon *d = MHD_start_daemon(
-		mode | MHD_USE_ERROR_LOG, (uint16_t)port, NULL, NULL,
-		scache_access_handler, sv.mw,                                  /* scache */
-		MHD_OPTION_NOTIFY_COMPLETED, scache_request_completed, sv.mw,  /* scache */
-		MHD_OPTION_SOCK_ADDR, &sa,
-		threads ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END, (unsigned)threads,
-		MHD_OPTION_END);
+	    mode | MHD_USE_ERROR_LOG, (uint16_t)port, NULL, NULL, scache_access_handler,
+	    sv.mw,                                                        /* scache */
+	    MHD_OPTION_NOTIFY_COMPLETED, scache_request_completed, sv.mw, /* scache */
+	    MHD_OPTION_SOCK_ADDR, &sa, threads ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END,
+	    (unsigned)threads, MHD_OPTION_END);
 	if (!d) {
 		fprintf(stderr, "users_server: cannot listen on 127.0.0.1:%lld\n", port);
 		scache_middleware_free(sv.mw);
@@ -631,8 +643,8 @@ int main(int argc, char **argv)
 	int sig;
 	sigwait(&sigs, &sig);
 	scache_middleware_shutdown(sv.mw); /* scache: resume parked requests */
-	MHD_stop_daemon(d);           /* then: no request in flight */
-	scache_middleware_free(sv.mw); /* writes the last summary */
+	MHD_stop_daemon(d);                /* then: no request in flight */
+	scache_middleware_free(sv.mw);     /* writes the last summary */
 	scache_cache_free(cache);
 	sqlite3_close(sv.db);
 	if (sv.log != stderr)

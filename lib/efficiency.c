@@ -378,11 +378,10 @@ scache_err scache_middleware_metrics(scache_middleware *mw, char **out, size_t *
 	       (double)s.publish_errors);
 	metric(&b, "saved_seconds_total", "counter", "Load time saved by hits of requests.",
 	       (double)s.saved_ns / 1e9);
-	metric(&b, "stream_seconds_total", "counter",
-	       "Time requests spent waiting for the stream.", (double)s.stream_ns / 1e9);
+	metric(&b, "stream_seconds_total", "counter", "Time requests spent waiting for the stream.",
+	       (double)s.stream_ns / 1e9);
 	metric(&b, "staleness_seconds", "gauge",
-	       "Time since the start of the newest successful poll.",
-	       (double)s.staleness_ns / 1e9);
+	       "Time since the start of the newest successful poll.", (double)s.staleness_ns / 1e9);
 	metric(&b, "bypassing", "gauge", "1 while the cache is bypassed.", (double)s.bypassing);
 	if (b.failed) {
 		free(b.data);

@@ -28,7 +28,7 @@
 #include <string.h>
 #include <time.h>
 
-#define NS_PER_MS 1000000ull
+#define NS_PER_MS      1000000ull
 #define BACKOFF_MAX_NS (5000ull * NS_PER_MS)
 
 static _Thread_local scache_request *current_request;
@@ -39,10 +39,10 @@ typedef struct flight {
 	pthread_cond_t cv;
 	int done;
 	unsigned refs;
-	uint64_t token;      /* taken before the load */
-	int added;           /* the result went into the cache */
+	uint64_t token; /* taken before the load */
+	int added;      /* the result went into the cache */
 	scache_err err;
-	void *val;           /* copy for waiters */
+	void *val; /* copy for waiters */
 	size_t len;
 } flight;
 
@@ -169,7 +169,8 @@ static void *poller_main(void *arg)
 	while (!mw->stop) {
 		uint64_t now = scache_now_ns(NULL);
 		if (now >= mw->next_summary_ns) {
-			mw->next_summary_ns = now + (uint64_t)mw->cfg.summary_interval_s * 1000000000ull;
+			mw->next_summary_ns =
+			    now + (uint64_t)mw->cfg.summary_interval_s * 1000000000ull;
 			pthread_mutex_unlock(&mw->mu);
 			efficiency_summary(mw, 0);
 			pthread_mutex_lock(&mw->mu);
@@ -356,8 +357,8 @@ static scache_err resolve_config(scache_middleware_config *c, char *errbuf, size
 }
 
 scache_err scache_middleware_new_with_ops(const scache_middleware_config *config,
-                                          const scache_stream_ops *ops,
-                                          scache_middleware **out, char *errbuf, size_t errlen)
+                                          const scache_stream_ops *ops, scache_middleware **out,
+                                          char *errbuf, size_t errlen)
 {
 	scache_err err = SCACHE_EINVAL;
 	if (!out || !config || !ops || !ops->drain || !ops->publish) {
@@ -422,7 +423,8 @@ void scache_middleware_free(scache_middleware *mw)
 	if (mw->ops.destroy)
 		mw->ops.destroy(mw->ops.arg);
 	request_entry *e, *tmp;
-	HASH_ITER(hh, mw->registry, e, tmp) {
+	HASH_ITER(hh, mw->registry, e, tmp)
+	{
 		HASH_DEL(mw->registry, e);
 	}
 	pthread_cond_destroy(&mw->wake);
@@ -437,8 +439,7 @@ void scache_middleware_free(scache_middleware *mw)
 
 /* ---- Stream callbacks ------------------------------------------------------------ */
 
-void scache_middleware_apply_keys(void *arg, const char *const *keys, const size_t *lens,
-                                  size_t n)
+void scache_middleware_apply_keys(void *arg, const char *const *keys, const size_t *lens, size_t n)
 {
 	scache_middleware *mw = arg;
 	size_t removed = 0;
@@ -541,10 +542,10 @@ void scache_middleware_shutdown(scache_middleware *mw)
 	pthread_mutex_unlock(&mw->mu);
 }
 
-enum MHD_Result scache_access_handler(void *cls, struct MHD_Connection *connection,
-                                      const char *url, const char *method,
-                                      const char *version, const char *upload_data,
-                                      size_t *upload_data_size, void **req_cls)
+enum MHD_Result scache_access_handler(void *cls, struct MHD_Connection *connection, const char *url,
+                                      const char *method, const char *version,
+                                      const char *upload_data, size_t *upload_data_size,
+                                      void **req_cls)
 {
 	scache_middleware *mw = cls;
 	scache_request *req = *req_cls;
@@ -555,9 +556,11 @@ enum MHD_Result scache_access_handler(void *cls, struct MHD_Connection *connecti
 		*req_cls = req;
 		if (drain_begin(mw, req)) {
 			if (mw->cfg.suspend && park(mw, req))
-				return MHD_YES; /* MHD calls us again once resumed: the branch below */
+				return MHD_YES; /* MHD calls us again once resumed: the branch below
+				                 */
 			uint64_t removed = 0;
-			enum drain_result r = wait_for_poll(mw, req->since_ns, req->deadline_ns, &removed);
+			enum drain_result r =
+			    wait_for_poll(mw, req->since_ns, req->deadline_ns, &removed);
 			drain_finish(mw, req, r, removed);
 		}
 		req->token = scache_cache_begin_load(mw->cfg.cache);
@@ -667,8 +670,7 @@ static scache_err encode_key(const char *source, const char *id, char **key, siz
 	return scache_id_encode_alloc(source, strlen(source), id, strlen(id), key, len);
 }
 
-scache_err scache_get(scache_request *req, const char *source, const char *id,
-                      scache_value *out)
+scache_err scache_get(scache_request *req, const char *source, const char *id, scache_value *out)
 {
 	if (!req || !out)
 		return SCACHE_EINVAL;
@@ -693,8 +695,8 @@ scache_err scache_get(scache_request *req, const char *source, const char *id,
 	return err;
 }
 
-scache_err scache_add(scache_request *req, const char *source, const char *id,
-                      const void *value, size_t len, uint64_t saved_ns)
+scache_err scache_add(scache_request *req, const char *source, const char *id, const void *value,
+                      size_t len, uint64_t saved_ns)
 {
 	if (!req)
 		return SCACHE_EINVAL;
@@ -732,8 +734,7 @@ static void flight_release(flight *f)
 
 /* Lead a load of key: run the loader, add its result, publish it to waiters. */
 static scache_err lead_load(scache_request *req, flight *f, const char *key, size_t klen,
-                            scache_loader_fn loader, void *loader_arg, void **value,
-                            size_t *len)
+                            scache_loader_fn loader, void *loader_arg, void **value, size_t *len)
 {
 	scache_middleware *mw = req->mw;
 	uint64_t token = scache_cache_begin_load(mw->cfg.cache);
@@ -774,8 +775,8 @@ static scache_err lead_load(scache_request *req, flight *f, const char *key, siz
 }
 
 scache_err scache_get_or_load(scache_request *req, const char *source, const char *id,
-                              scache_loader_fn loader, void *loader_arg, void **value,
-                              size_t *len, scache_outcome *outcome)
+                              scache_loader_fn loader, void *loader_arg, void **value, size_t *len,
+                              scache_outcome *outcome)
 {
 	if (!req || !loader || !value || !len)
 		return SCACHE_EINVAL;
@@ -888,8 +889,8 @@ scache_err scache_middleware_invalidate(scache_middleware *mw, const char *const
 		scache_err perr = mw->ops.publish(mw->ops.arg, (const char *const *)keys, lens, n);
 		/* Remove locally whatever the publish did: this instance must not serve the
 		 * old data either way. */
-		err = scache_cache_invalidate_many(mw->cfg.cache, (const void *const *)keys, lens, n,
-		                                   NULL);
+		err = scache_cache_invalidate_many(mw->cfg.cache, (const void *const *)keys, lens,
+		                                   n, NULL);
 		pthread_mutex_lock(&mw->stats_mu);
 		if (perr)
 			mw->totals.publish_errors++;

@@ -33,13 +33,11 @@ typedef struct scache_stream_ops {
  * is ignored and may be NULL). ops is copied; ops->arg is owned by the middleware from
  * then on when destroy is set, also on failure. */
 scache_err scache_middleware_new_with_ops(const scache_middleware_config *config,
-                                          const scache_stream_ops *ops,
-                                          scache_middleware **out, char *errbuf,
-                                          size_t errlen);
+                                          const scache_stream_ops *ops, scache_middleware **out,
+                                          char *errbuf, size_t errlen);
 
 /* Apply invalidated keys (the reader's on_keys; arg is the middleware). */
-void scache_middleware_apply_keys(void *mw, const char *const *keys, const size_t *lens,
-                                  size_t n);
+void scache_middleware_apply_keys(void *mw, const char *const *keys, const size_t *lens, size_t n);
 /* Apply a gap (the reader's on_gap): flush the cache and log a warning. */
 void scache_middleware_apply_gap(void *mw, const char *why);
 
@@ -60,22 +58,22 @@ enum { WAIT_NONE = 0, WAIT_SUSPENDED, WAIT_RESUMED };
 struct scache_request {
 	scache_middleware *mw;
 	struct MHD_Connection *connection;
-	void *app_req_cls;          /* what the wrapped handler sees as *req_cls */
+	void *app_req_cls; /* what the wrapped handler sees as *req_cls */
 	char *method;
 	char *path;
-	uint64_t wall_ns;           /* CLOCK_REALTIME at arrival, for the log line */
-	uint64_t arrival_ns;        /* scache_now_ns() at arrival */
-	uint64_t stream_ns;         /* time spent waiting for the drain */
-	uint64_t saved_ns;          /* saved time of this request's hits */
-	uint64_t token;             /* load token taken when the handler started */
+	uint64_t wall_ns;    /* CLOCK_REALTIME at arrival, for the log line */
+	uint64_t arrival_ns; /* scache_now_ns() at arrival */
+	uint64_t stream_ns;  /* time spent waiting for the drain */
+	uint64_t saved_ns;   /* saved time of this request's hits */
+	uint64_t token;      /* load token taken when the handler started */
 	uint64_t hits, misses, evicted;
 	unsigned status;
 	int bypass;
-	int waiting;                /* WAIT_*: parked with MHD_suspend_connection */
-	uint64_t since_ns;          /* the drain needs a poll that began at or after this */
-	uint64_t deadline_ns;       /* and waits no longer than this */
+	int waiting;                 /* WAIT_*: parked with MHD_suspend_connection */
+	uint64_t since_ns;           /* the drain needs a poll that began at or after this */
+	uint64_t deadline_ns;        /* and waits no longer than this */
 	scache_request *next_waiter; /* in mw->waiters, under mw->mu */
-	request_entry reg;          /* entry in the middleware's registry */
+	request_entry reg;           /* entry in the middleware's registry */
 };
 
 /* Counters of the current summary period (efficiency.c). */
@@ -86,30 +84,30 @@ typedef struct period_counters {
 } period_counters;
 
 struct scache_middleware {
-	scache_middleware_config cfg;   /* defaults resolved */
+	scache_middleware_config cfg; /* defaults resolved */
 	scache_stream_ops ops;
 
 	/* Poll state, under mu. */
 	pthread_mutex_t mu;
-	pthread_cond_t wake;            /* poller: a poll is wanted, or stop */
-	pthread_cond_t poll_done;       /* waiters: a poll completed */
-	int want;                       /* a request wants a poll newer than the last start */
+	pthread_cond_t wake;      /* poller: a poll is wanted, or stop */
+	pthread_cond_t poll_done; /* waiters: a poll completed */
+	int want;                 /* a request wants a poll newer than the last start */
 	int polling;
 	int stop;
-	int bypassing;                  /* staleness episode in progress */
-	uint64_t last_start_ns;         /* start of the newest poll begun */
-	uint64_t last_done_ns;          /* start of the newest poll completed */
-	uint64_t last_ok_ns;            /* start of the newest successful poll (or creation) */
-	uint64_t last_removed;          /* entries the newest completed poll removed */
-	uint64_t backoff_ns;            /* added to the budget interval after failures */
-	uint64_t min_interval_ns;       /* 1 s / max_polls_per_second */
+	int bypassing;            /* staleness episode in progress */
+	uint64_t last_start_ns;   /* start of the newest poll begun */
+	uint64_t last_done_ns;    /* start of the newest poll completed */
+	uint64_t last_ok_ns;      /* start of the newest successful poll (or creation) */
+	uint64_t last_removed;    /* entries the newest completed poll removed */
+	uint64_t backoff_ns;      /* added to the budget interval after failures */
+	uint64_t min_interval_ns; /* 1 s / max_polls_per_second */
 	uint64_t next_summary_ns;
 	pthread_t poller;
 	int poller_started;
-	_Atomic uint64_t poll_removed;  /* entries removed by the poll in progress */
-	scache_request *waiters;        /* suspended requests, under mu */
-	unsigned parked;                /* suspended or resumed but not yet called again */
-	int no_park;                    /* scache_middleware_shutdown() began */
+	_Atomic uint64_t poll_removed; /* entries removed by the poll in progress */
+	scache_request *waiters;       /* suspended requests, under mu */
+	unsigned parked;               /* suspended or resumed but not yet called again */
+	int no_park;                   /* scache_middleware_shutdown() began */
 
 	/* Requests in progress by connection, under reg_mu. */
 	pthread_mutex_t reg_mu;
@@ -125,7 +123,7 @@ struct scache_middleware {
 	period_counters period;
 	uint64_t period_start_ns;
 
-	pthread_mutex_t log_mu;         /* one sink call at a time */
+	pthread_mutex_t log_mu; /* one sink call at a time */
 };
 
 /* efficiency.c */

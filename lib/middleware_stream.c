@@ -15,7 +15,7 @@
 typedef struct stream_box {
 	scache_reader *reader;
 	scache_publisher *publisher;
-	scache_middleware *mw;  /* written and read by the poller thread only */
+	scache_middleware *mw; /* written and read by the poller thread only */
 } stream_box;
 
 static void box_keys(void *arg, const char *const *keys, const size_t *lens, size_t n)
@@ -43,8 +43,7 @@ static scache_err stream_drain(void *arg, scache_middleware *mw, uint64_t since_
 	return err;
 }
 
-static scache_err stream_publish(void *arg, const char *const *keys, const size_t *lens,
-                                 size_t n)
+static scache_err stream_publish(void *arg, const char *const *keys, const size_t *lens, size_t n)
 {
 	stream_box *box = arg;
 	return scache_publish_keys(box->publisher, keys, lens, n, NULL);
@@ -60,8 +59,8 @@ static void stream_destroy(void *arg)
 	free(box);
 }
 
-scache_err scache_middleware_new(const scache_middleware_config *config,
-                                 scache_middleware **out, char *errbuf, size_t errlen)
+scache_err scache_middleware_new(const scache_middleware_config *config, scache_middleware **out,
+                                 char *errbuf, size_t errlen)
 {
 	if (!config || !out) {
 		if (errbuf && errlen)
@@ -71,29 +70,33 @@ scache_err scache_middleware_new(const scache_middleware_config *config,
 	*out = NULL;
 	if (!config->stream || !config->stream->stream_name || !config->stream->stream_name[0]) {
 		if (errbuf && errlen)
-			snprintf(errbuf, errlen, "middleware: config.stream with a stream_name is "
-			                         "required");
+			snprintf(errbuf, errlen,
+			         "middleware: config.stream with a stream_name is "
+			         "required");
 		return SCACHE_ECONFIG;
 	}
 	if (!config->cache || !config->handler) {
 		if (errbuf && errlen)
-			snprintf(errbuf, errlen, "middleware: config.cache and config.handler are "
-			                         "required");
+			snprintf(errbuf, errlen,
+			         "middleware: config.cache and config.handler are "
+			         "required");
 		return SCACHE_ECONFIG;
 	}
 	stream_box *box = calloc(1, sizeof *box);
 	if (!box)
 		return SCACHE_ENOMEM;
 	scache_reader_callbacks cb = {.on_keys = box_keys, .on_gap = box_gap, .arg = box};
-	scache_err err = scache_reader_new(config->stream, config->start_at, &cb, &box->reader,
-	                                   errbuf, errlen);
+	scache_err err =
+	    scache_reader_new(config->stream, config->start_at, &cb, &box->reader, errbuf, errlen);
 	if (!err)
 		err = scache_publisher_new(config->stream, &box->publisher, errbuf, errlen);
 	if (err) {
 		stream_destroy(box);
 		return err;
 	}
-	scache_stream_ops ops = {.drain = stream_drain, .publish = stream_publish,
-	                         .destroy = stream_destroy, .arg = box};
+	scache_stream_ops ops = {.drain = stream_drain,
+	                         .publish = stream_publish,
+	                         .destroy = stream_destroy,
+	                         .arg = box};
 	return scache_middleware_new_with_ops(config, &ops, out, errbuf, errlen);
 }

@@ -24,12 +24,12 @@ typedef struct standin {
 	pthread_cond_t cv;
 	char *pending[64];
 	size_t npending;
-	int fail;             /* drains fail with SCACHE_ETRANSPORT */
-	int gap;              /* the next drain reports a gap */
+	int fail; /* drains fail with SCACHE_ETRANSPORT */
+	int gap;  /* the next drain reports a gap */
 	int publish_fail;
-	int hold;             /* drains block while set */
+	int hold; /* drains block while set */
 	unsigned drains;
-	unsigned holding;     /* drains blocked now */
+	unsigned holding; /* drains blocked now */
 	size_t published;
 } standin;
 
@@ -106,8 +106,7 @@ static scache_err standin_drain(void *arg, scache_middleware *mw, uint64_t since
 	return SCACHE_OK;
 }
 
-static scache_err standin_publish(void *arg, const char *const *keys, const size_t *lens,
-                                  size_t n)
+static scache_err standin_publish(void *arg, const char *const *keys, const size_t *lens, size_t n)
 {
 	standin *s = arg;
 	pthread_mutex_lock(&s->mu);
@@ -201,7 +200,7 @@ typedef struct app_req {
 } app_req;
 
 static pthread_mutex_t app_mu = PTHREAD_MUTEX_INITIALIZER;
-static unsigned completed_ok;     /* completions that saw the app's own req_cls */
+static unsigned completed_ok; /* completions that saw the app's own req_cls */
 static unsigned completed_total;
 
 static scache_cache *cache;
@@ -216,8 +215,8 @@ static int external_mode;
 static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, const char *body,
                              const char *xcache)
 {
-	struct MHD_Response *r = MHD_create_response_from_buffer(strlen(body), (void *)body,
-	                                                         MHD_RESPMEM_MUST_COPY);
+	struct MHD_Response *r =
+	    MHD_create_response_from_buffer(strlen(body), (void *)body, MHD_RESPMEM_MUST_COPY);
 	if (xcache)
 		MHD_add_response_header(r, "X-Cache", xcache);
 	enum MHD_Result ret = scache_queue_response(c, status, r);
@@ -236,9 +235,8 @@ static void *lookup_thread(void *arg)
 }
 
 static enum MHD_Result app_handler(void *cls, struct MHD_Connection *c, const char *url,
-                                   const char *method, const char *version,
-                                   const char *upload_data, size_t *upload_size,
-                                   void **req_cls)
+                                   const char *method, const char *version, const char *upload_data,
+                                   size_t *upload_size, void **req_cls)
 {
 	(void)version;
 	(void)upload_data;
@@ -348,17 +346,18 @@ static void start(unsigned flags, unsigned pool, scache_middleware_config mc)
 	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	if (pool)
 		daemon_ = MHD_start_daemon(flags, 0, NULL, NULL, scache_access_handler, mw,
-		                           MHD_OPTION_NOTIFY_COMPLETED, scache_request_completed, mw,
-		                           MHD_OPTION_SOCK_ADDR, &sa, MHD_OPTION_THREAD_POOL_SIZE,
-		                           pool, MHD_OPTION_END);
+		                           MHD_OPTION_NOTIFY_COMPLETED, scache_request_completed,
+		                           mw, MHD_OPTION_SOCK_ADDR, &sa,
+		                           MHD_OPTION_THREAD_POOL_SIZE, pool, MHD_OPTION_END);
 	else
 		daemon_ = MHD_start_daemon(flags, 0, NULL, NULL, scache_access_handler, mw,
-		                           MHD_OPTION_NOTIFY_COMPLETED, scache_request_completed, mw,
-		                           MHD_OPTION_SOCK_ADDR, &sa, MHD_OPTION_END);
+		                           MHD_OPTION_NOTIFY_COMPLETED, scache_request_completed,
+		                           mw, MHD_OPTION_SOCK_ADDR, &sa, MHD_OPTION_END);
 	cr_assert_not_null(daemon_);
 	const union MHD_DaemonInfo *di = MHD_get_daemon_info(daemon_, MHD_DAEMON_INFO_BIND_PORT);
 	port = di->port;
-	external_mode = !(flags & (MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION));
+	external_mode =
+	    !(flags & (MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION));
 	if (external_mode) {
 		external_stop = 0;
 		pthread_create(&external_thread, NULL, external_loop, NULL);
@@ -701,8 +700,9 @@ Test(middleware, log_lines_escape_what_the_client_sent)
 	response r = http("GET", "/x\",\"status\":999,\"a\":\"\\%ff%01\xff", NULL);
 	cr_assert_eq(r.status, 404);
 	json_object *o = wait_request_line(0);
-	const char *fields[] = {"type", "time", "method", "path", "status", "request_ms",
-	                        "stream_ms", "saved_ms", "hits", "misses", "evicted", "bypass"};
+	const char *fields[] = {"type",   "time",       "method",    "path",
+	                        "status", "request_ms", "stream_ms", "saved_ms",
+	                        "hits",   "misses",     "evicted",   "bypass"};
 	for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
 		cr_assert(json_object_object_get_ex(o, fields[i], NULL), "%s", fields[i]);
 	cr_assert_eq(json_object_object_length(o), 12, "no forged field");
@@ -736,9 +736,9 @@ Test(middleware, summary_says_when_the_cache_costs_more_than_it_saves)
 	cr_assert(json_object_object_get_ex(o, "saved_per_stream", &f));
 	cr_assert_float_eq(json_object_get_double(f), 0.25, 1e-9);
 	cr_assert(json_object_object_get_ex(o, "warning", &f));
-	const char *need[] = {"time", "period_s", "bypass_requests", "stream_ms", "saved_ms",
-	                      "polls", "kinesis_calls", "kinesis_errors", "staleness_ms",
-	                      "bypassing", "entries"};
+	const char *need[] = {"time",         "period_s",  "bypass_requests", "stream_ms",
+	                      "saved_ms",     "polls",     "kinesis_calls",   "kinesis_errors",
+	                      "staleness_ms", "bypassing", "entries"};
 	for (size_t i = 0; i < sizeof need / sizeof need[0]; i++)
 		cr_assert(json_object_object_get_ex(o, need[i], NULL), "%s", need[i]);
 	json_object_put(o);
@@ -816,8 +816,8 @@ static void *call_get_or_load(void *arg)
 	loader_call *lc = arg;
 	void *v;
 	size_t n;
-	lc->err = scache_get_or_load(&lc->req, "t", "hot", gated_loader, lc->g, &v, &n,
-	                             &lc->outcome);
+	lc->err =
+	    scache_get_or_load(&lc->req, "t", "hot", gated_loader, lc->g, &v, &n, &lc->outcome);
 	if (lc->err == SCACHE_OK) {
 		snprintf(lc->value, sizeof lc->value, "%.*s", (int)n, (char *)v);
 		free(v);

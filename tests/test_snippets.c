@@ -79,8 +79,8 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
 	} else if (!strcmp(url, "/rename")) {
 		snprintf(body, sizeof body, "%d", rename_user("1", "Ada Lovelace"));
 	}
-	struct MHD_Response *r = MHD_create_response_from_buffer(strlen(body), body,
-	                                                         MHD_RESPMEM_MUST_COPY);
+	struct MHD_Response *r =
+	    MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_COPY);
 	enum MHD_Result ret = scache_queue_response(c, 200, r);
 	MHD_destroy_response(r);
 	return ret;
@@ -121,17 +121,17 @@ Test(snippets, add_read_and_announce_work_as_the_readme_says)
 	cr_assert(start != NULL);
 	scache_cache *cache;
 	cr_assert_eq(scache_cache_new(NULL, &cache), SCACHE_OK);
-	scache_middleware_config mc = {.cache = cache, .handler = handler,
-	                               .log = log_nothing, .max_polls_per_second = 1000};
+	scache_middleware_config mc = {
+	    .cache = cache, .handler = handler, .log = log_nothing, .max_polls_per_second = 1000};
 	scache_stream_ops ops = {.drain = drain_nothing, .publish = publish_all};
 	scache_middleware *mw;
 	cr_assert_eq(scache_middleware_new_with_ops(&mc, &ops, &mw, NULL, 0), SCACHE_OK);
 	struct sockaddr_in sa = {.sin_family = AF_INET};
 	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	struct MHD_Daemon *d = MHD_start_daemon(
-		MHD_USE_INTERNAL_POLLING_THREAD, 0, NULL, NULL, scache_access_handler, mw,
-		MHD_OPTION_NOTIFY_COMPLETED, scache_request_completed, mw, MHD_OPTION_SOCK_ADDR, &sa,
-		MHD_OPTION_END);
+	struct MHD_Daemon *d =
+	    MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD, 0, NULL, NULL, scache_access_handler,
+	                     mw, MHD_OPTION_NOTIFY_COMPLETED, scache_request_completed, mw,
+	                     MHD_OPTION_SOCK_ADDR, &sa, MHD_OPTION_END);
 	cr_assert_not_null(d);
 	port = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT)->port;
 

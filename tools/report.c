@@ -102,7 +102,8 @@ static void add_line(totals *t, const char *line)
 		       m = num(o, "misses", &ok), ev = num(o, "evicted", &ok),
 		       status = num(o, "status", &ok);
 		json_object *b;
-		int bypass = json_object_object_get_ex(o, "bypass", &b) && json_object_get_boolean(b);
+		int bypass =
+		    json_object_object_get_ex(o, "bypass", &b) && json_object_get_boolean(b);
 		if (!ok) {
 			t->skipped++;
 		} else {
@@ -154,7 +155,8 @@ static void print_report(const totals *t, FILE *out)
 	fprintf(out, "request_ms      p50 %.3f  p99 %.3f  total %.3f\n",
 	        report_percentile(rq.v, rq.n, 0.50), report_percentile(rq.v, rq.n, 0.99),
 	        t->request_ms);
-	fprintf(out, "stream_ms       p50 %.3f  p99 %.3f  total %.3f (time spent waiting for the "
+	fprintf(out,
+	        "stream_ms       p50 %.3f  p99 %.3f  total %.3f (time spent waiting for the "
 	        "stream)\n",
 	        report_percentile(st.v, st.n, 0.50), report_percentile(st.v, st.n, 0.99),
 	        t->stream_ms);
@@ -171,12 +173,16 @@ static void print_report(const totals *t, FILE *out)
 	if (t->requests == 0)
 		fprintf(out, "verdict         no requests: nothing to judge\n");
 	else if (t->saved_ms >= t->stream_ms)
-		fprintf(out, "verdict         the cache pays for itself: %.1f ms saved for %.1f ms "
-		        "spent on the stream\n", t->saved_ms, t->stream_ms);
+		fprintf(out,
+		        "verdict         the cache pays for itself: %.1f ms saved for %.1f ms "
+		        "spent on the stream\n",
+		        t->saved_ms, t->stream_ms);
 	else
-		fprintf(out, "verdict         WARNING: the cache costs more than it saves: %.1f ms "
+		fprintf(out,
+		        "verdict         WARNING: the cache costs more than it saves: %.1f ms "
 		        "spent on the stream for %.1f ms saved; consider bounded staleness "
-		        "(--poll-interval) or caching slower loads\n", t->stream_ms, t->saved_ms);
+		        "(--poll-interval) or caching slower loads\n",
+		        t->stream_ms, t->saved_ms);
 }
 
 int scachectl_report(int argc, char **argv)
@@ -192,7 +198,8 @@ int scachectl_report(int argc, char **argv)
 	}
 	for (int i = 0; i < argc; i++) {
 		if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-			printf("usage: scachectl report [FILE...]   (stdin when no FILE; - is stdin)\n");
+			printf("usage: scachectl report [FILE...]   (stdin when no FILE; - is "
+			       "stdin)\n");
 			free(t.req.v);
 			free(t.stream.v);
 			return 0;

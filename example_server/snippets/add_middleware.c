@@ -19,11 +19,11 @@ struct MHD_Daemon *start_users_service(MHD_AccessHandlerCallback my_handler, voi
 	/* The stream; region, endpoint and keys come from the AWS environment. */
 	scache_stream_config stream = {.stream_name = "users"};
 	scache_middleware_config mc = {
-		.cache = cache,
-		.stream = &stream,
-		.handler = my_handler,    /* your handler, with its own closure and req_cls */
-		.handler_cls = my_app,
-		/* .poll_interval_ms = 400,  bounded staleness for a fleet on AWS (N x 200 ms) */
+	    .cache = cache,
+	    .stream = &stream,
+	    .handler = my_handler, /* your handler, with its own closure and req_cls */
+	    .handler_cls = my_app,
+	    /* .poll_interval_ms = 400,  bounded staleness for a fleet on AWS (N x 200 ms) */
 	};
 	scache_middleware *mw;
 	char err[256];
@@ -35,10 +35,8 @@ struct MHD_Daemon *start_users_service(MHD_AccessHandlerCallback my_handler, voi
 
 	/* Give MHD the middleware's two callbacks, with the middleware as their closure. */
 	struct MHD_Daemon *d = MHD_start_daemon(
-		MHD_USE_INTERNAL_POLLING_THREAD, 8080, NULL, NULL,
-		&scache_access_handler, mw,
-		MHD_OPTION_NOTIFY_COMPLETED, &scache_request_completed, mw,
-		MHD_OPTION_END);
+	    MHD_USE_INTERNAL_POLLING_THREAD, 8080, NULL, NULL, &scache_access_handler, mw,
+	    MHD_OPTION_NOTIFY_COMPLETED, &scache_request_completed, mw, MHD_OPTION_END);
 	if (!d) {
 		scache_middleware_free(mw);
 		scache_cache_free(cache);

@@ -5,7 +5,7 @@
 
 #include <scache/scache.h>
 
-char *db_load_user_json(const char *id);             /* malloc()ed JSON, NULL if absent */
+char *db_load_user_json(const char *id); /* malloc()ed JSON, NULL if absent */
 int db_update_user_name(const char *id, const char *name);
 
 struct MHD_Daemon *start_users_service(MHD_AccessHandlerCallback my_handler, void *my_app,

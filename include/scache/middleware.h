@@ -74,37 +74,37 @@ typedef void (*scache_log_fn)(void *arg, const char *line, size_t len);
  * completed_cls must outlive the middleware.
  */
 typedef struct scache_middleware_config {
-	scache_cache *cache;             /* required; the application creates and frees it */
+	scache_cache *cache;                /* required; the application creates and frees it */
 	const scache_stream_config *stream; /* required: the invalidation stream (stream.h) */
-	scache_start_at start_at;        /* [SCACHE_START_LATEST] where the reader starts */
+	scache_start_at start_at;           /* [SCACHE_START_LATEST] where the reader starts */
 
 	MHD_AccessHandlerCallback handler; /* required: the application's handler */
 	void *handler_cls;
 	MHD_RequestCompletedCallback completed; /* optional: chained after the middleware's */
 	void *completed_cls;
 
-	uint64_t poll_interval_ms;       /* [0 = strict] > 0: bounded staleness, see above */
-	unsigned max_polls_per_second;   /* [5] poll budget; AWS allows 5/s per shard for all
-	                                    readers of that shard together */
-	uint64_t max_staleness_ms;       /* [10000] bypass the cache when no poll succeeded
-	                                    for this long; also the longest a request waits */
-	uint64_t idle_poll_ms;           /* [60000] poll at least this often when idle, so
-	                                    iterators (valid 5 min) stay alive */
-	unsigned sweep_budget;           /* [32] entries examined per request by the
-	                                    amortized expiry (scache_cache_sweep) */
-	int suspend;                     /* [0] 1: a request that must wait for the stream is
-	                                    parked with MHD_suspend_connection() instead of
-	                                    holding its thread, so a thread pool is not capped
-	                                    at threads x max_polls_per_second requests a second.
-	                                    The daemon MUST then be started with
-	                                    MHD_ALLOW_SUSPEND_RESUME (MHD aborts otherwise).
-	                                    Not needed with MHD_USE_THREAD_PER_CONNECTION. */
+	uint64_t poll_interval_ms;     /* [0 = strict] > 0: bounded staleness, see above */
+	unsigned max_polls_per_second; /* [5] poll budget; AWS allows 5/s per shard for all
+	                                  readers of that shard together */
+	uint64_t max_staleness_ms;     /* [10000] bypass the cache when no poll succeeded
+	                                  for this long; also the longest a request waits */
+	uint64_t idle_poll_ms;         /* [60000] poll at least this often when idle, so
+	                                  iterators (valid 5 min) stay alive */
+	unsigned sweep_budget;         /* [32] entries examined per request by the
+	                                  amortized expiry (scache_cache_sweep) */
+	int suspend;                   /* [0] 1: a request that must wait for the stream is
+	                                  parked with MHD_suspend_connection() instead of
+	                                  holding its thread, so a thread pool is not capped
+	                                  at threads x max_polls_per_second requests a second.
+	                                  The daemon MUST then be started with
+	                                  MHD_ALLOW_SUSPEND_RESUME (MHD aborts otherwise).
+	                                  Not needed with MHD_USE_THREAD_PER_CONNECTION. */
 
-	scache_log_fn log;               /* [NULL: stderr] sink of the JSON lines */
+	scache_log_fn log; /* [NULL: stderr] sink of the JSON lines */
 	void *log_arg;
-	int quiet_requests;              /* [0] 1: no per-request lines (summaries and
-	                                    warnings still go to the sink) */
-	unsigned summary_interval_s;     /* [60] seconds between summary lines */
+	int quiet_requests;          /* [0] 1: no per-request lines (summaries and
+	                                warnings still go to the sink) */
+	unsigned summary_interval_s; /* [60] seconds between summary lines */
 } scache_middleware_config;
 
 /*
@@ -115,8 +115,8 @@ typedef struct scache_middleware_config {
  * handler or stream name), the reader's errors (stream.h), SCACHE_ENOMEM.
  * Any thread.
  */
-scache_err scache_middleware_new(const scache_middleware_config *config,
-                                 scache_middleware **out, char *errbuf, size_t errlen);
+scache_err scache_middleware_new(const scache_middleware_config *config, scache_middleware **out,
+                                 char *errbuf, size_t errlen);
 
 /*
  * scache_middleware_shutdown: with config.suspend, call it before MHD_stop_daemon():
@@ -143,10 +143,10 @@ void scache_middleware_free(scache_middleware *mw);
  * Work with every MHD thread mode (internal polling thread, thread pool,
  * thread-per-connection, external select).
  */
-enum MHD_Result scache_access_handler(void *cls, struct MHD_Connection *connection,
-                                      const char *url, const char *method,
-                                      const char *version, const char *upload_data,
-                                      size_t *upload_data_size, void **req_cls);
+enum MHD_Result scache_access_handler(void *cls, struct MHD_Connection *connection, const char *url,
+                                      const char *method, const char *version,
+                                      const char *upload_data, size_t *upload_data_size,
+                                      void **req_cls);
 void scache_request_completed(void *cls, struct MHD_Connection *connection, void **req_cls,
                               enum MHD_RequestTerminationCode toe);
 
@@ -193,8 +193,7 @@ enum MHD_Result scache_queue_response(struct MHD_Connection *connection, unsigne
  * SCACHE_ENOTFOUND: a miss (*out zeroed). SCACHE_EBYPASS: the cache is bypassed (counts
  * as a miss of the request). SCACHE_EINVAL, SCACHE_ENOMEM.
  */
-scache_err scache_get(scache_request *req, const char *source, const char *id,
-                      scache_value *out);
+scache_err scache_get(scache_request *req, const char *source, const char *id, scache_value *out);
 
 /*
  * scache_add: cache value (len bytes, copied) under (source, id); each later hit saves
@@ -203,8 +202,8 @@ scache_err scache_get(scache_request *req, const char *source, const char *id,
  * invalidation of that ID was applied since. Errors: SCACHE_ESTALE, SCACHE_EBYPASS,
  * SCACHE_ETOOBIG, SCACHE_EINVAL, SCACHE_ENOMEM. A refused add changes nothing.
  */
-scache_err scache_add(scache_request *req, const char *source, const char *id,
-                      const void *value, size_t len, uint64_t saved_ns);
+scache_err scache_add(scache_request *req, const char *source, const char *id, const void *value,
+                      size_t len, uint64_t saved_ns);
 
 /*
  * A loader for scache_get_or_load: read the data of the ID and return it in *value, a
@@ -216,9 +215,9 @@ typedef scache_err (*scache_loader_fn)(void *arg, void **value, size_t *len);
 
 /* How scache_get_or_load obtained the value. */
 typedef enum scache_outcome {
-	SCACHE_OUTCOME_MISS = 0,   /* loaded (by this call or by a concurrent one it waited for) */
-	SCACHE_OUTCOME_HIT = 1,    /* from the cache */
-	SCACHE_OUTCOME_BYPASS = 2  /* loaded; the cache is bypassed (stream stale) */
+	SCACHE_OUTCOME_MISS = 0,  /* loaded (by this call or by a concurrent one it waited for) */
+	SCACHE_OUTCOME_HIT = 1,   /* from the cache */
+	SCACHE_OUTCOME_BYPASS = 2 /* loaded; the cache is bypassed (stream stale) */
 } scache_outcome;
 
 /*
@@ -232,8 +231,8 @@ typedef enum scache_outcome {
  * Errors: the loader's (SCACHE_ENOTFOUND included), SCACHE_EINVAL, SCACHE_ENOMEM.
  */
 scache_err scache_get_or_load(scache_request *req, const char *source, const char *id,
-                              scache_loader_fn loader, void *loader_arg, void **value,
-                              size_t *len, scache_outcome *outcome);
+                              scache_loader_fn loader, void *loader_arg, void **value, size_t *len,
+                              scache_outcome *outcome);
 
 /*
  * scache_invalidate: announce that the data of (source, id) changed: publish the
@@ -258,21 +257,21 @@ scache_err scache_middleware_invalidate(scache_middleware *mw, const char *const
 /* Counters of a middleware since creation (entries, bytes, staleness: current). */
 typedef struct scache_middleware_stats {
 	scache_cache_stats cache;
-	uint64_t requests;           /* requests completed */
-	uint64_t bypass_requests;    /* requests served with the cache bypassed */
-	uint64_t request_hits;       /* hits/misses counted through the request helpers */
+	uint64_t requests;        /* requests completed */
+	uint64_t bypass_requests; /* requests served with the cache bypassed */
+	uint64_t request_hits;    /* hits/misses counted through the request helpers */
 	uint64_t request_misses;
-	uint64_t polls;              /* polls completed */
+	uint64_t polls; /* polls completed */
 	uint64_t poll_errors;
-	uint64_t kinesis_calls;      /* HTTP calls made by polls */
-	uint64_t gaps;               /* gaps reported (each flushed the cache) */
-	uint64_t keys_applied;       /* invalidated keys received from the stream */
-	uint64_t published_keys;     /* keys published by scache_invalidate* */
-	uint64_t publish_errors;     /* scache_invalidate* calls whose publish failed */
-	uint64_t stream_ns;          /* time requests spent waiting for the drain */
-	uint64_t saved_ns;           /* saved time of the hits of requests */
-	uint64_t staleness_ns;       /* now - start of the newest successful poll */
-	int bypassing;               /* 1 during a staleness episode */
+	uint64_t kinesis_calls;  /* HTTP calls made by polls */
+	uint64_t gaps;           /* gaps reported (each flushed the cache) */
+	uint64_t keys_applied;   /* invalidated keys received from the stream */
+	uint64_t published_keys; /* keys published by scache_invalidate* */
+	uint64_t publish_errors; /* scache_invalidate* calls whose publish failed */
+	uint64_t stream_ns;      /* time requests spent waiting for the drain */
+	uint64_t saved_ns;       /* saved time of the hits of requests */
+	uint64_t staleness_ns;   /* now - start of the newest successful poll */
+	int bypassing;           /* 1 during a staleness episode */
 } scache_middleware_stats;
 
 void scache_middleware_stats_get(scache_middleware *mw, scache_middleware_stats *out);
