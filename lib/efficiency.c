@@ -366,6 +366,9 @@ scache_err scache_middleware_metrics(scache_middleware *mw, char **out, size_t *
 	       (double)s.bypass_requests);
 	metric(&b, "polls_total", "counter", "Polls of the invalidation stream.", (double)s.polls);
 	metric(&b, "poll_errors_total", "counter", "Polls that failed.", (double)s.poll_errors);
+	metric(&b, "throttled_polls_total", "counter",
+	       "Polls the service throttled (the poll rate backed off).",
+	       (double)s.throttled_polls);
 	metric(&b, "kinesis_calls_total", "counter", "HTTP calls made by polls.",
 	       (double)s.kinesis_calls);
 	metric(&b, "gaps_total", "counter", "Stream gaps (each flushed the cache).",

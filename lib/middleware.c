@@ -115,6 +115,7 @@ static void poll_once(scache_middleware *mw)
 	mw->want = 0;
 	mw->last_start_ns = start;
 	atomic_store(&mw->poll_removed, 0);
+	atomic_store(&mw->poll_throttled, 0);
 	pthread_mutex_unlock(&mw->mu);
 
 	scache_poll_info info;
@@ -128,9 +129,14 @@ static void poll_once(scache_middleware *mw)
 	mw->last_removed = atomic_load(&mw->poll_removed);
 	int recovered = 0, stale = 0;
 	uint64_t now = scache_now_ns(NULL);
+	int throttled = atomic_load(&mw->poll_throttled);
 	if (err == SCACHE_OK) {
 		mw->last_ok_ns = start;
-		mw->backoff_ns = 0;
+		/* a throttled poll that succeeded on retry still slows the next ones down */
+		if (!throttled)
+			mw->backoff_ns = 0;
+		else if (mw->backoff_ns < BACKOFF_MAX_NS)
+			mw->backoff_ns = mw->backoff_ns ? 2 * mw->backoff_ns : mw->min_interval_ns;
 		if (mw->bypassing) {
 			mw->bypassing = 0;
 			recovered = 1;
@@ -448,6 +454,14 @@ void scache_middleware_apply_keys(void *arg, const char *const *keys, const size
 		atomic_fetch_add(&mw->poll_removed, removed);
 	pthread_mutex_lock(&mw->stats_mu);
 	mw->totals.keys_applied += n;
+	pthread_mutex_unlock(&mw->stats_mu);
+}
+
+void scache_middleware_note_throttled(scache_middleware *mw)
+{
+	atomic_store(&mw->poll_throttled, 1);
+	pthread_mutex_lock(&mw->stats_mu);
+	mw->totals.throttled_polls++;
 	pthread_mutex_unlock(&mw->stats_mu);
 }
 

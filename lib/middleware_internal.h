@@ -38,6 +38,9 @@ scache_err scache_middleware_new_with_ops(const scache_middleware_config *config
 
 /* Apply invalidated keys (the reader's on_keys; arg is the middleware). */
 void scache_middleware_apply_keys(void *mw, const char *const *keys, const size_t *lens, size_t n);
+/* Tell the middleware the service throttled during the poll in progress (even if its
+ * retries then succeeded): the poll rate backs off as after a failure. Poller only. */
+void scache_middleware_note_throttled(scache_middleware *mw);
 /* Apply a gap (the reader's on_gap): flush the cache and log a warning. */
 void scache_middleware_apply_gap(void *mw, const char *why);
 
@@ -105,6 +108,7 @@ struct scache_middleware {
 	pthread_t poller;
 	int poller_started;
 	_Atomic uint64_t poll_removed; /* entries removed by the poll in progress */
+	_Atomic int poll_throttled;    /* the poll in progress was throttled */
 	scache_request *waiters;       /* suspended requests, under mu */
 	unsigned parked;               /* suspended or resumed but not yet called again */
 	int no_park;                   /* scache_middleware_shutdown() began */

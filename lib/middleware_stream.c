@@ -37,7 +37,12 @@ static scache_err stream_drain(void *arg, scache_middleware *mw, uint64_t since_
 {
 	stream_box *box = arg;
 	box->mw = mw;
+	scache_reader_stats before, after;
+	scache_reader_stats_get(box->reader, &before);
 	scache_err err = scache_reader_sync(box->reader, since_ns, 0, info);
+	scache_reader_stats_get(box->reader, &after);
+	if (after.throttled > before.throttled)
+		scache_middleware_note_throttled(mw);
 	if (err == SCACHE_OK && info->err != SCACHE_OK)
 		err = info->err;
 	return err;

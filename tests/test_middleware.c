@@ -27,7 +27,8 @@ typedef struct standin {
 	int fail; /* drains fail with SCACHE_ETRANSPORT */
 	int gap;  /* the next drain reports a gap */
 	int publish_fail;
-	int hold; /* drains block while set */
+	int throttle; /* drains report throttling (and succeed) */
+	int hold;     /* drains block while set */
 	unsigned drains;
 	unsigned holding; /* drains blocked now */
 	size_t published;
@@ -88,6 +89,8 @@ static scache_err standin_drain(void *arg, scache_middleware *mw, uint64_t since
 	}
 	int gap = s->gap;
 	s->gap = 0;
+	if (s->throttle)
+		scache_middleware_note_throttled(mw);
 	char *keys[64];
 	size_t lens[64], n = s->npending;
 	for (size_t i = 0; i < n; i++) {
@@ -941,7 +944,29 @@ Test(middleware, metrics_are_prometheus_text)
 		cr_assert_eq(sscanf(line, "%63[a-z_] %lf", name, &v), 2, "%s", line);
 		samples++;
 	}
-	cr_assert_eq(samples, 23);
+	cr_assert_eq(samples, 24);
 	free(text);
+	stop();
+}
+
+Test(middleware, throttling_backs_the_poll_rate_off_until_a_clean_poll)
+{
+	scache_middleware_config mc = {0};
+	start(MHD_USE_INTERNAL_POLLING_THREAD, 0, mc);
+	cache_put("1", "a"); /* requests wait for polls */
+	standin_set(stream, &stream->throttle, 1);
+	response r = http("GET", "/get/1", NULL);
+	cr_assert_str_eq(r.xcache, "HIT", "a throttled poll that succeeded still counts");
+	pthread_mutex_lock(&mw->mu);
+	cr_assert(mw->backoff_ns >= mw->min_interval_ns, "the next poll waits longer");
+	pthread_mutex_unlock(&mw->mu);
+	standin_set(stream, &stream->throttle, 0);
+	http("GET", "/get/1", NULL);
+	pthread_mutex_lock(&mw->mu);
+	cr_assert_eq(mw->backoff_ns, 0, "a clean poll restores the budget rate");
+	pthread_mutex_unlock(&mw->mu);
+	scache_middleware_stats st;
+	scache_middleware_stats_get(mw, &st);
+	cr_assert(st.throttled_polls >= 1);
 	stop();
 }

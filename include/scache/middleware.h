@@ -263,15 +263,16 @@ typedef struct scache_middleware_stats {
 	uint64_t request_misses;
 	uint64_t polls; /* polls completed */
 	uint64_t poll_errors;
-	uint64_t kinesis_calls;  /* HTTP calls made by polls */
-	uint64_t gaps;           /* gaps reported (each flushed the cache) */
-	uint64_t keys_applied;   /* invalidated keys received from the stream */
-	uint64_t published_keys; /* keys published by scache_invalidate* */
-	uint64_t publish_errors; /* scache_invalidate* calls whose publish failed */
-	uint64_t stream_ns;      /* time requests spent waiting for the drain */
-	uint64_t saved_ns;       /* saved time of the hits of requests */
-	uint64_t staleness_ns;   /* now - start of the newest successful poll */
-	int bypassing;           /* 1 during a staleness episode */
+	uint64_t throttled_polls; /* polls the service throttled (the rate backed off) */
+	uint64_t kinesis_calls;   /* HTTP calls made by polls */
+	uint64_t gaps;            /* gaps reported (each flushed the cache) */
+	uint64_t keys_applied;    /* invalidated keys received from the stream */
+	uint64_t published_keys;  /* keys published by scache_invalidate* */
+	uint64_t publish_errors;  /* scache_invalidate* calls whose publish failed */
+	uint64_t stream_ns;       /* time requests spent waiting for the drain */
+	uint64_t saved_ns;        /* saved time of the hits of requests */
+	uint64_t staleness_ns;    /* now - start of the newest successful poll */
+	int bypassing;            /* 1 during a staleness episode */
 } scache_middleware_stats;
 
 void scache_middleware_stats_get(scache_middleware *mw, scache_middleware_stats *out);
