@@ -461,6 +461,23 @@ def stream_outage_bypasses_then_recovers(env):
     eq(sum("bypassing the cache" in w["msg"] for w in warnings), 1, "one warning per episode")
 
 
+def bounded_staleness_sees_a_change_within_one_interval(env):
+    a, b = env.servers["A"], env.servers["B"]
+    a.put_user(9, "Alan")
+    a.settle(1)
+    a.get_user(9)
+    eq(a.get_user(9)[1], "HIT", "A caches user 9")
+    b.put_user(9, "Turing")
+    # A does not wait for the stream within its interval; once a poll that began after
+    # the PUT has completed (two more polls), A has dropped its copy.
+    polls = a.metrics()["scache_polls_total"]
+    wait_until("two more background polls on A",
+               lambda: a.metrics()["scache_polls_total"] >= polls + 2)
+    st, xc, user = a.get_user(9)
+    eq((st, xc, user["name"]), (200, "MISS", "Turing"), "GET on A after the interval")
+    eq(a.get_user(9)[1], "HIT", "and caches it again")
+
+
 SCENARIOS = [
     (cross_instance_invalidation_keeps_a_correct, {}),
     (scachectl_publish_invalidates_both_instances, {}),
@@ -469,6 +486,8 @@ SCENARIOS = [
     (bad_input_gets_exact_errors, {"servers": ("A",)}),
     (metrics_are_prometheus_text, {"servers": ("A",)}),
     (efficiency_logs_are_json_with_every_field, {"servers": ("A",)}),
+    (bounded_staleness_sees_a_change_within_one_interval,
+     {"extra": ("--poll-interval", "300ms")}),
     (stream_outage_bypasses_then_recovers,
      {"servers": ("A",), "extra": ("--max-staleness", "1s")}),
 ]
