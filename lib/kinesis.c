@@ -778,8 +778,10 @@ static int judge(kinesis_client *c, const char *op, xfer *x, CURLcode cc, kinesi
 	if (status >= 200 && status < 300) {
 		json_tokener *tok = json_tokener_new();
 		json_object *o = NULL;
-		if (tok && x->resp_len <= (size_t)INT32_MAX)
-			o = json_tokener_parse_ex(tok, x->resp ? x->resp : "", (int)x->resp_len);
+		if (x->resp_len == 0) /* CreateStream, DeleteStream...: an empty answer */
+			o = json_object_new_object();
+		else if (tok && x->resp_len <= (size_t)INT32_MAX)
+			o = json_tokener_parse_ex(tok, x->resp, (int)x->resp_len);
 		if (tok)
 			json_tokener_free(tok);
 		if (!o || !json_object_is_type(o, json_type_object)) {

@@ -1,0 +1,309 @@
+/*
+ * kinesalite.c: run kinesalite on a free loopback port for a test, and stop it.
+ * See kinesalite.h. Administrative calls go through the library's own Kinesis client
+ * (lib/kinesis.h), so they are signed and parsed exactly as the code under test does.
+ */
+#include "kinesalite.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "kinesis.h"
+
+static void say(char *err, size_t errlen, const char *msg)
+{
+	if (err && errlen)
+		kinesis_fmt(err, errlen, "%s", msg);
+}
+
+static void nap_ms(long ms)
+{
+	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+	while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
+		;
+}
+
+static int free_port(void)
+{
+	struct sockaddr_in a;
+	socklen_t al = sizeof a;
+	int fd = socket(AF_INET, SOCK_STREAM, 0), port = -1;
+	if (fd < 0)
+		return -1;
+	memset(&a, 0, sizeof a);
+	a.sin_family = AF_INET;
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
+	    getsockname(fd, (struct sockaddr *)&a, &al) == 0)
+		port = ntohs(a.sin_port);
+	close(fd);
+	return port;
+}
+
+static int port_open(int port)
+{
+	struct sockaddr_in a;
+	int fd = socket(AF_INET, SOCK_STREAM, 0), ok;
+	if (fd < 0)
+		return 0;
+	memset(&a, 0, sizeof a);
+	a.sin_family = AF_INET;
+	a.sin_port = htons((uint16_t)port);
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	ok = connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
+	close(fd);
+	return ok;
+}
+
+static int find_cli(char *path, size_t len)
+{
+	const char *roots[] = {getenv("SCACHE_SOURCE_ROOT"), getenv("KINESALITE_ROOT"), "."};
+	struct stat st;
+	for (size_t i = 0; i < sizeof roots / sizeof roots[0]; i++) {
+		if (!roots[i] || !*roots[i])
+			continue;
+		kinesis_fmt(path, len, "%s/.deps/node_modules/kinesalite/index.js", roots[i]);
+		if (stat(path, &st) == 0)
+			return 0;
+	}
+	return -1;
+}
+
+int kinesalite_start(kinesalite *k, char *err, size_t errlen)
+{
+	char cli[1024], port_s[16]; /* cli: kinesalite's index.js */
+	memset(k, 0, sizeof *k);
+	if (find_cli(cli, sizeof cli)) {
+		say(err, errlen, "kinesalite not found: run scripts/install-deps.sh (or set "
+		                 "SCACHE_SOURCE_ROOT to the source tree)");
+		return -1;
+	}
+	for (int attempt = 0; attempt < 3; attempt++) {
+		int port = free_port();
+		if (port <= 0)
+			continue;
+		snprintf(port_s, sizeof port_s, "%d", port);
+		pid_t parent = getpid();
+		fflush(NULL);
+		pid_t pid = fork();
+		if (pid < 0) {
+			say(err, errlen, "fork failed");
+			return -1;
+		}
+		if (pid == 0) {
+			/* die with the test, whatever happens to it */
+			prctl(PR_SET_PDEATHSIG, SIGKILL);
+			if (getppid() != parent)
+				_exit(127);
+			int nul = open("/dev/null", O_RDWR);
+			if (nul >= 0) {
+				dup2(nul, 0);
+				dup2(nul, 1);
+				if (!getenv("KINESALITE_LOG"))
+					dup2(nul, 2);
+				close(nul);
+			}
+			/* cli.js listens on every interface: start it on loopback only */
+			execlp("node", "node", "-e",
+			       "require(process.argv[1])({createStreamMs: 0, deleteStreamMs: 0, "
+			       "updateStreamMs: 0, shardLimit: 100}).listen(+process.argv[2], "
+			       "'127.0.0.1')",
+			       cli, port_s, (char *)NULL);
+			_exit(127);
+		}
+		k->pid = pid;
+		k->port = port;
+		snprintf(k->endpoint, sizeof k->endpoint, "http://127.0.0.1:%d", port);
+		for (int i = 0; i < 1500; i++) {
+			int status;
+			if (waitpid(pid, &status, WNOHANG) == pid) {
+				k->pid = 0;
+				break; /* it died: the port was taken, or node is missing */
+			}
+			if (port_open(port))
+				return 0;
+			nap_ms(10);
+		}
+		kinesalite_stop(k);
+	}
+	say(err, errlen, "kinesalite did not start (is node installed?)");
+	return -1;
+}
+
+void kinesalite_stop(kinesalite *k)
+{
+	int status;
+	if (!k || k->pid <= 0)
+		return;
+	kill(k->pid, SIGTERM);
+	for (int i = 0; i < 200; i++) {
+		if (waitpid(k->pid, &status, WNOHANG) == k->pid) {
+			k->pid = 0;
+			return;
+		}
+		nap_ms(10);
+	}
+	kill(k->pid, SIGKILL);
+	waitpid(k->pid, &status, 0);
+	k->pid = 0;
+}
+
+void kinesalite_config(const kinesalite *k, const char *stream, scache_stream_config *cfg)
+{
+	memset(cfg, 0, sizeof *cfg);
+	cfg->stream_name = stream;
+	cfg->region = "us-east-1";
+	cfg->endpoint = k->endpoint;
+	cfg->access_key_id = "AKIDTEST";
+	cfg->secret_access_key = "test-secret";
+	cfg->connect_timeout_ms = 1000;
+	cfg->timeout_ms = 5000;
+	cfg->max_retries = 3;
+	cfg->backoff_base_ms = 5;
+	cfg->backoff_max_ms = 50;
+}
+
+int kinesalite_call(const char *endpoint, const char *op, const char *json, char **answer,
+                    char *err, size_t errlen)
+{
+	scache_stream_config cfg;
+	kinesis_settings s;
+	kinesis_client *c = NULL;
+	kinesis_result res;
+	int rc = -1;
+
+	memset(&cfg, 0, sizeof cfg);
+	cfg.region = "us-east-1";
+	cfg.endpoint = endpoint;
+	cfg.access_key_id = "AKIDTEST";
+	cfg.secret_access_key = "test-secret";
+	cfg.backoff_base_ms = 5;
+	cfg.backoff_max_ms = 50;
+	if (answer)
+		*answer = NULL;
+	if (kinesis_settings_resolve(&cfg, 0, &s, err, errlen))
+		return -1;
+	if (kinesis_client_new(&s, &c, err, errlen)) {
+		kinesis_settings_clear(&s);
+		return -1;
+	}
+	kinesis_settings_clear(&s);
+	json_object *req = json_tokener_parse(json);
+	if (!req) {
+		say(err, errlen, "kinesalite_call: the request is not JSON");
+		kinesis_client_free(c);
+		return -1;
+	}
+	kinesis_call(c, op, req, &res);
+	json_object_put(req);
+	if (res.err) {
+		say(err, errlen, res.message);
+	} else {
+		rc = 0;
+		if (answer) {
+			*answer = strdup(json_object_to_json_string_ext(res.body, JSON_C_TO_STRING_PLAIN));
+			if (!*answer)
+				rc = -1;
+		}
+	}
+	kinesis_result_clear(&res);
+	kinesis_client_free(c);
+	return rc;
+}
+
+static int stream_status(const kinesalite *k, const char *stream, char *status, size_t len,
+                         char *err, size_t errlen)
+{
+	char body[256], *answer;
+	snprintf(body, sizeof body, "{\"StreamName\":\"%s\"}", stream);
+	if (kinesalite_call(k->endpoint, "DescribeStreamSummary", body, &answer, err, errlen))
+		return -1;
+	json_object *o = json_tokener_parse(answer), *sum;
+	free(answer);
+	const char *st = NULL;
+	if (o && json_object_object_get_ex(o, "StreamDescriptionSummary", &sum))
+		st = kinesis_json_str(sum, "StreamStatus");
+	kinesis_fmt(status, len, "%s", st ? st : "");
+	json_object_put(o);
+	return 0;
+}
+
+int kinesalite_wait_active(const kinesalite *k, const char *stream, char *err, size_t errlen)
+{
+	char status[32];
+	for (int i = 0; i < 1000; i++) {
+		if (stream_status(k, stream, status, sizeof status, err, errlen) == 0 &&
+		    !strcmp(status, "ACTIVE"))
+			return 0;
+		nap_ms(10);
+	}
+	say(err, errlen, "stream did not become ACTIVE");
+	return -1;
+}
+
+int kinesalite_create_stream(const kinesalite *k, const char *stream, int shards, char *err,
+                             size_t errlen)
+{
+	char body[256];
+	snprintf(body, sizeof body, "{\"StreamName\":\"%s\",\"ShardCount\":%d}", stream, shards);
+	if (kinesalite_call(k->endpoint, "CreateStream", body, NULL, err, errlen))
+		return -1;
+	return kinesalite_wait_active(k, stream, err, errlen);
+}
+
+int kinesalite_delete_stream(const kinesalite *k, const char *stream, char *err,
+                             size_t errlen)
+{
+	char body[256], status[32], e2[256];
+	snprintf(body, sizeof body, "{\"StreamName\":\"%s\"}", stream);
+	if (kinesalite_call(k->endpoint, "DeleteStream", body, NULL, err, errlen))
+		return -1;
+	for (int i = 0; i < 1000; i++) {
+		if (stream_status(k, stream, status, sizeof status, e2, sizeof e2) != 0)
+			return 0; /* ResourceNotFoundException: gone */
+		nap_ms(10);
+	}
+	say(err, errlen, "stream was not deleted");
+	return -1;
+}
+
+int kinesalite_put_raw(const kinesalite *k, const char *stream, const void *data, size_t len,
+                       char *seq, size_t seqlen, char *err, size_t errlen)
+{
+	size_t bl;
+	char *b64 = kinesis_b64_encode(data, len, &bl), *answer = NULL;
+	char pk[32];
+	int rc = -1;
+	if (!b64)
+		return -1;
+	snprintf(pk, sizeof pk, "%016llx", (unsigned long long)kinesis_random());
+	size_t n = bl + strlen(stream) + 128;
+	char *body = malloc(n);
+	if (body) {
+		snprintf(body, n, "{\"StreamName\":\"%s\",\"Data\":\"%s\",\"PartitionKey\":\"%s\"}",
+		         stream, b64, pk);
+		rc = kinesalite_call(k->endpoint, "PutRecord", body, &answer, err, errlen);
+	}
+	if (rc == 0 && seq && seqlen) {
+		json_object *o = json_tokener_parse(answer);
+		const char *s = kinesis_json_str(o, "SequenceNumber");
+		kinesis_fmt(seq, seqlen, "%s", s ? s : "");
+		json_object_put(o);
+	}
+	free(answer);
+	free(body);
+	free(b64);
+	return rc;
+}

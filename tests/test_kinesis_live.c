@@ -1,0 +1,966 @@
+/*
+ * Integration tests of the reader, the publisher and scachectl against kinesalite (an
+ * independent implementation of the Kinesis API), started per test on a free loopback
+ * port and stopped in teardown; faults come from tests/faultproxy.c in front of it.
+ */
+#include <criterion/criterion.h>
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "faultproxy.h"
+#include "kinesalite.h"
+#include "reader.h"
+#include "scache/scache.h"
+
+static kinesalite K;
+static faultproxy *P;
+
+static void up(void)
+{
+	char err[256];
+	cr_assert_eq(kinesalite_start(&K, err, sizeof err), 0, "%s", err);
+}
+
+static void down(void)
+{
+	faultproxy_stop(P);
+	P = NULL;
+	kinesalite_stop(&K);
+}
+
+TestSuite(live, .init = up, .fini = down, .timeout = 120);
+
+/* ---- helpers -------------------------------------------------------------------------- */
+
+typedef struct seen {
+	pthread_mutex_t mu;
+	char **keys;
+	size_t n, cap;
+	int gaps;
+	char why[512];
+} seen;
+
+static void on_keys(void *arg, const char *const *keys, const size_t *lens, size_t n)
+{
+	seen *s = arg;
+	pthread_mutex_lock(&s->mu);
+	for (size_t i = 0; i < n; i++) {
+		if (s->n == s->cap) {
+			s->cap = s->cap ? s->cap * 2 : 64;
+			s->keys = realloc(s->keys, s->cap * sizeof *s->keys);
+			cr_assert_not_null(s->keys);
+		}
+		s->keys[s->n] = strndup(keys[i], lens[i]);
+		s->n++;
+	}
+	pthread_mutex_unlock(&s->mu);
+}
+
+static void on_gap(void *arg, const char *why)
+{
+	seen *s = arg;
+	pthread_mutex_lock(&s->mu);
+	s->gaps++;
+	snprintf(s->why, sizeof s->why, "%s", why);
+	pthread_mutex_unlock(&s->mu);
+}
+
+static void seen_init(seen *s)
+{
+	memset(s, 0, sizeof *s);
+	pthread_mutex_init(&s->mu, NULL);
+}
+
+static void seen_free(seen *s)
+{
+	for (size_t i = 0; i < s->n; i++)
+		free(s->keys[i]);
+	free(s->keys);
+	pthread_mutex_destroy(&s->mu);
+}
+
+static size_t seen_count(seen *s, const char *key)
+{
+	size_t c = 0;
+	for (size_t i = 0; i < s->n; i++)
+		c += !strcmp(s->keys[i], key);
+	return c;
+}
+
+static long seen_index(seen *s, const char *key)
+{
+	for (size_t i = 0; i < s->n; i++)
+		if (!strcmp(s->keys[i], key))
+			return (long)i;
+	return -1;
+}
+
+static char *key_of(const char *id)
+{
+	char *k;
+	cr_assert_eq(scache_id_encode_alloc("db.t.id", 7, id, strlen(id), &k, NULL), SCACHE_OK);
+	return k;
+}
+
+static scache_reader *reader_on(scache_stream_config *cfg, seen *s, scache_start_at at)
+{
+	scache_reader *r = NULL;
+	scache_reader_callbacks cb = {.on_keys = on_keys, .on_gap = on_gap, .arg = s};
+	char err[512];
+	scache_err e = scache_reader_new(cfg, at, &cb, &r, err, sizeof err);
+	cr_assert_eq(e, SCACHE_OK, "%s: %s", scache_strerror(e), err);
+	return r;
+}
+
+static scache_publisher *publisher_on(scache_stream_config *cfg)
+{
+	scache_publisher *p = NULL;
+	char err[512];
+	cr_assert_eq(scache_publisher_new(cfg, &p, err, sizeof err), SCACHE_OK, "%s", err);
+	return p;
+}
+
+/* Publish one record with the given ids; returns the shard it went to in shard. */
+static void publish_ids(scache_publisher *p, const char *const *ids, size_t n, char *shard)
+{
+	char **keys = calloc(n, sizeof *keys);
+	size_t *lens = calloc(n, sizeof *lens);
+	scache_publish_result *res = calloc(n, sizeof *res);
+	for (size_t i = 0; i < n; i++) {
+		keys[i] = key_of(ids[i]);
+		lens[i] = strlen(keys[i]);
+	}
+	scache_err e = scache_publish_keys(p, (const char *const *)keys, lens, n, res);
+	cr_assert_eq(e, SCACHE_OK, "%s", res[0].message);
+	for (size_t i = 0; i < n; i++) {
+		cr_assert_eq(res[i].err, SCACHE_OK);
+		cr_assert_neq(res[i].sequence[0], '\0');
+		cr_assert_eq(strncmp(res[i].shard_id, "shardId-", 8), 0);
+		free(keys[i]);
+	}
+	if (shard)
+		snprintf(shard, 64, "%s", res[0].shard_id);
+	free(keys);
+	free(lens);
+	free(res);
+}
+
+static void publish1(scache_publisher *p, const char *id)
+{
+	publish_ids(p, &id, 1, NULL);
+}
+
+static scache_poll_info sync_ok(scache_reader *r)
+{
+	scache_poll_info info;
+	scache_err e = scache_reader_sync(r, scache_now_ns(NULL), 0, &info);
+	cr_assert_eq(e, SCACHE_OK, "%s: %s", scache_strerror(e), info.message);
+	cr_assert_eq(info.err, SCACHE_OK);
+	cr_assert_eq(info.shared, 0);
+	return info;
+}
+
+static void expect_once(seen *s, const char *id)
+{
+	char *k = key_of(id);
+	cr_assert_eq(seen_count(s, k), 1, "key %s seen %zu times", k, seen_count(s, k));
+	free(k);
+}
+
+static void admin(const char *op, const char *json)
+{
+	char err[512];
+	cr_assert_eq(kinesalite_call(K.endpoint, op, json, NULL, err, sizeof err), 0, "%s: %s", op,
+	             err);
+}
+
+/* ---- round trips ------------------------------------------------------------------------ */
+
+Test(live, publish_and_read_one_shard)
+{
+	scache_stream_config cfg;
+	seen s;
+	kinesalite_config(&K, "one", &cfg);
+	cr_assert_eq(kinesalite_create_stream(&K, "one", 1, NULL, 0), 0);
+	seen_init(&s);
+	scache_reader *r = reader_on(&cfg, &s, SCACHE_START_LATEST);
+	scache_publisher *p = publisher_on(&cfg);
+
+	const char *ids[] = {"1", "2", "a b&c/é"};
+	publish_ids(p, ids, 3, NULL);
+	scache_poll_info info = sync_ok(r);
+	cr_assert_eq(info.records, 1);
+	cr_assert_eq(info.keys, 3);
+	cr_assert_eq(info.bad_records, 0);
+	cr_assert_eq(info.gap, 0);
+	cr_assert_eq(info.calls, 1); /* one GetRecords on one shard: no ListShards per poll */
+	cr_assert_eq(s.n, 3);
+	cr_assert_str_eq(s.keys[0], "id=1&s=db.t.id&t=data.ID");
+	cr_assert_str_eq(s.keys[2], "id=a+b%26c%2F%C3%A9&s=db.t.id&t=data.ID");
+
+	scache_reader_stats st;
+	scache_reader_stats_get(r, &st);
+	cr_assert_eq(st.polls, 1);
+	cr_assert_eq(st.keys, 3);
+	cr_assert_eq(st.records, 1);
+	cr_assert_eq(st.shards, 1);
+	cr_assert_eq(st.gaps, 0);
+	cr_assert_eq(st.last_success_started_ns, info.started_ns);
+	cr_assert(scache_reader_fresh(r, info.started_ns));
+	cr_assert_not(scache_reader_fresh(r, info.started_ns + 1));
+
+	scache_publisher_free(p);
+	scache_reader_free(r);
+	seen_free(&s);
+}
+
+Test(live, publish_and_read_four_shards)
+{
+	scache_stream_config cfg;
+	seen s;
+	char ids[40][8], shard[64], shards[4][64];
+	size_t nshards = 0;
+	kinesalite_config(&K, "four", &cfg);
+	cr_assert_eq(kinesalite_create_stream(&K, "four", 4, NULL, 0), 0);
+	seen_init(&s);
+	scache_reader *r = reader_on(&cfg, &s, SCACHE_START_LATEST);
+	scache_publisher *p = publisher_on(&cfg);
+
+	for (int i = 0; i < 40; i++) {
+		const char *id = ids[i];
+		snprintf(ids[i], sizeof ids[i], "%d", i);
+		publish_ids(p, &id, 1, shard);
+		int known = 0;
+		for (size_t k = 0; k < nshards; k++)
+			known |= !strcmp(shards[k], shard);
+		if (!known && nshards < 4)
+			snprintf(shards[nshards++], 64, "%s", shard);
+	}
+	cr_assert_geq(nshards, 3, "random partition keys spread records over shards");
+	scache_poll_info info = sync_ok(r);
+	cr_assert_eq(info.keys, 40);
+	cr_assert_eq(info.records, 40);
+	cr_assert_eq(info.calls, 4); /* one GetRecords per shard, concurrently */
+	for (int i = 0; i < 40; i++)
+		expect_once(&s, ids[i]);
+	info = sync_ok(r);
+	cr_assert_eq(info.keys, 0);
+	cr_assert_eq(info.calls, 4);
+	scache_reader_stats st;
+	scache_reader_stats_get(r, &st);
+	cr_assert_eq(st.shards, 4);
+
+	scache_publisher_free(p);
+	scache_reader_free(r);
+	seen_free(&s);
+}
+
+Test(live, start_at_trim_horizon_reads_older_records)
+{
+	scache_stream_config cfg;
+	seen s;
+	kinesalite_config(&K, "th", &cfg);
+	cr_assert_eq(kinesalite_create_stream(&K, "th", 2, NULL, 0), 0);
+	scache_publisher *p = publisher_on(&cfg);
+	publish1(p, "old");
+	seen_init(&s);
+	scache_reader *r = reader_on(&cfg, &s, SCACHE_START_TRIM_HORIZON);
+	sync_ok(r);
+	expect_once(&s, "old");
+	scache_publisher_free(p);
+	scache_reader_free(r);
+	seen_free(&s);
+}
+
+Test(live, position_is_kept_across_empty_polls)
+{
+	scache_stream_config cfg;
+	seen s;
+	char ids[4][64], before[4][128], after[4][128];
+	kinesalite_config(&K, "keep", &cfg);
+	cr_assert_eq(kinesalite_create_stream(&K, "keep", 1, NULL, 0), 0);
+	seen_init(&s);
+	scache_reader *r = reader_on(&cfg, &s, SCACHE_START_LATEST);
+	scache_publisher *p = publisher_on(&cfg);
+
+	publish1(p, "first");
+	sync_ok(r);
+	cr_assert_eq(reader_test_positions(r, ids, before, 4), 1);
+	cr_assert_neq(before[0][0], '\0');
+	for (int i = 0; i < 5; i++) {
+		scache_poll_info info = sync_ok(r);
+		cr_assert_eq(info.keys, 0);
+		cr_assert_eq(info.records, 0);
+		cr_assert_eq(info.calls, 1);
+	}
+	cr_assert_eq(reader_test_positions(r, ids, after, 4), 1);
+	cr_assert_str_eq(after[0], before[0]);
+	publish1(p, "second");
+	sync_ok(r);
+	cr_assert_eq(s.n, 2);
+	expect_once(&s, "first");
+	expect_once(&s, "second");
+	scache_publisher_free(p);
+	scache_reader_free(r);
+	seen_free(&s);
+}
+
+/* ---- resharding --------------------------------------------------------------------------- */
+
+Test(live, split_and_merge_mid_run_lose_nothing_and_read_parents_first)
+{
+	scache_stream_config cfg;
+	seen s;
+	char id[16];
+	kinesalite_config(&K, "reshard", &cfg);
+	cr_assert_eq(kinesalite_create_stream(&K, "reshard", 1, NULL, 0), 0);
+	seen_init(&s);
+	scache_reader *r = reader_on(&cfg, &s, SCACHE_START_LATEST);
+	scache_publisher *p = publisher_on(&cfg);
+
+	publish1(p, "p0");
+	sync_ok(r);
+	publish1(p, "p1"); /* in the parent, unread when it closes */
+	admin("SplitShard", "{\"StreamName\":\"reshard\",\"ShardToSplit\":\"shardId-000000000000\","
+	                    "\"NewStartingHashKey\":\"170141183460469231731687303715884105728\"}");
+	cr_assert_eq(kinesalite_wait_active(&K, "reshard", NULL, 0), 0);
+	for (int i = 0; i < 10; i++) {
+		snprintf(id, sizeof id, "c%d", i);
+		publish1(p, id);
+	}
+	/* kinesalite signals a shard's end only by a missing NextShardIterator, on the
+	 * read after its last record: the children may come one poll later */
+	sync_ok(r);
+	sync_ok(r);
+	expect_once(&s, "p1");
+	for (int i = 0; i < 10; i++) {
+		snprintf(id, sizeof id, "c%d", i);
+		expect_once(&s, id);
+	}
+	long p1 = seen_index(&s, "id=p1&s=db.t.id&t=data.ID");
+	for (int i = 0; i < 10; i++) {
+		char k[64];
+		snprintf(k, sizeof k, "id=c%d&s=db.t.id&t=data.ID", i);
+		cr_assert_lt(p1, seen_index(&s, k), "parent before child");
+	}
+	scache_reader_stats st;
+	scache_reader_stats_get(r, &st);
+	cr_assert_eq(st.shards, 3);
+	cr_assert_eq(st.gaps, 0);
+
+	/* merge the two children while records sit unread in both */
+	for (int i = 0; i < 6; i++) {
+		snprintf(id, sizeof id, "m%d", i);
+		publish1(p, id);
+	}
+	admin("MergeShards", "{\"StreamName\":\"reshard\",\"ShardToMerge\":\"shardId-000000000001\","
+	                     "\"AdjacentShardToMerge\":\"shardId-000000000002\"}");
+	cr_assert_eq(kinesalite_wait_active(&K, "reshard", NULL, 0), 0);
+	for (int i = 0; i < 6; i++) {
+		snprintf(id, sizeof id, "n%d", i);
+		publish1(p, id);
+	}
+	sync_ok(r);
+	sync_ok(r);
+	long last_parent = -1, first_child = 1 << 30;
+	for (int i = 0; i < 6; i++) {
+		char k[64];
+		snprintf(id, sizeof id, "m%d", i);
+		expect_once(&s, id);
+		snprintf(k, sizeof k, "id=m%d&s=db.t.id&t=data.ID", i);
+		if (seen_index(&s, k) > last_parent)
+			last_parent = seen_index(&s, k);
+		snprintf(id, sizeof id, "n%d", i);
+		expect_once(&s, id);
+		snprintf(k, sizeof k, "id=n%d&s=db.t.id&t=data.ID", i);
+		if (seen_index(&s, k) < first_child)
+			first_child = seen_index(&s, k);
+	}
+	cr_assert_lt(last_parent, first_child, "both parents before the merged child");
+	cr_assert_eq(s.n, 2 + 10 + 12);
+	scache_reader_stats_get(r, &st);
+	cr_assert_eq(st.gaps, 0);
+	cr_assert_eq(st.shards, 4);
+
+	scache_publisher_free(p);
+	scache_reader_free(r);
+	seen_free(&s);
+}
+
+/* ---- iterators -------------------------------------------------------------------------- */
+
+Test(live, expired_iterator_resumes_after_the_last_sequence_number)
+{
+	scache_stream_config cfg;
+	seen s;
+	kinesalite_config(&K, "exp", &cfg);
+	cr_assert_eq(kinesalite_create_stream(&K, "exp", 1, NULL, 0), 0);
+	P = faultproxy_start(K.port);
+	cr_assert_not_null(P);
+	cfg.endpoint = faultproxy_endpoint(P);
+	seen_init(&s);
+	scache_reader *r = reader_on(&cfg, &s, SCACHE_START_LATEST);
+	scache_publisher *p = publisher_on(&cfg);
+
+	publish1(p, "a");
+	sync_ok(r);
+	publish1(p, "b");
+	unsigned its = faultproxy_requests(P, "GetShardIterator");
+	faultproxy_add(P, "GetRecords", FAULT_EXPIRED, 1, 0, NULL);
+	scache_poll_info info = sync_ok(r);
+	cr_assert_eq(faultproxy_injected(P), 1);
+	cr_assert_eq(faultproxy_requests(P, "GetShardIterator"), its + 1);
+	cr_assert_eq(info.calls, 3); /* expired GetRecords, GetShardIterator, GetRecords */
+	cr_assert_eq(info.keys, 1);
+	expect_once(&s, "a");
+	expect_once(&s, "b");
+
+	/* an invalid iterator (InvalidArgumentException) is replaced the same way */
+	publish1(p, "c");
+	cr_assert_eq(reader_test_spoil_iterators(r, "AAAAAAAAAAGarbage=="), 1);
+	sync_ok(r);
+	expect_once(&s, "b");
+	expect_once(&s, "c");
+	cr_assert_eq(s.n, 3);
+	scache_publisher_free(p);
+	scache_reader_free(r);
+	seen_free(&s);
+}
+
+Test(live, expired_iterator_with_nothing_read_resumes_at_timestamp)
+{
+	scache_stream_config cfg;
+	seen s;
+	kinesalite_config(&K, "expts", &cfg);
+	cr_assert_eq(kinesalite_create_stream(&K, "expts", 1, NULL, 0), 0);
+	seen_init(&s);
+	scache_reader *r = reader_on(&cfg, &s, SCACHE_START_LATEST);
+	scache_publisher *p = publisher_on(&cfg);
+	sync_ok(r); /* empty: nothing read, the position is a time */
+	publish1(p, "x");
+	cr_assert_eq(reader_test_spoil_iterators(r, "AAAAAAAAAAGarbage=="), 1);
+	scache_poll_info info = sync_ok(r);
+	cr_assert_eq(info.keys, 1);
+	expect_once(&s, "x");
+	cr_assert_eq(s.n, 1);
+	scache_publisher_free(p);
+	scache_reader_free(r);
+	seen_free(&s);
+}
+
+/* ---- malformed records ------------------------------------------------------------------ */
+
+Test(live, malformed_records_are_counted_and_skipped)
+{
+	scache_stream_config cfg;
+	seen s;
+	kinesalite_config(&K, "bad", &cfg);
+	cr_assert_eq(kinesalite_create_stream(&K, "bad", 1, NULL, 0), 0);
+	seen_init(&s);
+	scache_reader *r = reader_on(&cfg, &s, SCACHE_START_LATEST);
+	scache_publisher *p = publisher_on(&cfg);
+	const char *bad[] = {
+		"not json at all",
+		"{\"keys\":\"id=1&s=a&t=data.ID\",\"ts\":\"2026-11-24T13:26:26Z\"}",
+		"{\"keys\":[\"id=%zz&s=a&t=data.ID\"],\"ts\":\"2026-11-24T13:26:26Z\"}",
+		"\xff\xfe\x00\x01",
+	};
+	publish1(p, "good1");
+	for (size_t i = 0; i < 4; i++)
+		cr_assert_eq(kinesalite_put_raw(&K, "bad", bad[i], i == 3 ? 4 : strlen(bad[i]), NULL, 0,
+		                                NULL, 0),
+		             0);
+	/* Go's encoder writes & as \u0026: read as any other */
+	const char *go = "{\"keys\":[\"id=go\\u0026s=db.t.id\\u0026t=data.ID\"],"
+	                 "\"ts\":\"2026-11-24T13:26:26.241701753Z\"}";
+	cr_assert_eq(kinesalite_put_raw(&K, "bad", go, strlen(go), NULL, 0, NULL, 0), 0);
+	publish1(p, "good2");
+	scache_poll_info info = sync_ok(r);
+	cr_assert_eq(info.records, 7);
+	cr_assert_eq(info.bad_records, 4);
+	cr_assert_eq(info.keys, 3);
+	cr_assert_eq(s.n, 3);
+	cr_assert_str_eq(s.keys[0], "id=good1&s=db.t.id&t=data.ID");
+	cr_assert_str_eq(s.keys[1], "id=go&s=db.t.id&t=data.ID");
+	cr_assert_str_eq(s.keys[2], "id=good2&s=db.t.id&t=data.ID");
+	/* and the reader goes on */
+	publish1(p, "good3");
+	sync_ok(r);
+	expect_once(&s, "good3");
+	scache_reader_stats st;
+	scache_reader_stats_get(r, &st);
+	cr_assert_eq(st.bad_records, 4);
+	scache_publisher_free(p);
+	scache_reader_free(r);
+	seen_free(&s);
+}
+
+/* ---- gaps --------------------------------------------------------------------------------- */
+
+Test(live, stream_deleted_under_the_reader_reports_a_gap_then_recovers)
+{
+	scache_stream_config cfg;
+	seen s;
+	scache_poll_info info;
+	kinesalite_config(&K, "gone", &cfg);
+	cr_assert_eq(kinesalite_create_stream(&K, "gone", 2, NULL, 0), 0);
+	seen_init(&s);
+	scache_reader *r = reader_on(&cfg, &s, SCACHE_START_LATEST);
+	scache_publisher *p = publisher_on(&cfg);
+	publish1(p, "before");
+	sync_ok(r);
+
+	cr_assert_eq(kinesalite_delete_stream(&K, "gone", NULL, 0), 0);
+	scache_err e = scache_reader_sync(r, scache_now_ns(NULL), 0, &info);
+	cr_assert_eq(e, SCACHE_ESERVICE);
+	cr_assert_eq(info.gap, 1);
+	cr_assert_eq(s.gaps, 1);
+	cr_assert(strstr(s.why, "stream 'gone' not found"), "%s", s.why);
+	cr_assert(strstr(info.message, "ResourceNotFoundException"), "%s", info.message);
+	cr_assert(strstr(info.message, K.endpoint), "%s", info.message);
+	cr_assert_not(scache_reader_fresh(r, info.started_ns));
+	/* still gone: an error each poll, but one gap */
+	cr_assert_eq(scache_reader_sync(r, scache_now_ns(NULL), 0, &info), SCACHE_ESERVICE);
+	cr_assert_eq(s.gaps, 1);
+
+	/* recreated: everything in the new stream is read from its start */
+	cr_assert_eq(kinesalite_create_stream(&K, "gone", 2, NULL, 0), 0);
+	publish1(p, "after");
+	sync_ok(r);
+	expect_once(&s, "after");
+	cr_assert_eq(s.gaps, 1);
+	scache_reader_stats st;
+	scache_reader_stats_get(r, &st);
+	cr_assert_eq(st.gaps, 1);
+	cr_assert_eq(st.poll_errors, 2);
+	scache_publisher_free(p);
+	scache_reader_free(r);
+	seen_free(&s);
+}
+
+Test(live, stream_recreated_between_polls_is_a_gap)
+{
+	scache_stream_config cfg;
+	seen s;
+	kinesalite_config(&K, "again", &cfg);
+	cfg.list_shards_interval_ms = 1; /* list on every poll to notice at once */
+	cr_assert_eq(kinesalite_create_stream(&K, "again", 1, NULL, 0), 0);
+	seen_init(&s);
+	scache_reader *r = reader_on(&cfg, &s, SCACHE_START_LATEST);
+	scache_publisher *p = publisher_on(&cfg);
+	publish1(p, "one");
+	sync_ok(r);
+	cr_assert_eq(kinesalite_delete_stream(&K, "again", NULL, 0), 0);
+	sleep(1); /* kinesalite's creation times are in whole seconds */
+	usleep(100000);
+	cr_assert_eq(kinesalite_create_stream(&K, "again", 1, NULL, 0), 0);
+	publish1(p, "two");
+	scache_poll_info info = sync_ok(r);
+	cr_assert_eq(info.gap, 1);
+	cr_assert_eq(s.gaps, 1);
+	cr_assert(strstr(s.why, "recreated"), "%s", s.why);
+	expect_once(&s, "two");
+	scache_publisher_free(p);
+	scache_reader_free(r);
+	seen_free(&s);
+}
+
+Test(live, position_older_than_the_retention_is_a_gap)
+{
+	scache_stream_config cfg;
+	seen s;
+	kinesalite_config(&K, "old", &cfg);
+	cr_assert_eq(kinesalite_create_stream(&K, "old", 1, NULL, 0), 0);
+	seen_init(&s);
+	scache_reader *r = reader_on(&cfg, &s, SCACHE_START_LATEST);
+	scache_publisher *p = publisher_on(&cfg);
+	publish1(p, "a");
+	sync_ok(r);
+	reader_test_set_retention(r, 0.2, 0);
+	usleep(300000);
+	publish1(p, "b");
+	scache_poll_info info = sync_ok(r);
+	cr_assert_eq(info.gap, 1);
+	cr_assert(strstr(s.why, "retention"), "%s", s.why);
+	/* restarted at TRIM_HORIZON: everything still in the stream is read again */
+	expect_once(&s, "b");
+	cr_assert_eq(seen_count(&s, "id=a&s=db.t.id&t=data.ID"), 2);
+	scache_publisher_free(p);
+	scache_reader_free(r);
+	seen_free(&s);
+}
+
+Test(live, missing_stream_at_creation_is_named)
+{
+	scache_stream_config cfg;
+	scache_reader *r = NULL;
+	char err[512];
+	kinesalite_config(&K, "nosuch", &cfg);
+	cr_assert_eq(scache_reader_new(&cfg, SCACHE_START_LATEST, NULL, &r, err, sizeof err),
+	             SCACHE_ESERVICE);
+	cr_assert_null(r);
+	cr_assert(strstr(err, "ResourceNotFoundException"), "%s", err);
+	cr_assert(strstr(err, "nosuch"), "%s", err);
+	cr_assert(strstr(err, K.endpoint), "%s", err);
+	cr_assert_null(strstr(err, "test-secret"));
+}
+
+/* ---- faults -------------------------------------------------------------------------------- */
+
+static scache_reader *proxied(const char *stream, int shards, scache_stream_config *cfg, seen *s,
+                              scache_publisher **p)
+{
+	kinesalite_config(&K, stream, cfg);
+	cr_assert_eq(kinesalite_create_stream(&K, stream, shards, NULL, 0), 0);
+	P = faultproxy_start(K.port);
+	cr_assert_not_null(P);
+	cfg->endpoint = faultproxy_endpoint(P);
+	seen_init(s);
+	*p = publisher_on(cfg);
+	return reader_on(cfg, s, SCACHE_START_LATEST);
+}
+
+Test(live, throttling_500s_and_dropped_connections_are_retried)
+{
+	scache_stream_config cfg;
+	seen s;
+	scache_publisher *p;
+	scache_reader *r = proxied("faults", 1, &cfg, &s, &p);
+
+	publish1(p, "t");
+	faultproxy_add(P, "GetRecords", FAULT_THROTTLE, 2, 0, NULL);
+	scache_poll_info info = sync_ok(r);
+	cr_assert_eq(info.calls, 3);
+	expect_once(&s, "t");
+	scache_reader_stats st;
+	scache_reader_stats_get(r, &st);
+	cr_assert_eq(st.throttled, 2);
+
+	publish1(p, "f");
+	faultproxy_add(P, "GetRecords", FAULT_500, 2, 0, NULL);
+	info = sync_ok(r);
+	cr_assert_eq(info.calls, 3);
+	expect_once(&s, "f");
+
+	publish1(p, "d");
+	faultproxy_add(P, "GetRecords", FAULT_DROP, 2, 0, NULL);
+	info = sync_ok(r);
+	/* libcurl itself resends once when a reused connection dies without an answer */
+	cr_assert(info.calls == 2 || info.calls == 3, "%llu calls", (unsigned long long)info.calls);
+	expect_once(&s, "d");
+	cr_assert_eq(faultproxy_injected(P), 6);
+	cr_assert_eq(s.n, 3);
+	scache_publisher_free(p);
+	scache_reader_free(r);
+	seen_free(&s);
+}
+
+Test(live, throttling_beyond_the_bound_fails_the_poll_and_keeps_the_position)
+{
+	scache_stream_config cfg;
+	seen s;
+	scache_publisher *p;
+	scache_poll_info info;
+	scache_reader *r = proxied("thr", 1, &cfg, &s, &p);
+
+	publish1(p, "x");
+	faultproxy_add(P, "GetRecords", FAULT_THROTTLE, 4, 0, NULL); /* max_retries is 3 */
+	cr_assert_eq(scache_reader_sync(r, scache_now_ns(NULL), 0, &info), SCACHE_ETHROTTLED);
+	cr_assert_eq(info.calls, 4);
+	cr_assert(strstr(info.message, "ProvisionedThroughputExceededException: Rate exceeded"),
+	          "%s", info.message);
+	cr_assert(strstr(info.message, "GetRecords at http://127.0.0.1:"), "%s", info.message);
+	cr_assert_eq(s.n, 0);
+	cr_assert_not(scache_reader_fresh(r, info.started_ns));
+	sync_ok(r);
+	expect_once(&s, "x");
+	scache_reader_stats st;
+	scache_reader_stats_get(r, &st);
+	cr_assert_eq(st.poll_errors, 1);
+	cr_assert_eq(st.throttled, 4);
+	scache_publisher_free(p);
+	scache_reader_free(r);
+	seen_free(&s);
+}
+
+Test(live, publish_retries_only_failed_entries)
+{
+	scache_stream_config cfg;
+	seen s;
+	scache_publisher *p;
+	scache_reader *r = proxied("part", 1, &cfg, &s, &p);
+
+	faultproxy_add(P, "PutRecords", FAULT_CANNED, 1, 200,
+	               "{\"FailedRecordCount\":1,\"Records\":[{\"ErrorCode\":"
+	               "\"ProvisionedThroughputExceededException\",\"ErrorMessage\":\"Rate exceeded\"}]}");
+	publish1(p, "retried");
+	cr_assert_eq(faultproxy_requests(P, "PutRecords"), 2);
+	sync_ok(r);
+	expect_once(&s, "retried");
+
+	/* failing every time: reported as failure, never as success */
+	unsigned before = faultproxy_requests(P, "PutRecords");
+	faultproxy_add(P, "PutRecords", FAULT_CANNED, 4, 200, /* a call and max_retries 3 */
+	               "{\"FailedRecordCount\":1,\"Records\":[{\"ErrorCode\":"
+	               "\"InternalFailure\",\"ErrorMessage\":\"Internal service failure.\"}]}");
+	char *key = key_of("lost");
+	size_t len = strlen(key);
+	scache_publish_result res;
+	cr_assert_eq(scache_publish_keys(p, (const char *const *)&key, &len, 1, &res),
+	             SCACHE_EPUBLISH);
+	cr_assert_eq(res.err, SCACHE_EPUBLISH);
+	cr_assert(strstr(res.message, "InternalFailure: Internal service failure."), "%s",
+	          res.message);
+	cr_assert_eq(res.sequence[0], '\0');
+	cr_assert_eq(faultproxy_requests(P, "PutRecords"), before + 4);
+	cr_assert_eq(faultproxy_injected(P), 5);
+	free(key);
+
+	/* keys that are not data IDs are refused, the others still published */
+	const char *mixed[] = {"id=ok&s=db.t.id&t=data.ID", "hello"};
+	size_t lens[] = {strlen(mixed[0]), 5};
+	scache_publish_result two[2];
+	cr_assert_eq(scache_publish_keys(p, mixed, lens, 2, two), SCACHE_EPUBLISH);
+	cr_assert_eq(two[0].err, SCACHE_OK);
+	cr_assert_eq(two[1].err, SCACHE_ENOTID);
+	scache_publisher_free(p);
+	scache_reader_free(r);
+	seen_free(&s);
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+Test(live, large_publish_is_packed_and_read_back)
+{
+	scache_stream_config cfg;
+	seen s;
+	kinesalite_config(&K, "big", &cfg);
+	cr_assert_eq(kinesalite_create_stream(&K, "big", 2, NULL, 0), 0);
+	seen_init(&s);
+	scache_reader *r = reader_on(&cfg, &s, SCACHE_START_LATEST);
+	scache_publisher *p = publisher_on(&cfg);
+	size_t n = 2500;
+	char **keys = calloc(n, sizeof *keys), id[700];
+	size_t *lens = calloc(n, sizeof *lens);
+	scache_publish_result *res = calloc(n, sizeof *res);
+	memset(id, 'x', sizeof id - 1);
+	id[sizeof id - 1] = '\0';
+	for (size_t i = 0; i < n; i++) {
+		snprintf(id, 16, "%07zu", i);
+		id[7] = 'x';
+		keys[i] = key_of(id);
+		lens[i] = strlen(keys[i]);
+	}
+	cr_assert_eq(scache_publish_keys(p, (const char *const *)keys, lens, n, res), SCACHE_OK);
+	/* 2500 keys of ~720 bytes: two records of at most 1 MiB */
+	cr_assert_str_neq(res[0].sequence, res[n - 1].sequence);
+	scache_poll_info info = sync_ok(r);
+	cr_assert_eq(info.records, 2);
+	cr_assert_eq(info.keys, n);
+	/* two records, maybe on two shards: compare as sets */
+	qsort(s.keys, s.n, sizeof *s.keys, cmp_str);
+	qsort(keys, n, sizeof *keys, cmp_str);
+	for (size_t i = 0; i < n; i++) {
+		cr_assert_str_eq(s.keys[i], keys[i]);
+		free(keys[i]);
+	}
+	free(keys);
+	free(lens);
+	free(res);
+	scache_publisher_free(p);
+	scache_reader_free(r);
+	seen_free(&s);
+}
+
+/* ---- single flight --------------------------------------------------------------------------- */
+
+typedef struct caller {
+	scache_reader *r;
+	pthread_barrier_t *go;
+	uint64_t since;
+	scache_poll_info info;
+	scache_err err;
+	uint64_t timeout_ms;
+} caller;
+
+static void *call_sync(void *arg)
+{
+	caller *c = arg;
+	pthread_barrier_wait(c->go);
+	c->since = scache_now_ns(NULL);
+	c->err = scache_reader_sync(c->r, c->since, c->timeout_ms, &c->info);
+	return NULL;
+}
+
+Test(live, concurrent_callers_share_polls_that_began_after_they_arrived)
+{
+	scache_stream_config cfg;
+	seen s;
+	scache_publisher *p;
+	scache_reader *r = proxied("sf", 2, &cfg, &s, &p);
+	enum { N = 8 };
+	caller c[N];
+	pthread_t t[N];
+	pthread_barrier_t go;
+
+	publish1(p, "k");
+	/* slow polls (throttled, then retried) so the callers overlap */
+	cfg.backoff_base_ms = 5;
+	faultproxy_add(P, "GetRecords", FAULT_THROTTLE, 4, 0, NULL);
+	pthread_barrier_init(&go, NULL, N);
+	for (int i = 0; i < N; i++) {
+		c[i] = (caller){.r = r, .go = &go};
+		cr_assert_eq(pthread_create(&t[i], NULL, call_sync, &c[i]), 0);
+	}
+	int shared = 0;
+	for (int i = 0; i < N; i++) {
+		pthread_join(t[i], NULL);
+		cr_assert_eq(c[i].err, SCACHE_OK, "%s", c[i].info.message);
+		cr_assert_geq(c[i].info.started_ns, c[i].since, "a poll that began after the call");
+		cr_assert_geq(c[i].info.finished_ns, c[i].info.started_ns);
+		shared += c[i].info.shared;
+	}
+	pthread_barrier_destroy(&go);
+	scache_reader_stats st;
+	scache_reader_stats_get(r, &st);
+	cr_assert_leq(st.polls, 3, "%llu polls for %d callers", (unsigned long long)st.polls, N);
+	cr_assert_geq(shared, N - 3);
+	cr_assert_eq(shared, N - (int)st.polls);
+	expect_once(&s, "k");
+	/* since 0 accepts any completed poll: no new poll */
+	scache_poll_info info;
+	cr_assert_eq(scache_reader_sync(r, 0, 0, &info), SCACHE_OK);
+	cr_assert_eq(info.shared, 1);
+	scache_reader_stats_get(r, &st);
+	cr_assert_eq(st.polls, (uint64_t)(N - shared));
+	scache_publisher_free(p);
+	scache_reader_free(r);
+	seen_free(&s);
+}
+
+Test(live, a_waiter_times_out_while_another_polls)
+{
+	scache_stream_config cfg;
+	seen s;
+	scache_publisher *p;
+	kinesalite_config(&K, "slow", &cfg);
+	cfg.backoff_base_ms = 300; /* first retry waits up to 300 ms ... */
+	cfg.backoff_max_ms = 300;
+	cr_assert_eq(kinesalite_create_stream(&K, "slow", 1, NULL, 0), 0);
+	P = faultproxy_start(K.port);
+	cfg.endpoint = faultproxy_endpoint(P);
+	seen_init(&s);
+	p = publisher_on(&cfg);
+	scache_reader *r = reader_on(&cfg, &s, SCACHE_START_LATEST);
+	faultproxy_add(P, "GetRecords", FAULT_THROTTLE, 3, 0, NULL);
+	pthread_barrier_t go;
+	pthread_barrier_init(&go, NULL, 1);
+	caller a = {.r = r, .go = &go};
+	pthread_t ta;
+	cr_assert_eq(pthread_create(&ta, NULL, call_sync, &a), 0);
+	usleep(20000);
+	scache_poll_info info;
+	/* ... unless jitter chose tiny waits: then the poll may already be done */
+	scache_err e = scache_reader_sync(r, scache_now_ns(NULL), 1, &info);
+	pthread_join(ta, NULL);
+	pthread_barrier_destroy(&go);
+	cr_assert_eq(a.err, SCACHE_OK, "%s", a.info.message);
+	if (e != SCACHE_OK) {
+		cr_assert_eq(e, SCACHE_ETRANSPORT);
+		cr_assert(strstr(info.message, "timed out after 1 ms"), "%s", info.message);
+	}
+	scache_publisher_free(p);
+	scache_reader_free(r);
+	seen_free(&s);
+}
+
+/* ---- scachectl ------------------------------------------------------------------------------- */
+
+static int run(const char *cmd, char *out, size_t outlen)
+{
+	FILE *f = popen(cmd, "r");
+	cr_assert_not_null(f);
+	size_t n = fread(out, 1, outlen - 1, f);
+	out[n] = '\0';
+	int st = pclose(f);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+Test(live, scachectl_publish_shows_up_in_tail)
+{
+	char cmd[2048], out[4096], tailout[] = "/tmp/scachectl-tail-XXXXXX";
+	/* the tool sits next to tests/ in the build tree */
+	char path[1100], self[1024];
+	ssize_t sl = readlink("/proc/self/exe", self, sizeof self - 1);
+	cr_assert_gt(sl, 0);
+	self[sl] = '\0';
+	char *slash = strrchr(self, '/');
+	*slash = '\0';
+	snprintf(path, sizeof path, "%s/../tools/scachectl", self);
+	const char *bin = getenv("SCACHECTL") ? getenv("SCACHECTL") : path;
+	cr_assert_eq(access(bin, X_OK), 0, "scachectl not found");
+	cr_assert_eq(kinesalite_create_stream(&K, "ctl", 2, NULL, 0), 0);
+	int fd = mkstemp(tailout);
+	cr_assert_geq(fd, 0);
+	close(fd);
+	char env[512];
+	snprintf(env, sizeof env,
+	         "env -u AWS_ENDPOINT_URL_KINESIS AWS_ENDPOINT_URL=%s AWS_REGION=us-east-1 "
+	         "AWS_ACCESS_KEY_ID=AKIDT AWS_SECRET_ACCESS_KEY=secret SCACHE_STREAM=ctl",
+	         K.endpoint);
+
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		snprintf(cmd, sizeof cmd, "exec %s %s tail --interval 50 > %s", env, bin, tailout);
+		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+		_exit(127);
+	}
+	usleep(700000);
+	snprintf(cmd, sizeof cmd, "%s %s publish db.users.id 7 'a b' 2>&1", env, bin);
+	cr_assert_eq(run(cmd, out, sizeof out), 0, "%s", out);
+	cr_assert(strstr(out, "shardId-"), "%s", out);
+	char got[4096] = "";
+	for (int i = 0; i < 100 && !strstr(got, "a b"); i++) {
+		usleep(50000);
+		FILE *f = fopen(tailout, "r");
+		size_t n = f ? fread(got, 1, sizeof got - 1, f) : 0;
+		got[n] = '\0';
+		if (f)
+			fclose(f);
+	}
+	kill(pid, SIGINT);
+	int st;
+	waitpid(pid, &st, 0);
+	unlink(tailout);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "tail exit status %d", st);
+	cr_assert(strstr(got, "db.users.id\t7\tshardId-"), "%s", got);
+	cr_assert(strstr(got, "db.users.id\ta b\tshardId-"), "%s", got);
+
+	/* usage errors exit 2, failures 1 */
+	snprintf(cmd, sizeof cmd, "%s %s publish 2>&1", env, bin);
+	cr_assert_eq(run(cmd, out, sizeof out), 2, "%s", out);
+	snprintf(cmd, sizeof cmd, "%s %s bogus 2>&1", env, bin);
+	cr_assert_eq(run(cmd, out, sizeof out), 2, "%s", out);
+	snprintf(cmd, sizeof cmd, "%s %s tail --from yesterday 2>&1", env, bin);
+	cr_assert_eq(run(cmd, out, sizeof out), 2, "%s", out);
+	snprintf(cmd, sizeof cmd, "%s %s publish --stream nosuch s 1 2>&1", env, bin);
+	cr_assert_eq(run(cmd, out, sizeof out), 1, "%s", out);
+	cr_assert(strstr(out, "ResourceNotFoundException"), "%s", out);
+	snprintf(cmd, sizeof cmd, "%s %s tail --help", env, bin);
+	cr_assert_eq(run(cmd, out, sizeof out), 0, "%s", out);
+	cr_assert(strstr(out, "usage: scachectl tail"), "%s", out);
+	snprintf(cmd, sizeof cmd, "%s %s publish --help", env, bin);
+	cr_assert_eq(run(cmd, out, sizeof out), 0, "%s", out);
+	cr_assert(strstr(out, "usage: scachectl publish"), "%s", out);
+}

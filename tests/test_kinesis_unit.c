@@ -1,0 +1,488 @@
+/*
+ * Unit tests of the Kinesis layer without a network: request building, headers, error
+ * parsing and classification, backoff bounds, base64, settings resolution, record
+ * parsing and building, and packing within Kinesis' limits.
+ */
+#include <criterion/criterion.h>
+
+#include <curl/curl.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kinesis.h"
+#include "publish.h"
+#include "record.h"
+
+static const char *plain(json_object *o)
+{
+	return json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
+	                                             JSON_C_TO_STRING_NOSLASHESCAPE);
+}
+
+/* ---- requests and headers ---------------------------------------------------------- */
+
+Test(request, list_shards_names_the_stream_or_only_the_token)
+{
+	json_object *a = kinesis_req_list_shards("orders", NULL);
+	json_object *b = kinesis_req_list_shards("orders", "tok==");
+	cr_assert_str_eq(plain(a), "{\"StreamName\":\"orders\",\"MaxResults\":10000}");
+	cr_assert_str_eq(plain(b), "{\"NextToken\":\"tok==\",\"MaxResults\":10000}");
+	json_object_put(a);
+	json_object_put(b);
+}
+
+Test(request, get_shard_iterator_types)
+{
+	json_object *a = kinesis_req_get_shard_iterator("s", "shardId-000000000001", "LATEST",
+	                                                NULL, 0);
+	json_object *b = kinesis_req_get_shard_iterator("s", "shardId-000000000001",
+	                                                "AFTER_SEQUENCE_NUMBER", "4959", 0);
+	json_object *c = kinesis_req_get_shard_iterator("s", "shardId-000000000001",
+	                                                "AT_TIMESTAMP", NULL, 1732451186.5);
+	json_object *d = kinesis_req_get_shard_iterator("s", "shardId-000000000001",
+	                                                "TRIM_HORIZON", "4959", 0);
+	cr_assert_str_eq(plain(a), "{\"StreamName\":\"s\",\"ShardId\":\"shardId-000000000001\","
+	                           "\"ShardIteratorType\":\"LATEST\"}");
+	cr_assert_str_eq(plain(b), "{\"StreamName\":\"s\",\"ShardId\":\"shardId-000000000001\","
+	                           "\"ShardIteratorType\":\"AFTER_SEQUENCE_NUMBER\","
+	                           "\"StartingSequenceNumber\":\"4959\"}");
+	cr_assert_str_eq(plain(c), "{\"StreamName\":\"s\",\"ShardId\":\"shardId-000000000001\","
+	                           "\"ShardIteratorType\":\"AT_TIMESTAMP\",\"Timestamp\":1732451186.5}");
+	/* TRIM_HORIZON never carries a sequence number (the service rejects it) */
+	cr_assert_str_eq(plain(d), "{\"StreamName\":\"s\",\"ShardId\":\"shardId-000000000001\","
+	                           "\"ShardIteratorType\":\"TRIM_HORIZON\"}");
+	json_object_put(a);
+	json_object_put(b);
+	json_object_put(c);
+	json_object_put(d);
+}
+
+Test(request, get_records_with_limit)
+{
+	json_object *a = kinesis_req_get_records("AAAA/+==", 10000);
+	cr_assert_str_eq(plain(a), "{\"ShardIterator\":\"AAAA/+==\",\"Limit\":10000}");
+	json_object_put(a);
+}
+
+Test(request, headers_name_the_operation_and_carry_the_token)
+{
+	struct curl_slist *h = kinesis_headers("GetRecords", NULL), *t;
+	const char *want[] = {"Content-Type: application/x-amz-json-1.1",
+	                      "X-Amz-Target: Kinesis_20131202.GetRecords", "Expect:"};
+	size_t i = 0;
+	for (t = h; t; t = t->next, i++) {
+		cr_assert_lt(i, 3);
+		cr_assert_str_eq(t->data, want[i]);
+	}
+	cr_assert_eq(i, 3);
+	curl_slist_free_all(h);
+	h = kinesis_headers("PutRecords", "tok123");
+	for (t = h, i = 0; t->next; t = t->next)
+		i++;
+	cr_assert_eq(i, 3);
+	cr_assert_str_eq(t->data, "X-Amz-Security-Token: tok123");
+	curl_slist_free_all(h);
+}
+
+Test(request, sigv4_parameter)
+{
+	char b[64];
+	cr_assert_str_eq(kinesis_sigv4_param("eu-west-1", b, sizeof b), "aws:amz:eu-west-1:kinesis");
+}
+
+/* ---- errors ------------------------------------------------------------------------- */
+
+Test(errors, type_with_namespace_and_message)
+{
+	char name[64], msg[200];
+	const char *body = "{\"__type\":\"com.amazonaws.kinesis.v20131202#"
+	                   "ResourceNotFoundException\",\"message\":\"Stream x not found.\"}";
+	kinesis_parse_error(body, strlen(body), name, sizeof name, msg, sizeof msg);
+	cr_assert_str_eq(name, "ResourceNotFoundException");
+	cr_assert_str_eq(msg, "Stream x not found.");
+}
+
+Test(errors, capital_message_and_plain_type)
+{
+	char name[64], msg[200];
+	const char *body = "{\"__type\":\"ExpiredIteratorException\",\"Message\":\"old\"}";
+	kinesis_parse_error(body, strlen(body), name, sizeof name, msg, sizeof msg);
+	cr_assert_str_eq(name, "ExpiredIteratorException");
+	cr_assert_str_eq(msg, "old");
+}
+
+Test(errors, body_that_is_not_json_is_kept_as_printable_text)
+{
+	char name[64], msg[200];
+	const char *body = "<html>\nBad Gateway</html>";
+	kinesis_parse_error(body, strlen(body), name, sizeof name, msg, sizeof msg);
+	cr_assert_str_eq(name, "");
+	cr_assert_str_eq(msg, "<html>?Bad Gateway</html>");
+	kinesis_parse_error(NULL, 0, name, sizeof name, msg, sizeof msg);
+	cr_assert_str_eq(name, "");
+	cr_assert_str_eq(msg, "");
+}
+
+Test(errors, classification)
+{
+	cr_assert_eq(kinesis_classify(200, ""), KINESIS_FAIL_NONE);
+	cr_assert_eq(kinesis_classify(400, "ProvisionedThroughputExceededException"),
+	             KINESIS_FAIL_THROTTLE);
+	cr_assert_eq(kinesis_classify(400, "LimitExceededException"), KINESIS_FAIL_THROTTLE);
+	cr_assert_eq(kinesis_classify(400, "KMSThrottlingException"), KINESIS_FAIL_THROTTLE);
+	cr_assert_eq(kinesis_classify(400, "ExpiredIteratorException"), KINESIS_FAIL_EXPIRED);
+	cr_assert_eq(kinesis_classify(400, "ResourceNotFoundException"), KINESIS_FAIL_NOTFOUND);
+	cr_assert_eq(kinesis_classify(400, "InvalidArgumentException"), KINESIS_FAIL_INVALID);
+	cr_assert_eq(kinesis_classify(400, "ResourceInUseException"), KINESIS_FAIL_OTHER);
+	cr_assert_eq(kinesis_classify(500, "InternalFailure"), KINESIS_FAIL_SERVER);
+	cr_assert_eq(kinesis_classify(503, "ServiceUnavailable"), KINESIS_FAIL_SERVER);
+	cr_assert_eq(kinesis_classify(502, ""), KINESIS_FAIL_SERVER);
+	cr_assert_eq(kinesis_classify(403, "AccessDeniedException"), KINESIS_FAIL_OTHER);
+}
+
+/* ---- backoff ------------------------------------------------------------------------ */
+
+Test(backoff, full_jitter_within_the_doubling_cap)
+{
+	/* attempt k: [0, min(max, base * 2^k)] */
+	cr_assert_eq(kinesis_backoff_ms(50, 2000, 0, UINT64_MAX - 0), UINT64_MAX % 51);
+	cr_assert_eq(kinesis_backoff_ms(50, 2000, 0, 50), 50);
+	cr_assert_eq(kinesis_backoff_ms(50, 2000, 0, 51), 0);
+	cr_assert_eq(kinesis_backoff_ms(50, 2000, 3, 400), 400);
+	cr_assert_eq(kinesis_backoff_ms(50, 2000, 3, 401), 0);
+	cr_assert_eq(kinesis_backoff_ms(50, 2000, 10, 2000), 2000);
+	cr_assert_eq(kinesis_backoff_ms(50, 2000, 10, 2001), 0);
+	cr_assert_eq(kinesis_backoff_ms(50, 2000, 200, 2000), 2000); /* no overflow */
+	for (unsigned a = 0; a < 40; a++)
+		for (int i = 0; i < 200; i++)
+			cr_assert_leq(kinesis_backoff_ms(50, 2000, a, kinesis_random()), 2000u);
+}
+
+Test(backoff, jitter_spreads)
+{
+	unsigned lo = 2000, hi = 0;
+	for (int i = 0; i < 2000; i++) {
+		unsigned v = kinesis_backoff_ms(50, 2000, 6, kinesis_random());
+		lo = v < lo ? v : lo;
+		hi = v > hi ? v : hi;
+	}
+	cr_assert_lt(lo, 200u);
+	cr_assert_gt(hi, 1800u);
+}
+
+/* ---- base64 and sequence numbers ------------------------------------------------------ */
+
+Test(base64, round_trip_and_padding)
+{
+	const char *cases[][2] = {{"", ""}, {"f", "Zg=="}, {"fo", "Zm8="}, {"foo", "Zm9v"},
+	                          {"foob", "Zm9vYg=="}, {"\xff\xfe\x00z", NULL}};
+	for (size_t i = 0; i < 5; i++) {
+		size_t n;
+		char *e = kinesis_b64_encode((const unsigned char *)cases[i][0], strlen(cases[i][0]), &n);
+		cr_assert_str_eq(e, cases[i][1]);
+		unsigned char *d = kinesis_b64_decode(e, n, &n);
+		cr_assert_eq(n, strlen(cases[i][0]));
+		cr_assert_eq(memcmp(d, cases[i][0], n), 0);
+		free(e);
+		free(d);
+	}
+	unsigned char bin[] = {0xff, 0xfe, 0x00, 0x7a};
+	size_t n;
+	char *e = kinesis_b64_encode(bin, 4, &n);
+	unsigned char *d = kinesis_b64_decode(e, n, &n);
+	cr_assert_eq(n, 4);
+	cr_assert_eq(memcmp(d, bin, 4), 0);
+	free(e);
+	free(d);
+}
+
+Test(base64, invalid_input_is_refused)
+{
+	size_t n;
+	cr_assert_null(kinesis_b64_decode("Zg=", 3, &n));
+	cr_assert_null(kinesis_b64_decode("Z!==", 4, &n));
+	cr_assert_null(kinesis_b64_decode("Z=g=", 4, &n));
+	cr_assert_null(kinesis_b64_decode("Zg==Zg==", 8, &n));
+}
+
+Test(sequence, numeric_comparison)
+{
+	cr_assert_lt(kinesis_seq_cmp("9", "10"), 0);
+	cr_assert_gt(kinesis_seq_cmp("49590338271490256608559692538361571095921575989136588898",
+	                             "49590338271490256608559692538361571095921575989136588897"),
+	             0);
+	cr_assert_eq(kinesis_seq_cmp("007", "7"), 0);
+}
+
+/* ---- settings ------------------------------------------------------------------------ */
+
+static void clear_env(void)
+{
+	const char *v[] = {"AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID",
+	                   "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL_KINESIS",
+	                   "AWS_ENDPOINT_URL"};
+	for (size_t i = 0; i < sizeof v / sizeof v[0]; i++)
+		unsetenv(v[i]);
+}
+
+Test(settings, environment_fallbacks_in_order, .init = clear_env)
+{
+	scache_stream_config cfg = {.stream_name = "orders"};
+	kinesis_settings s;
+	char err[256];
+
+	setenv("AWS_DEFAULT_REGION", "eu-west-1", 1);
+	setenv("AWS_ACCESS_KEY_ID", "AKIDENV", 1);
+	setenv("AWS_SECRET_ACCESS_KEY", "secretenv", 1);
+	setenv("AWS_SESSION_TOKEN", "tokenenv", 1);
+	cr_assert_eq(kinesis_settings_resolve(&cfg, 1, &s, err, sizeof err), SCACHE_OK);
+	cr_assert_str_eq(s.region, "eu-west-1");
+	cr_assert_str_eq(s.endpoint, "https://kinesis.eu-west-1.amazonaws.com");
+	cr_assert_str_eq(s.access_key_id, "AKIDENV");
+	cr_assert_str_eq(s.session_token, "tokenenv");
+	cr_assert_eq(s.connect_timeout_ms, 2000);
+	cr_assert_eq(s.timeout_ms, 10000);
+	cr_assert_eq(s.max_retries, 5u);
+	cr_assert_eq(s.backoff_base_ms, 50u);
+	cr_assert_eq(s.backoff_max_ms, 2000u);
+	cr_assert_eq(s.list_shards_interval_ms, 60000u);
+	kinesis_settings_clear(&s);
+
+	setenv("AWS_REGION", "us-west-2", 1);
+	setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:1/", 1);
+	cr_assert_eq(kinesis_settings_resolve(&cfg, 1, &s, err, sizeof err), SCACHE_OK);
+	cr_assert_str_eq(s.region, "us-west-2");
+	cr_assert_str_eq(s.endpoint, "http://127.0.0.1:1");
+	kinesis_settings_clear(&s);
+
+	setenv("AWS_ENDPOINT_URL_KINESIS", "http://127.0.0.1:2", 1);
+	cr_assert_eq(kinesis_settings_resolve(&cfg, 1, &s, err, sizeof err), SCACHE_OK);
+	cr_assert_str_eq(s.endpoint, "http://127.0.0.1:2");
+	kinesis_settings_clear(&s);
+
+	/* explicit settings win, and explicit keys never pick up the environment's token */
+	cfg.region = "ap-south-1";
+	cfg.endpoint = "https://example.invalid";
+	cfg.access_key_id = "AKIDCFG";
+	cfg.secret_access_key = "secretcfg";
+	cr_assert_eq(kinesis_settings_resolve(&cfg, 1, &s, err, sizeof err), SCACHE_OK);
+	cr_assert_str_eq(s.region, "ap-south-1");
+	cr_assert_str_eq(s.endpoint, "https://example.invalid");
+	cr_assert_str_eq(s.access_key_id, "AKIDCFG");
+	cr_assert_null(s.session_token);
+	kinesis_settings_clear(&s);
+}
+
+Test(settings, missing_pieces_are_named_and_secrets_never_shown, .init = clear_env)
+{
+	scache_stream_config cfg = {0};
+	kinesis_settings s;
+	char err[256];
+
+	cr_assert_eq(kinesis_settings_resolve(&cfg, 1, &s, err, sizeof err), SCACHE_ECONFIG);
+	cr_assert(strstr(err, "stream name"), "%s", err);
+	cfg.stream_name = "orders";
+	cr_assert_eq(kinesis_settings_resolve(&cfg, 1, &s, err, sizeof err), SCACHE_ECONFIG);
+	cr_assert(strstr(err, "AWS_REGION"), "%s", err);
+	cfg.region = "us-east-1";
+	cr_assert_eq(kinesis_settings_resolve(&cfg, 1, &s, err, sizeof err), SCACHE_ECONFIG);
+	cr_assert(strstr(err, "AWS_ACCESS_KEY_ID"), "%s", err);
+	cfg.access_key_id = "AKIDX";
+	cr_assert_eq(kinesis_settings_resolve(&cfg, 1, &s, err, sizeof err), SCACHE_ECONFIG);
+	cr_assert(strstr(err, "AWS_SECRET_ACCESS_KEY"), "%s", err);
+	cfg.secret_access_key = "s3cr3t-value";
+	cfg.endpoint = "ftp://s3cr3t-value@host";
+	cr_assert_eq(kinesis_settings_resolve(&cfg, 1, &s, err, sizeof err), SCACHE_ECONFIG);
+	cr_assert(strstr(err, "https://"), "%s", err);
+	cfg.endpoint = NULL;
+	cr_assert_eq(kinesis_settings_resolve(&cfg, 1, &s, err, sizeof err), SCACHE_OK);
+	kinesis_settings_clear(&s);
+}
+
+Test(settings, transport_errors_do_not_show_credentials, .init = clear_env)
+{
+	/* nothing listens on port 1 of loopback: a connection error, retried, then reported */
+	scache_stream_config cfg = {.stream_name = "s", .region = "us-east-1",
+	                            .endpoint = "http://127.0.0.1:1", .access_key_id = "AKIDSHOWN",
+	                            .secret_access_key = "never-in-messages", .session_token = "tok-never",
+	                            .max_retries = 2, .backoff_base_ms = 1, .backoff_max_ms = 2};
+	kinesis_settings s;
+	kinesis_client *c;
+	kinesis_result r;
+	cr_assert_eq(kinesis_settings_resolve(&cfg, 1, &s, NULL, 0), SCACHE_OK);
+	cr_assert_eq(kinesis_client_new(&s, &c, NULL, 0), SCACHE_OK);
+	kinesis_settings_clear(&s);
+	json_object *req = kinesis_req_stream("s");
+	kinesis_call(c, "ListShards", req, &r);
+	cr_assert_eq(r.err, SCACHE_ETRANSPORT);
+	cr_assert_eq(r.fail, KINESIS_FAIL_TRANSPORT);
+	cr_assert_eq(r.attempts, 3u); /* one call and two retries */
+	cr_assert_eq(kinesis_client_calls(c), 3u);
+	cr_assert(strstr(r.message, "ListShards at http://127.0.0.1:1"), "%s", r.message);
+	cr_assert_null(strstr(r.message, "never"), "%s", r.message);
+	kinesis_result_clear(&r);
+	json_object_put(req);
+	kinesis_client_free(c);
+}
+
+/* ---- records ------------------------------------------------------------------------ */
+
+static scache_err parse(const char *s, record_keys *k, char *why)
+{
+	return record_parse(SCACHE_RECORD_SCACHE, (const unsigned char *)s, strlen(s), k, why, 128);
+}
+
+Test(records, scache_record_of_go_with_escaped_ampersands)
+{
+	record_keys k;
+	char why[128];
+	const char *go = "{\"keys\":[\"id=12345\\u0026s=db.table.id\\u0026t=data.ID\","
+	                 "\"id=9&s=db.table.id&t=data.ID\"],\"ts\":\"2026-11-24T13:26:26.241701753Z\"}";
+	cr_assert_eq(parse(go, &k, why), SCACHE_OK);
+	cr_assert_eq(k.n, 2);
+	cr_assert_eq(k.bad, 0);
+	cr_assert_str_eq(k.keys[0], "id=12345&s=db.table.id&t=data.ID");
+	cr_assert_eq(k.lens[0], strlen("id=12345&s=db.table.id&t=data.ID"));
+	cr_assert_str_eq(k.keys[1], "id=9&s=db.table.id&t=data.ID");
+	record_keys_clear(&k);
+	cr_assert_eq(parse("{\"keys\":[],\"ts\":\"2026-11-24T13:26:26+01:00\"}", &k, why), SCACHE_OK);
+	cr_assert_eq(k.n, 0);
+	record_keys_clear(&k);
+}
+
+Test(records, malformed_records_are_refused_with_a_reason)
+{
+	record_keys k;
+	char why[128];
+	cr_assert_eq(parse("not json", &k, why), SCACHE_ERECORD);
+	cr_assert_str_eq(why, "not valid JSON");
+	cr_assert_eq(parse("{\"keys\":[]", &k, why), SCACHE_ERECORD);
+	cr_assert_str_eq(why, "not valid JSON");
+	cr_assert_eq(parse("{\"keys\":[],\"ts\":\"2026-11-24T13:26:26Z\"} x", &k, why), SCACHE_ERECORD);
+	cr_assert_eq(parse("[1,2]", &k, why), SCACHE_ERECORD);
+	cr_assert_str_eq(why, "not a JSON object");
+	cr_assert_eq(parse("{\"keys\":\"id=1&s=a&t=data.ID\",\"ts\":\"2026-11-24T13:26:26Z\"}", &k, why),
+	             SCACHE_ERECORD);
+	cr_assert_str_eq(why, "no \"keys\" array");
+	cr_assert_eq(parse("{\"keys\":[]}", &k, why), SCACHE_ERECORD);
+	cr_assert_str_eq(why, "no RFC 3339 \"ts\" string");
+	cr_assert_eq(parse("{\"keys\":[],\"ts\":\"yesterday\"}", &k, why), SCACHE_ERECORD);
+	cr_assert_eq(k.n, 0);
+	cr_assert_null(k.keys);
+}
+
+Test(records, malformed_ids_are_counted_and_good_ones_kept)
+{
+	record_keys k;
+	char why[128];
+	const char *r = "{\"keys\":[\"id=1&s=a&t=data.ID\",\"id=%zz&s=a&t=data.ID\",\"s=a&id=2\","
+	                "7,\"t=data.ID&s=a&id=3\"],\"ts\":\"2026-11-24T13:26:26Z\"}";
+	cr_assert_eq(parse(r, &k, why), SCACHE_OK);
+	cr_assert_eq(k.n, 2);
+	cr_assert_eq(k.bad, 3);
+	cr_assert_str_eq(k.keys[0], "id=1&s=a&t=data.ID");
+	cr_assert_str_eq(k.keys[1], "t=data.ID&s=a&id=3");
+	cr_assert_str_eq(why, "3 of 5 keys are not data IDs");
+	record_keys_clear(&k);
+}
+
+Test(records, build_matches_go_byte_for_byte)
+{
+	const char *keys[] = {"id=12345&s=db.table.id&t=data.ID", "id=a+b%2Fc&s=x&t=data.ID"};
+	size_t lens[] = {strlen(keys[0]), strlen(keys[1])};
+	char *out;
+	size_t len;
+	/* 2026-11-24T13:26:26.241701753Z */
+	cr_assert_eq(record_build_scache(keys, lens, 2, 1795526786241701753LL, &out, &len), SCACHE_OK);
+	cr_assert_str_eq(out, "{\"keys\":[\"id=12345\\u0026s=db.table.id\\u0026t=data.ID\","
+	                      "\"id=a+b%2Fc\\u0026s=x\\u0026t=data.ID\"],"
+	                      "\"ts\":\"2026-11-24T13:26:26.241701753Z\"}");
+	cr_assert_eq(len, strlen(out));
+	free(out);
+	/* record_key_size counts exactly what the builder writes */
+	size_t want = 9 + 8 + 20 + 2 + 1 + record_key_size(keys[0], lens[0]) +
+	              record_key_size(keys[1], lens[1]);
+	cr_assert_eq(record_build_scache(keys, lens, 2, 1795526786000000000LL, &out, &len), SCACHE_OK);
+	cr_assert_eq(len, want);
+	cr_assert(strstr(out, "\"ts\":\"2026-11-24T13:26:26Z\""), "%s", out);
+	free(out);
+}
+
+Test(records, go_escapes_of_special_bytes)
+{
+	const char *k = "a\"b\\c<d>e\n\x01\xe2\x80\xa8";
+	size_t l = strlen(k);
+	char *out;
+	size_t len;
+	cr_assert_eq(record_build_scache(&k, &l, 1, 0, &out, &len), SCACHE_OK);
+	cr_assert_str_eq(out, "{\"keys\":[\"a\\\"b\\\\c\\u003cd\\u003ee\\n\\u0001\\u2028\"],"
+	                      "\"ts\":\"1970-01-01T00:00:00Z\"}");
+	free(out);
+}
+
+Test(records, built_records_parse_back)
+{
+	const char *keys[] = {"id=a+b%2Fc~d%2Ae%26%C3%A9&s=db.users.id&t=data.ID"};
+	size_t lens[] = {strlen(keys[0])};
+	char *out, why[128];
+	size_t len;
+	record_keys k;
+	cr_assert_eq(record_build_scache(keys, lens, 1, 1795526786241701000LL, &out, &len), SCACHE_OK);
+	cr_assert(strstr(out, ".241701Z"), "%s", out);
+	cr_assert_eq(record_parse(SCACHE_RECORD_SCACHE, (unsigned char *)out, len, &k, why, sizeof why),
+	             SCACHE_OK);
+	cr_assert_eq(k.n, 1);
+	cr_assert_str_eq(k.keys[0], keys[0]);
+	record_keys_clear(&k);
+	free(out);
+}
+
+/* ---- packing ---------------------------------------------------------------------- */
+
+Test(packing, keys_into_records_within_one_mebibyte_with_the_partition_key)
+{
+	size_t n = 3000, *sizes = malloc(n * sizeof *sizes), *starts = malloc(n * sizeof *starts);
+	for (size_t i = 0; i < n; i++)
+		sizes[i] = 1000;
+	size_t r = record_pack(sizes, n, PUBLISH_RECORD_MAX_BYTES, PUBLISH_PARTITION_KEY_LEN, starts);
+	/* (1 MiB - 50 - 64) / 1001 = 1047 keys per record */
+	cr_assert_eq(r, 3);
+	cr_assert_eq(starts[0], 0);
+	cr_assert_eq(starts[1], 1047);
+	cr_assert_eq(starts[2], 2094);
+	for (size_t k = 0; k < r; k++) {
+		size_t end = k + 1 < r ? starts[k + 1] : n, total = RECORD_OVERHEAD_MAX + 64;
+		for (size_t i = starts[k]; i < end; i++)
+			total += sizes[i] + 1;
+		cr_assert_leq(total, PUBLISH_RECORD_MAX_BYTES);
+	}
+	free(sizes);
+	free(starts);
+}
+
+Test(packing, records_into_calls_within_500_and_five_mebibytes)
+{
+	size_t n = 1200, sizes[1200], starts[1200];
+	for (size_t i = 0; i < n; i++)
+		sizes[i] = 100;
+	cr_assert_eq(publish_pack_calls(sizes, n, starts), 3);
+	cr_assert_eq(starts[1], 500);
+	cr_assert_eq(starts[2], 1000);
+	for (size_t i = 0; i < 12; i++)
+		sizes[i] = PUBLISH_RECORD_MAX_BYTES;
+	/* five 1 MiB records fill a call exactly */
+	cr_assert_eq(publish_pack_calls(sizes, 12, starts), 3);
+	cr_assert_eq(starts[1], 5);
+	cr_assert_eq(starts[2], 10);
+	cr_assert_eq(publish_pack_calls(sizes, 0, starts), 0);
+}
+
+Test(packing, partition_keys_are_64_random_hex_digits)
+{
+	char a[65], b[65];
+	publish_partition_key(a);
+	publish_partition_key(b);
+	cr_assert_eq(strlen(a), 64);
+	cr_assert_eq(strspn(a, "0123456789abcdef"), 64);
+	cr_assert_str_neq(a, b);
+}
