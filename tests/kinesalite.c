@@ -69,7 +69,11 @@ static int port_open(int port)
 
 static int find_cli(char *path, size_t len)
 {
-	const char *roots[] = {getenv("SCACHE_SOURCE_ROOT"), getenv("KINESALITE_ROOT"), "."};
+#ifndef KINESALITE_DEFAULT_ROOT
+#define KINESALITE_DEFAULT_ROOT "."
+#endif
+	const char *roots[] = {getenv("SCACHE_SOURCE_ROOT"), getenv("KINESALITE_ROOT"),
+	                       KINESALITE_DEFAULT_ROOT, "."};
 	struct stat st;
 	for (size_t i = 0; i < sizeof roots / sizeof roots[0]; i++) {
 		if (!roots[i] || !*roots[i])

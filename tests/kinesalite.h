@@ -35,7 +35,8 @@ typedef struct kinesalite {
 
 /*
  * kinesalite_start: start kinesalite from .deps/node_modules/kinesalite (found under
- * $SCACHE_SOURCE_ROOT, else $KINESALITE_ROOT, else the current directory) with node,
+ * $SCACHE_SOURCE_ROOT, else $KINESALITE_ROOT, else KINESALITE_DEFAULT_ROOT if compiled
+ * in, else the current directory) with node,
  * listening on 127.0.0.1 only at a free port, with zero create/delete/update delays (as
  * cli.js --createStreamMs 0 ... does) and a shard limit of 100; wait until it accepts
  * connections (up to 15 s). Returns 0, or -1 with a reason in err (may be NULL).
