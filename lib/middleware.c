@@ -264,8 +264,8 @@ static int drain_begin(scache_middleware *mw, scache_request *req)
 	pthread_mutex_lock(&mw->mu);
 	int bypassing = mw->bypassing;
 	int fresh = mw->last_ok_ns >= since;
-	if (bypassing || !fresh)
-		want_poll(mw);
+	if (bypassing)
+		want_poll(mw); /* keep trying, so recovery is noticed */
 	pthread_mutex_unlock(&mw->mu);
 	if (bypassing) {
 		req->bypass = 1; /* do not wait during an outage: serve from the database */
@@ -274,10 +274,18 @@ static int drain_begin(scache_middleware *mw, scache_request *req)
 	if (fresh)
 		return 0;
 
+	/* Look at the cache before asking for a poll, so the poll this request will wait
+	 * for cannot empty the cache first (its removals belong to this request's line). */
 	scache_cache_stats st;
 	scache_cache_stats_get(cache, &st);
-	/* nothing to evict: go on; the poll asked for above keeps positions moving */
-	return st.entries > 0;
+	if (st.entries == 0) {
+		/* nothing to evict: go on, but keep the stream positions moving */
+		pthread_mutex_lock(&mw->mu);
+		want_poll(mw);
+		pthread_mutex_unlock(&mw->mu);
+		return 0;
+	}
+	return 1; /* the wait (wait_for_poll or park) asks for the poll */
 }
 
 /* Second half, after the wait: what the poll (or its absence) means for the request. */
@@ -327,6 +335,8 @@ static uint64_t resume_waiters(scache_middleware *mw, uint64_t now)
 			*link = req->next_waiter;
 			req->next_waiter = NULL;
 			req->waiting = WAIT_RESUMED;
+			/* the outcome now, before a later poll changes last_removed */
+			req->resume_result = (int)drain_outcome(mw, req, &req->resume_removed);
 			MHD_resume_connection(req->connection);
 		} else {
 			if (req->deadline_ns < earliest)
@@ -534,7 +544,9 @@ static int park(scache_middleware *mw, scache_request *req)
 	req->next_waiter = mw->waiters;
 	mw->waiters = req;
 	mw->parked++;
-	want_poll(mw);
+	if (mw->last_done_ns < req->since_ns &&
+	    !(mw->polling && mw->last_start_ns >= req->since_ns))
+		want_poll(mw); /* unless the poll in flight (or just done) will do */
 	pthread_cond_signal(&mw->wake);
 	MHD_suspend_connection(req->connection);
 	pthread_mutex_unlock(&mw->mu);
@@ -579,9 +591,9 @@ enum MHD_Result scache_access_handler(void *cls, struct MHD_Connection *connecti
 		}
 		req->token = scache_cache_begin_load(mw->cfg.cache);
 	} else if (req->waiting == WAIT_RESUMED) {
-		uint64_t removed;
+		uint64_t removed = req->resume_removed;
+		enum drain_result r = (enum drain_result)req->resume_result;
 		pthread_mutex_lock(&mw->mu);
-		enum drain_result r = drain_outcome(mw, req, &removed);
 		mw->parked--;
 		pthread_cond_broadcast(&mw->poll_done);
 		pthread_mutex_unlock(&mw->mu);

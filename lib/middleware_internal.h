@@ -75,6 +75,8 @@ struct scache_request {
 	int waiting;                 /* WAIT_*: parked with MHD_suspend_connection */
 	uint64_t since_ns;           /* the drain needs a poll that began at or after this */
 	uint64_t deadline_ns;        /* and waits no longer than this */
+	int resume_result;           /* enum drain_result when resumed */
+	uint64_t resume_removed;     /* entries the poll it waited for removed */
 	scache_request *next_waiter; /* in mw->waiters, under mw->mu */
 	request_entry reg;           /* entry in the middleware's registry */
 };
