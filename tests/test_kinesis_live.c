@@ -5,6 +5,8 @@
  */
 #include <criterion/criterion.h>
 
+#include <json-c/json.h>
+
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -963,4 +965,126 @@ Test(live, scachectl_publish_shows_up_in_tail)
 	snprintf(cmd, sizeof cmd, "%s %s publish --help", env, bin);
 	cr_assert_eq(run(cmd, out, sizeof out), 0, "%s", out);
 	cr_assert(strstr(out, "usage: scachectl publish"), "%s", out);
+}
+
+/* ---- the other end-of-shard signals, and a vanished shard ----------------------------------- */
+
+/* kinesalite ends a shard only by leaving out NextShardIterator; AWS also sends
+ * ChildShards, and some implementations only show EndingSequenceNumber in ListShards. The
+ * proxy answers the parent's last read in those styles. */
+static scache_reader *split_setup(const char *stream, scache_stream_config *cfg, seen *s,
+                                  scache_publisher **p)
+{
+	char body[512];
+	scache_reader *r = proxied(stream, 1, cfg, s, p);
+	publish1(*p, "p0");
+	sync_ok(r);
+	snprintf(body, sizeof body,
+	         "{\"StreamName\":\"%s\",\"ShardToSplit\":\"shardId-000000000000\","
+	         "\"NewStartingHashKey\":\"170141183460469231731687303715884105728\"}",
+	         stream);
+	admin("SplitShard", body);
+	cr_assert_eq(kinesalite_wait_active(&K, stream, NULL, 0), 0);
+	for (int i = 0; i < 6; i++) {
+		char id[8];
+		snprintf(id, sizeof id, "c%d", i);
+		publish1(*p, id);
+	}
+	return r;
+}
+
+Test(live, child_shards_in_get_records_end_a_shard)
+{
+	scache_stream_config cfg;
+	seen s;
+	scache_publisher *p;
+	scache_reader *r = split_setup("sig1", &cfg, &s, &p);
+	faultproxy_add(P, "GetRecords", FAULT_CANNED, 1, 200,
+	               "{\"Records\":[],\"NextShardIterator\":\"AAAAAAAAAAGnotused==\","
+	               "\"MillisBehindLatest\":0,\"ChildShards\":[{\"ShardId\":"
+	               "\"shardId-000000000001\",\"ParentShards\":[\"shardId-000000000000\"]},"
+	               "{\"ShardId\":\"shardId-000000000002\",\"ParentShards\":"
+	               "[\"shardId-000000000000\"]}]}");
+	unsigned lists = faultproxy_requests(P, "ListShards");
+	scache_poll_info info = sync_ok(r); /* one poll: parent ends, children are read */
+	cr_assert_eq(faultproxy_injected(P), 1);
+	cr_assert_eq(faultproxy_requests(P, "ListShards"), lists + 1);
+	cr_assert_eq(info.keys, 6);
+	for (int i = 0; i < 6; i++) {
+		char id[8];
+		snprintf(id, sizeof id, "c%d", i);
+		expect_once(&s, id);
+	}
+	scache_publisher_free(p);
+	scache_reader_free(r);
+	seen_free(&s);
+}
+
+Test(live, ending_sequence_number_in_list_shards_ends_a_shard)
+{
+	scache_stream_config cfg;
+	seen s;
+	scache_publisher *p;
+	scache_reader *r = split_setup("sig3", &cfg, &s, &p);
+	/* the reader was made before the split: list on every poll to learn it at once */
+	scache_reader_free(r);
+	seen_free(&s);
+	seen_init(&s);
+	cfg.list_shards_interval_ms = 1;
+	scache_reader_callbacks cb = {.on_keys = on_keys, .on_gap = on_gap, .arg = &s};
+	cr_assert_eq(scache_reader_new(&cfg, SCACHE_START_TRIM_HORIZON, &cb, &r, NULL, 0), SCACHE_OK);
+	/* reading the parent from TRIM_HORIZON: p0 and then an empty page that still carries
+	 * an iterator, as an implementation without the other two signals answers */
+	faultproxy_add(P, "GetRecords", FAULT_CANNED, 1, 200,
+	               "{\"Records\":[],\"NextShardIterator\":\"AAAAAAAAAAGnotused==\","
+	               "\"MillisBehindLatest\":0}");
+	scache_poll_info info = sync_ok(r);
+	cr_assert_eq(faultproxy_injected(P), 1);
+	cr_assert_eq(info.keys, 6); /* the canned page hid p0; the children were read */
+	for (int i = 0; i < 6; i++) {
+		char id[8];
+		snprintf(id, sizeof id, "c%d", i);
+		expect_once(&s, id);
+	}
+	scache_publisher_free(p);
+	scache_reader_free(r);
+	seen_free(&s);
+}
+
+Test(live, a_shard_vanishing_before_its_end_is_a_gap)
+{
+	scache_stream_config cfg;
+	seen s;
+	char *answer, err[256];
+	kinesalite_config(&K, "vanish", &cfg);
+	cfg.list_shards_interval_ms = 1; /* list on every poll */
+	cr_assert_eq(kinesalite_create_stream(&K, "vanish", 2, NULL, 0), 0);
+	P = faultproxy_start(K.port);
+	cr_assert_not_null(P);
+	cfg.endpoint = faultproxy_endpoint(P);
+	seen_init(&s);
+	scache_reader *r = reader_on(&cfg, &s, SCACHE_START_LATEST);
+	/* the next listing is the real one without shard 1 */
+	cr_assert_eq(kinesalite_call(K.endpoint, "ListShards", "{\"StreamName\":\"vanish\"}",
+	                             &answer, err, sizeof err),
+	             0, "%s", err);
+	json_object *o = json_tokener_parse(answer), *shards;
+	free(answer);
+	cr_assert(json_object_object_get_ex(o, "Shards", &shards));
+	cr_assert_eq(json_object_array_length(shards), 2);
+	json_object_array_del_idx(shards, 1, 1);
+	faultproxy_add(P, "ListShards", FAULT_CANNED, 1, 200,
+	               json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+	json_object_put(o);
+	scache_poll_info info = sync_ok(r);
+	cr_assert_eq(faultproxy_injected(P), 1);
+	cr_assert_eq(info.gap, 1);
+	cr_assert_eq(s.gaps, 1);
+	cr_assert(strstr(s.why, "shard shardId-000000000001 of stream 'vanish' vanished"), "%s",
+	          s.why);
+	scache_reader_stats st;
+	scache_reader_stats_get(r, &st);
+	cr_assert_eq(st.shards, 1);
+	scache_reader_free(r);
+	seen_free(&s);
 }
