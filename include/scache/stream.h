@@ -139,14 +139,24 @@ typedef struct scache_reader_stats {
 	uint64_t last_success_started_ns; /* start of the newest successful poll, 0 if none */
 } scache_reader_stats;
 
+/* scache_reader_stats_get: a snapshot of the reader's counters into *out (zeroed when
+ * reader is NULL). Any thread, also while a poll is in flight. */
 void scache_reader_stats_get(scache_reader *reader, scache_reader_stats *out);
 
 /* ---- Publisher --------------------------------------------------------------- */
 
 typedef struct scache_publisher scache_publisher;
 
+/*
+ * scache_publisher_new: create a publisher for the stream of `config` (copied; the same
+ * environment fallbacks as the reader). It makes no call yet. On SCACHE_OK *out owns the
+ * publisher. Errors: SCACHE_EINVAL (out NULL), SCACHE_ECONFIG (no stream name, region or
+ * credentials: errbuf, which may be NULL, names what is missing), SCACHE_ENOMEM.
+ */
 scache_err scache_publisher_new(const scache_stream_config *config, scache_publisher **out,
                                 char *errbuf, size_t errlen);
+
+/* scache_publisher_free: free the publisher. Accepts NULL. No publish may be in flight. */
 void scache_publisher_free(scache_publisher *publisher);
 
 /* Where one published key went. */
