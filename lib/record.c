@@ -248,7 +248,7 @@ size_t record_format_ts(int64_t ts_unix_ns, char *buf, size_t len)
 	if (nanos) {
 		snprintf(frac, sizeof frac, ".%09ld", nanos);
 		size_t fl = strlen(frac);
-		while (frac[fl - 1] == '0')
+		while (fl > 1 && frac[fl - 1] == '0') /* ".000000000" cannot occur: nanos != 0 */
 			frac[--fl] = '\0';
 	}
 	int w = snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d%sZ", tm.tm_year + 1900,
