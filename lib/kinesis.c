@@ -190,6 +190,19 @@ void kinesis_fmt(char *dst, size_t len, const char *fmt, ...)
 	va_end(ap);
 }
 
+const char *kinesis_endpoint_shown(const char *endpoint, char *buf, size_t len)
+{
+	const char *rest = strstr(endpoint, "://");
+	size_t scheme = rest ? (size_t)(rest - endpoint) + 3 : 0;
+	const char *host = endpoint + scheme;
+	const char *at = strchr(host, '@'), *slash = strchr(host, '/');
+	if (at && (!slash || at < slash))
+		kinesis_fmt(buf, len, "%.*s%s", (int)scheme, endpoint, at + 1);
+	else
+		kinesis_fmt(buf, len, "%s", endpoint);
+	return buf;
+}
+
 const char *kinesis_sigv4_param(const char *region, char *buf, size_t len)
 {
 	kinesis_fmt(buf, len, "aws:amz:%s:kinesis", region);
@@ -555,6 +568,7 @@ typedef struct xfer {
 struct kinesis_client {
 	kinesis_settings s;
 	char sigv4[96];
+	char shown[256]; /* the endpoint as messages show it: without user:password@ */
 	CURLM *multi;
 	xfer **x;   /* each transfer stays put: curl holds pointers into it */
 	size_t nx;
@@ -674,6 +688,7 @@ scache_err kinesis_client_new(const kinesis_settings *settings, kinesis_client *
 		return SCACHE_ENOMEM;
 	}
 	kinesis_sigv4_param(c->s.region, c->sigv4, sizeof c->sigv4);
+	kinesis_endpoint_shown(c->s.endpoint, c->shown, sizeof c->shown);
 	c->multi = curl_multi_init();
 	if (!c->multi || pool_reserve(c, 1)) {
 		kinesis_client_free(c);
@@ -699,6 +714,11 @@ void kinesis_client_free(kinesis_client *c)
 		curl_multi_cleanup(c->multi);
 	kinesis_settings_clear(&c->s);
 	free(c);
+}
+
+const char *kinesis_client_endpoint(const kinesis_client *c)
+{
+	return c->shown;
 }
 
 const kinesis_settings *kinesis_client_settings(const kinesis_client *c)
@@ -767,7 +787,7 @@ static int judge(kinesis_client *c, const char *op, xfer *x, CURLcode cc, kinesi
 		res->fail = x->overflow ? KINESIS_FAIL_OTHER : KINESIS_FAIL_TRANSPORT;
 		res->http_status = 0;
 		res->name[0] = '\0';
-		kinesis_fmt(res->message, sizeof res->message, "%s at %s: %s%s%s", op, c->s.endpoint,
+		kinesis_fmt(res->message, sizeof res->message, "%s at %s: %s%s%s", op, c->shown,
 		         x->overflow ? "answer too large" : curl_easy_strerror(cc),
 		         x->errbuf[0] ? ": " : "", x->errbuf);
 		return res->fail == KINESIS_FAIL_TRANSPORT && transport_retryable(cc) &&
@@ -790,7 +810,7 @@ static int judge(kinesis_client *c, const char *op, xfer *x, CURLcode cc, kinesi
 			res->fail = KINESIS_FAIL_OTHER;
 			kinesis_fmt(res->message, sizeof res->message,
 			         "%s at %s: HTTP %ld with an answer that is not a JSON object", op,
-			         c->s.endpoint, status);
+			         c->shown, status);
 			return 0;
 		}
 		res->body = o;
@@ -804,7 +824,7 @@ static int judge(kinesis_client *c, const char *op, xfer *x, CURLcode cc, kinesi
 	res->fail = kinesis_classify(status, name);
 	kinesis_fmt(res->name, sizeof res->name, "%s", name);
 	kinesis_fmt(res->message, sizeof res->message, "%s at %s: %s%s%s (HTTP %ld)", op,
-	         c->s.endpoint, name[0] ? name : "error", msg[0] ? ": " : "", msg, status);
+	         c->shown, name[0] ? name : "error", msg[0] ? ": " : "", msg, status);
 	if (res->fail == KINESIS_FAIL_THROTTLE) {
 		res->throttled++;
 		c->throttled++;

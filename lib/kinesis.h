@@ -99,6 +99,10 @@ uint64_t kinesis_client_throttled(const kinesis_client *c);
 
 /* ---- pure helpers (unit-tested) ----------------------------------------------- */
 
+/* The endpoint as messages show it, without any user:password@; returns buf. */
+const char *kinesis_endpoint_shown(const char *endpoint, char *buf, size_t len);
+const char *kinesis_client_endpoint(const kinesis_client *c);
+
 /* "aws:amz:<region>:kinesis" into buf; returns buf. */
 const char *kinesis_sigv4_param(const char *region, char *buf, size_t len);
 

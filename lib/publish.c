@@ -199,7 +199,8 @@ static void put_call(kinesis_client *c, prec **recs, size_t n)
 			const char *em = kinesis_json_str(e, "ErrorMessage");
 			pending[i]->err = SCACHE_EPUBLISH;
 			kinesis_fmt(pending[i]->msg, sizeof pending[i]->msg, "PutRecords at %s: %s: %s",
-			         s->endpoint, code ? code : "no SequenceNumber", em ? em : "");
+			         kinesis_client_endpoint(c), code ? code : "no SequenceNumber",
+			         em ? em : "");
 			pending[keep++] = pending[i];
 		}
 		kinesis_result_clear(&res);

@@ -84,6 +84,16 @@ Test(request, headers_name_the_operation_and_carry_the_token)
 	curl_slist_free_all(h);
 }
 
+Test(request, endpoint_in_messages_never_shows_userinfo)
+{
+	char b[128];
+	cr_assert_str_eq(kinesis_endpoint_shown("https://AKID:secret@host.example/x", b, sizeof b),
+	                 "https://host.example/x");
+	cr_assert_str_eq(kinesis_endpoint_shown("http://127.0.0.1:4567", b, sizeof b),
+	                 "http://127.0.0.1:4567");
+	cr_assert_str_eq(kinesis_endpoint_shown("http://h/p@q", b, sizeof b), "http://h/p@q");
+}
+
 Test(request, sigv4_parameter)
 {
 	char b[64];
