@@ -574,6 +574,7 @@ struct kinesis_client {
 	size_t nx;
 	uint64_t calls;
 	uint64_t throttled;
+	uint64_t connects; /* new connections opened (keep-alive keeps this low) */
 };
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
@@ -617,7 +618,12 @@ static int xfer_setup_static(kinesis_client *c, xfer *x)
 	int bad = 0;
 	bad |= curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L) != CURLE_OK;
 	bad |= curl_easy_setopt(h, CURLOPT_URL, c->s.endpoint) != CURLE_OK;
+#if LIBCURL_VERSION_NUM >= 0x075500 /* 7.85.0 */
 	bad |= curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https") != CURLE_OK;
+#else
+	bad |= curl_easy_setopt(h, CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS)) !=
+	       CURLE_OK;
+#endif
 	bad |= curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L) != CURLE_OK;
 	bad |= curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L) != CURLE_OK;
 	bad |= curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L) != CURLE_OK;
@@ -731,6 +737,11 @@ uint64_t kinesis_client_calls(const kinesis_client *c)
 	return c->calls;
 }
 
+uint64_t kinesis_client_connects(const kinesis_client *c)
+{
+	return c->connects;
+}
+
 uint64_t kinesis_client_throttled(const kinesis_client *c)
 {
 	return c->throttled;
@@ -782,6 +793,9 @@ static int judge(kinesis_client *c, const char *op, xfer *x, CURLcode cc, kinesi
 	res->body = NULL;
 	res->attempts++;
 	c->calls++;
+	long nconn = 0;
+	if (curl_easy_getinfo(x->h, CURLINFO_NUM_CONNECTS, &nconn) == CURLE_OK && nconn > 0)
+		c->connects += (uint64_t)nconn;
 	if (cc != CURLE_OK) {
 		res->err = x->overflow ? SCACHE_ESERVICE : SCACHE_ETRANSPORT;
 		res->fail = x->overflow ? KINESIS_FAIL_OTHER : KINESIS_FAIL_TRANSPORT;

@@ -96,6 +96,8 @@ void kinesis_call_many(kinesis_client *c, const char *op, json_object *const *re
 /* Total HTTP calls and throttling answers since creation. */
 uint64_t kinesis_client_calls(const kinesis_client *c);
 uint64_t kinesis_client_throttled(const kinesis_client *c);
+/* New connections opened since creation (connection reuse keeps it at one per shard). */
+uint64_t kinesis_client_connects(const kinesis_client *c);
 
 /* ---- pure helpers (unit-tested) ----------------------------------------------- */
 

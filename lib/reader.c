@@ -892,3 +892,11 @@ size_t reader_test_positions(scache_reader *r, char (*ids)[64], char (*seqs)[128
 	pthread_mutex_unlock(&r->mu);
 	return n;
 }
+
+uint64_t reader_test_connects(scache_reader *r)
+{
+	pthread_mutex_lock(&r->mu);
+	uint64_t n = kinesis_client_connects(r->c);
+	pthread_mutex_unlock(&r->mu);
+	return n;
+}

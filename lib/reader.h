@@ -6,6 +6,7 @@
 #define SCACHE_READER_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "scache/stream.h"
 
@@ -20,5 +21,8 @@ size_t reader_test_spoil_iterators(scache_reader *r, const char *replacement);
 /* Copy up to max shard IDs and positions (last sequence number read, "" when none,
  * "finished" for a shard read to its end); returns how many. */
 size_t reader_test_positions(scache_reader *r, char (*ids)[64], char (*seqs)[128], size_t max);
+
+/* New HTTP connections the reader's client opened so far. */
+uint64_t reader_test_connects(scache_reader *r);
 
 #endif

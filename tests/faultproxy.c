@@ -17,6 +17,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MAX_RULES 64
@@ -263,6 +264,12 @@ static void *serve(void *arg)
 		case FAULT_CANNED:
 			rc = answer(c->fd, f.status, f.body ? f.body : "");
 			break;
+		case FAULT_DELAY: {
+			struct timespec ts = {f.status / 1000, (long)(f.status % 1000) * 1000000L};
+			nanosleep(&ts, NULL);
+			rc = forward(p, c->fd, b.d, b.len);
+			break;
+		}
 		default:
 			rc = forward(p, c->fd, b.d, b.len);
 			break;

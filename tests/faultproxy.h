@@ -9,6 +9,7 @@
  *   FAULT_EXPIRED   400 {"__type":"ExpiredIteratorException",...}
  *   FAULT_DROP      closes the connection without answering
  *   FAULT_CANNED    the given status and body
+ *   FAULT_DELAY     waits `status` milliseconds, then passes the request through
  *
  * Thread-safe; one thread per client connection (keep-alive honoured), each request
  * forwarded on a fresh upstream connection.
@@ -21,7 +22,8 @@ typedef enum fault_kind {
 	FAULT_500,
 	FAULT_EXPIRED,
 	FAULT_DROP,
-	FAULT_CANNED
+	FAULT_CANNED,
+	FAULT_DELAY
 } fault_kind;
 
 typedef struct faultproxy faultproxy;
@@ -33,7 +35,8 @@ faultproxy *faultproxy_start(int upstream_port);
 const char *faultproxy_endpoint(const faultproxy *p);
 
 /* Queue `count` faults for operation op ("GetRecords"; NULL: any). Faults are used in
- * the order queued. status and body only matter for FAULT_CANNED (body copied). */
+ * the order queued. status and body only matter for FAULT_CANNED (body copied); status
+ * is the delay in milliseconds for FAULT_DELAY. */
 void faultproxy_add(faultproxy *p, const char *op, fault_kind kind, int count, int status,
                     const char *body);
 

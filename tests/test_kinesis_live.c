@@ -159,6 +159,9 @@ static void publish1(scache_publisher *p, const char *id)
 	publish_ids(p, &id, 1, NULL);
 }
 
+static scache_reader *proxied(const char *stream, int shards, scache_stream_config *cfg, seen *s,
+                              scache_publisher **p);
+
 static scache_poll_info sync_ok(scache_reader *r)
 {
 	scache_poll_info info;
@@ -259,6 +262,32 @@ Test(live, publish_and_read_four_shards)
 	scache_reader_stats_get(r, &st);
 	cr_assert_eq(st.shards, 4);
 
+	scache_publisher_free(p);
+	scache_reader_free(r);
+	seen_free(&s);
+}
+
+Test(live, shards_are_polled_concurrently_over_kept_alive_connections)
+{
+	scache_stream_config cfg;
+	seen s;
+	scache_publisher *p;
+	scache_reader *r = proxied("conc", 4, &cfg, &s, &p);
+	for (int i = 0; i < 5; i++)
+		sync_ok(r);
+	uint64_t conns = reader_test_connects(r);
+	cr_assert_leq(conns, 4, "%llu connections", (unsigned long long)conns);
+	for (int i = 0; i < 20; i++)
+		sync_ok(r);
+	cr_assert_eq(reader_test_connects(r), conns, "connections are reused across polls");
+	/* every GetRecords takes 300 ms: four shards one after another would take 1.2 s */
+	faultproxy_add(P, "GetRecords", FAULT_DELAY, 4, 300, NULL);
+	scache_poll_info info = sync_ok(r);
+	cr_assert_eq(info.calls, 4);
+	cr_assert_eq(faultproxy_injected(P), 4);
+	uint64_t ms = (info.finished_ns - info.started_ns) / 1000000u;
+	cr_assert_geq(ms, 290);
+	cr_assert_lt(ms, 900, "a poll of four delayed shards took %llu ms", (unsigned long long)ms);
 	scache_publisher_free(p);
 	scache_reader_free(r);
 	seen_free(&s);
@@ -735,6 +764,28 @@ Test(live, publish_retries_only_failed_entries)
 	scache_publisher_free(p);
 	scache_reader_free(r);
 	seen_free(&s);
+}
+
+Test(live, a_key_too_large_for_a_record_fails_alone)
+{
+	scache_stream_config cfg;
+	kinesalite_config(&K, "huge", &cfg);
+	cr_assert_eq(kinesalite_create_stream(&K, "huge", 1, NULL, 0), 0);
+	scache_publisher *p = publisher_on(&cfg);
+	size_t big = (size_t)1 << 20;
+	char *huge = malloc(big + 32);
+	memcpy(huge, "t=data.ID&s=a&id=", 17);
+	memset(huge + 17, 'x', big);
+	huge[17 + big] = '\0';
+	const char *keys[] = {huge, "id=small&s=a&t=data.ID"};
+	size_t lens[] = {17 + big, strlen(keys[1])};
+	scache_publish_result res[2];
+	cr_assert_eq(scache_publish_keys(p, keys, lens, 2, res), SCACHE_EPUBLISH);
+	cr_assert_eq(res[0].err, SCACHE_ETOOBIG);
+	cr_assert(strstr(res[0].message, "too large"), "%s", res[0].message);
+	cr_assert_eq(res[1].err, SCACHE_OK, "%s", res[1].message);
+	free(huge);
+	scache_publisher_free(p);
 }
 
 static int cmp_str(const void *a, const void *b)
