@@ -98,8 +98,8 @@ static void bench_publish(kinesalite *k, const char *stream, size_t per_call, si
 		if (scache_publish_keys(pub, (const char *const *)keys, lens, per_call, NULL))
 			die("publish", "failed");
 	double secs = (double)(scache_now_ns(NULL) - t0) / 1e9;
-	printf("%-28s %6zu %10.0f %10.1f\n", "publish", per_call,
-	       (double)(per_call * calls) / secs, secs * 1e6 / (double)calls);
+	printf("%-28s %6zu %10.0f %10.1f\n", "publish", per_call, (double)(per_call * calls) / secs,
+	       secs * 1e6 / (double)calls);
 	for (size_t i = 0; i < per_call; i++)
 		free(keys[i]);
 	free(keys);

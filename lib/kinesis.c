@@ -76,8 +76,8 @@ void kinesis_settings_clear(kinesis_settings *s)
 	memset(s, 0, sizeof *s);
 }
 
-static scache_err settings_fail(kinesis_settings *out, char *errbuf, size_t errlen,
-                                scache_err err, const char *msg)
+static scache_err settings_fail(kinesis_settings *out, char *errbuf, size_t errlen, scache_err err,
+                                const char *msg)
 {
 	kinesis_settings_clear(out);
 	if (errbuf && errlen)
@@ -129,14 +129,15 @@ scache_err kinesis_settings_resolve(const scache_stream_config *config, int need
 	endpoint = first_set(endpoint, env_nonempty("AWS_ENDPOINT_URL"));
 	if (!endpoint) {
 		kinesis_fmt(defendpoint, sizeof defendpoint, "https://kinesis.%s.amazonaws.com%s",
-		         region, strncmp(region, "cn-", 3) == 0 ? ".cn" : "");
+		            region, strncmp(region, "cn-", 3) == 0 ? ".cn" : "");
 		endpoint = defendpoint;
 	}
 	if (strncmp(endpoint, "https://", 8) != 0 && strncmp(endpoint, "http://", 7) != 0) {
-		kinesis_fmt(msg, sizeof msg,
-		         "Kinesis endpoint '%.200s' must start with https:// (or http:// for plain "
-		         "HTTP)",
-		         endpoint);
+		kinesis_fmt(
+		    msg, sizeof msg,
+		    "Kinesis endpoint '%.200s' must start with https:// (or http:// for plain "
+		    "HTTP)",
+		    endpoint);
 		return settings_fail(out, errbuf, errlen, SCACHE_ECONFIG, msg);
 	}
 
@@ -157,7 +158,7 @@ scache_err kinesis_settings_resolve(const scache_stream_config *config, int need
 	if (out->backoff_max_ms < out->backoff_base_ms)
 		out->backoff_max_ms = out->backoff_base_ms;
 	out->list_shards_interval_ms =
-		cfg->list_shards_interval_ms ? cfg->list_shards_interval_ms : 60000;
+	    cfg->list_shards_interval_ms ? cfg->list_shards_interval_ms : 60000;
 	out->format = cfg->format;
 	return SCACHE_OK;
 }
@@ -244,7 +245,8 @@ fail:
 const char *kinesis_json_str(json_object *o, const char *key)
 {
 	json_object *v;
-	if (!o || !json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_string))
+	if (!o || !json_object_object_get_ex(o, key, &v) ||
+	    !json_object_is_type(v, json_type_string))
 		return NULL;
 	return json_object_get_string(v);
 }
@@ -252,7 +254,8 @@ const char *kinesis_json_str(json_object *o, const char *key)
 json_object *kinesis_json_array(json_object *o, const char *key)
 {
 	json_object *v;
-	if (!o || !json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_array))
+	if (!o || !json_object_object_get_ex(o, key, &v) ||
+	    !json_object_is_type(v, json_type_array))
 		return NULL;
 	return v;
 }
@@ -265,7 +268,10 @@ static void printable(char *dst, size_t dstlen, const char *s, size_t len)
 		return;
 	for (size_t i = 0; i < len && j + 1 < dstlen; i++) {
 		unsigned char ch = (unsigned char)s[i];
-		dst[j++] = (ch < 0x20 || ch == 0x7f) ? '?' : (char)ch;
+		char out = (char)ch;
+		if (ch < 0x20 || ch == 0x7f)
+			out = '?';
+		dst[j++] = out;
 	}
 	dst[j] = '\0';
 }
@@ -329,8 +335,8 @@ kinesis_fail kinesis_classify(long http_status, const char *name)
 		if (!strcmp(name, "InvalidArgumentException"))
 			return KINESIS_FAIL_INVALID;
 	}
-	if (http_status >= 500 || (name && (!strcmp(name, "InternalFailure") ||
-	                                   !strcmp(name, "ServiceUnavailable"))))
+	if (http_status >= 500 ||
+	    (name && (!strcmp(name, "InternalFailure") || !strcmp(name, "ServiceUnavailable"))))
 		return KINESIS_FAIL_SERVER;
 	if (http_status == 429)
 		return KINESIS_FAIL_THROTTLE;
@@ -486,17 +492,16 @@ json_object *kinesis_req_list_shards(const char *stream, const char *next_token)
 	return o;
 }
 
-json_object *kinesis_req_get_shard_iterator(const char *stream, const char *shard,
-                                            const char *type, const char *seq,
-                                            double timestamp)
+json_object *kinesis_req_get_shard_iterator(const char *stream, const char *shard, const char *type,
+                                            const char *seq, double timestamp)
 {
 	json_object *o = json_object_new_object();
 	if (!o)
 		return NULL;
 	int bad = add_str(o, "StreamName", stream) || add_str(o, "ShardId", shard) ||
 	          add_str(o, "ShardIteratorType", type);
-	if (!bad && seq && (!strcmp(type, "AT_SEQUENCE_NUMBER") ||
-	                    !strcmp(type, "AFTER_SEQUENCE_NUMBER")))
+	if (!bad && seq &&
+	    (!strcmp(type, "AT_SEQUENCE_NUMBER") || !strcmp(type, "AFTER_SEQUENCE_NUMBER")))
 		bad = add_str(o, "StartingSequenceNumber", seq);
 	if (!bad && !strcmp(type, "AT_TIMESTAMP")) {
 		json_object *v = json_object_new_double(timestamp);
@@ -570,7 +575,7 @@ struct kinesis_client {
 	char sigv4[96];
 	char shown[256]; /* the endpoint as messages show it: without user:password@ */
 	CURLM *multi;
-	xfer **x;   /* each transfer stays put: curl holds pointers into it */
+	xfer **x; /* each transfer stays put: curl holds pointers into it */
 	size_t nx;
 	uint64_t calls;
 	uint64_t throttled;
@@ -654,7 +659,7 @@ static int pool_reserve(kinesis_client *c, size_t n)
 {
 	if (n <= c->nx)
 		return 0;
-	xfer **p = realloc(c->x, n * sizeof *p);
+	xfer **p = realloc(c->x, n * sizeof *p); /* NOLINT(bugprone-sizeof-expression) */
 	if (!p)
 		return -1;
 	c->x = p;
@@ -671,8 +676,8 @@ static int pool_reserve(kinesis_client *c, size_t n)
 	return 0;
 }
 
-scache_err kinesis_client_new(const kinesis_settings *settings, kinesis_client **out,
-                              char *errbuf, size_t errlen)
+scache_err kinesis_client_new(const kinesis_settings *settings, kinesis_client **out, char *errbuf,
+                              size_t errlen)
 {
 	kinesis_client *c;
 
@@ -683,7 +688,7 @@ scache_err kinesis_client_new(const kinesis_settings *settings, kinesis_client *
 	if (curl_init_rc != CURLE_OK) {
 		if (errbuf && errlen)
 			kinesis_fmt(errbuf, errlen, "libcurl initialisation failed: %s",
-			         curl_easy_strerror(curl_init_rc));
+			            curl_easy_strerror(curl_init_rc));
 		return SCACHE_ETRANSPORT;
 	}
 	c = calloc(1, sizeof *c);
@@ -802,8 +807,8 @@ static int judge(kinesis_client *c, const char *op, xfer *x, CURLcode cc, kinesi
 		res->http_status = 0;
 		res->name[0] = '\0';
 		kinesis_fmt(res->message, sizeof res->message, "%s at %s: %s%s%s", op, c->shown,
-		         x->overflow ? "answer too large" : curl_easy_strerror(cc),
-		         x->errbuf[0] ? ": " : "", x->errbuf);
+		            x->overflow ? "answer too large" : curl_easy_strerror(cc),
+		            x->errbuf[0] ? ": " : "", x->errbuf);
 		return res->fail == KINESIS_FAIL_TRANSPORT && transport_retryable(cc) &&
 		       attempt < c->s.max_retries;
 	}
@@ -823,8 +828,8 @@ static int judge(kinesis_client *c, const char *op, xfer *x, CURLcode cc, kinesi
 			res->err = SCACHE_ESERVICE;
 			res->fail = KINESIS_FAIL_OTHER;
 			kinesis_fmt(res->message, sizeof res->message,
-			         "%s at %s: HTTP %ld with an answer that is not a JSON object", op,
-			         c->shown, status);
+			            "%s at %s: HTTP %ld with an answer that is not a JSON object",
+			            op, c->shown, status);
 			return 0;
 		}
 		res->body = o;
@@ -837,8 +842,8 @@ static int judge(kinesis_client *c, const char *op, xfer *x, CURLcode cc, kinesi
 	kinesis_parse_error(x->resp, x->resp_len, name, sizeof name, msg, sizeof msg);
 	res->fail = kinesis_classify(status, name);
 	kinesis_fmt(res->name, sizeof res->name, "%s", name);
-	kinesis_fmt(res->message, sizeof res->message, "%s at %s: %s%s%s (HTTP %ld)", op,
-	         c->shown, name[0] ? name : "error", msg[0] ? ": " : "", msg, status);
+	kinesis_fmt(res->message, sizeof res->message, "%s at %s: %s%s%s (HTTP %ld)", op, c->shown,
+	            name[0] ? name : "error", msg[0] ? ": " : "", msg, status);
 	if (res->fail == KINESIS_FAIL_THROTTLE) {
 		res->throttled++;
 		c->throttled++;
@@ -860,7 +865,7 @@ static void run_round(kinesis_client *c, const char *op, json_object *const *req
 		xfer *x = c->x[k];
 		size_t len = 0;
 		const char *body = json_object_to_json_string_length(
-			reqs[todo[k]], JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
+		    reqs[todo[k]], JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
 		x->resp_len = 0;
 		x->overflow = 0;
 		x->errbuf[0] = '\0';
@@ -934,8 +939,9 @@ void kinesis_call_many(kinesis_client *c, const char *op, json_object *const *re
 		run_round(c, op, reqs, todo, m, cc);
 		for (size_t k = 0; k < m; k++) {
 			if (judge(c, op, c->x[k], cc[k], &res[todo[k]], attempt)) {
-				unsigned w = kinesis_backoff_ms(c->s.backoff_base_ms, c->s.backoff_max_ms,
-				                                attempt, kinesis_random());
+				unsigned w =
+				    kinesis_backoff_ms(c->s.backoff_base_ms, c->s.backoff_max_ms,
+				                       attempt, kinesis_random());
 				if (w > wait)
 					wait = w;
 				todo[keep++] = todo[k];

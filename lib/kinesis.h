@@ -20,10 +20,10 @@
 typedef struct kinesis_settings {
 	char *stream_name;
 	char *region;
-	char *endpoint;       /* scheme://host[:port], no trailing slash */
+	char *endpoint; /* scheme://host[:port], no trailing slash */
 	char *access_key_id;
 	char *secret_access_key;
-	char *session_token;  /* NULL when none */
+	char *session_token; /* NULL when none */
 	long connect_timeout_ms;
 	long timeout_ms;
 	unsigned max_retries;
@@ -48,25 +48,25 @@ void kinesis_settings_clear(kinesis_settings *s);
 /* Classes of failure, deciding retries and what the reader does. */
 typedef enum kinesis_fail {
 	KINESIS_FAIL_NONE = 0,
-	KINESIS_FAIL_THROTTLE,   /* ProvisionedThroughputExceeded, LimitExceeded, KMSThrottling */
-	KINESIS_FAIL_SERVER,     /* 5xx */
-	KINESIS_FAIL_TRANSPORT,  /* connect, reset, timeout: no HTTP answer */
-	KINESIS_FAIL_EXPIRED,    /* ExpiredIteratorException */
-	KINESIS_FAIL_NOTFOUND,   /* ResourceNotFoundException */
-	KINESIS_FAIL_INVALID,    /* InvalidArgumentException */
-	KINESIS_FAIL_OTHER       /* any other 4xx, or a malformed answer */
+	KINESIS_FAIL_THROTTLE,  /* ProvisionedThroughputExceeded, LimitExceeded, KMSThrottling */
+	KINESIS_FAIL_SERVER,    /* 5xx */
+	KINESIS_FAIL_TRANSPORT, /* connect, reset, timeout: no HTTP answer */
+	KINESIS_FAIL_EXPIRED,   /* ExpiredIteratorException */
+	KINESIS_FAIL_NOTFOUND,  /* ResourceNotFoundException */
+	KINESIS_FAIL_INVALID,   /* InvalidArgumentException */
+	KINESIS_FAIL_OTHER      /* any other 4xx, or a malformed answer */
 } kinesis_fail;
 
 /* Outcome of one API call (after its retries). */
 typedef struct kinesis_result {
-	scache_err err;            /* SCACHE_OK, or ETHROTTLED / ESERVICE / ETRANSPORT / ENOMEM */
+	scache_err err; /* SCACHE_OK, or ETHROTTLED / ESERVICE / ETRANSPORT / ENOMEM */
 	kinesis_fail fail;
-	long http_status;          /* 0 when no HTTP answer */
-	char name[64];             /* AWS error name without its namespace, or "" */
-	char message[256];         /* "<Op> at <endpoint>: <Name>: <message>", never credentials */
-	json_object *body;         /* parsed answer on success: the caller puts it */
-	unsigned attempts;         /* HTTP calls made for this result */
-	unsigned throttled;        /* throttling answers among them */
+	long http_status;   /* 0 when no HTTP answer */
+	char name[64];      /* AWS error name without its namespace, or "" */
+	char message[256];  /* "<Op> at <endpoint>: <Name>: <message>", never credentials */
+	json_object *body;  /* parsed answer on success: the caller puts it */
+	unsigned attempts;  /* HTTP calls made for this result */
+	unsigned throttled; /* throttling answers among them */
 } kinesis_result;
 
 void kinesis_result_clear(kinesis_result *r);
@@ -74,8 +74,8 @@ void kinesis_result_clear(kinesis_result *r);
 typedef struct kinesis_client kinesis_client;
 
 /* kinesis_client_new: copy *settings (deep) and prepare curl handles. */
-scache_err kinesis_client_new(const kinesis_settings *settings, kinesis_client **out,
-                              char *errbuf, size_t errlen);
+scache_err kinesis_client_new(const kinesis_settings *settings, kinesis_client **out, char *errbuf,
+                              size_t errlen);
 void kinesis_client_free(kinesis_client *c);
 const kinesis_settings *kinesis_client_settings(const kinesis_client *c);
 
@@ -143,19 +143,18 @@ int kinesis_seq_cmp(const char *a, const char *b);
 json_object *kinesis_req_list_shards(const char *stream, const char *next_token);
 /* type: "LATEST", "TRIM_HORIZON", "AT_SEQUENCE_NUMBER", "AFTER_SEQUENCE_NUMBER" (seq
  * given) or "AT_TIMESTAMP" (timestamp in seconds since the epoch). */
-json_object *kinesis_req_get_shard_iterator(const char *stream, const char *shard,
-                                            const char *type, const char *seq,
-                                            double timestamp);
+json_object *kinesis_req_get_shard_iterator(const char *stream, const char *shard, const char *type,
+                                            const char *seq, double timestamp);
 json_object *kinesis_req_get_records(const char *iterator, int limit);
 json_object *kinesis_req_stream(const char *stream); /* {"StreamName":...} */
 
 /* A shard as ListShards describes it (strings point into the answer). */
 typedef struct kinesis_shard {
 	const char *id;
-	const char *parent;         /* NULL when none */
-	const char *adjacent_parent;/* NULL when none */
+	const char *parent;          /* NULL when none */
+	const char *adjacent_parent; /* NULL when none */
 	const char *starting_seq;
-	const char *ending_seq;     /* NULL while the shard is open */
+	const char *ending_seq; /* NULL while the shard is open */
 } kinesis_shard;
 
 /* kinesis_parse_shards: the Shards of a ListShards answer; *out is malloc'ed (free it),
@@ -164,8 +163,7 @@ scache_err kinesis_parse_shards(json_object *body, kinesis_shard **out, size_t *
                                 const char **next_token);
 
 /* snprintf for messages that may be cut short (always NUL-terminated when len > 0). */
-void kinesis_fmt(char *dst, size_t len, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+void kinesis_fmt(char *dst, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* Small JSON accessors: NULL / 0 when absent or of another type. */
 const char *kinesis_json_str(json_object *o, const char *key);

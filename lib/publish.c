@@ -31,10 +31,10 @@ struct scache_publisher {
 };
 
 typedef struct prec {
-	char *data;           /* the record's JSON */
+	char *data; /* the record's JSON */
 	size_t len;
 	char pk[PUBLISH_PARTITION_KEY_LEN + 1];
-	size_t first, end;    /* its keys: valid[first..end) */
+	size_t first, end; /* its keys: valid[first..end) */
 	scache_err err;
 	char shard[64];
 	char seq[128];
@@ -116,7 +116,8 @@ static json_object *put_records_request(const char *stream, prec *const *recs, s
 	}
 	for (size_t i = 0; i < n; i++) {
 		size_t bl;
-		char *b64 = kinesis_b64_encode((const unsigned char *)recs[i]->data, recs[i]->len, &bl);
+		char *b64 =
+		    kinesis_b64_encode((const unsigned char *)recs[i]->data, recs[i]->len, &bl);
 		json_object *e = json_object_new_object();
 		json_object *d = b64 ? json_object_new_string_len(b64, (int)bl) : NULL;
 		json_object *k = json_object_new_string(recs[i]->pk);
@@ -148,7 +149,7 @@ static void sleep_ms(unsigned ms)
 static void put_call(kinesis_client *c, prec **recs, size_t n)
 {
 	const kinesis_settings *s = kinesis_client_settings(c);
-	prec **pending = malloc(n * sizeof *pending);
+	prec **pending = malloc(n * sizeof *pending); /* NOLINT(bugprone-sizeof-expression) */
 	size_t m = n;
 
 	if (!pending) {
@@ -158,14 +159,15 @@ static void put_call(kinesis_client *c, prec **recs, size_t n)
 		}
 		return;
 	}
-	memcpy(pending, recs, n * sizeof *pending);
+	memcpy(pending, recs, n * sizeof *pending); /* NOLINT(bugprone-sizeof-expression) */
 	for (unsigned attempt = 0; m; attempt++) {
 		kinesis_result res;
 		json_object *req = put_records_request(s->stream_name, pending, m);
 		if (!req) {
 			for (size_t i = 0; i < m; i++) {
 				pending[i]->err = SCACHE_ENOMEM;
-				kinesis_fmt(pending[i]->msg, sizeof pending[i]->msg, "out of memory");
+				kinesis_fmt(pending[i]->msg, sizeof pending[i]->msg,
+				            "out of memory");
 			}
 			break;
 		}
@@ -175,9 +177,10 @@ static void put_call(kinesis_client *c, prec **recs, size_t n)
 		if (res.err || !arr || json_object_array_length(arr) != m) {
 			for (size_t i = 0; i < m; i++) {
 				pending[i]->err = res.err ? res.err : SCACHE_ESERVICE;
-				kinesis_fmt(pending[i]->msg, sizeof pending[i]->msg, "%s",
-				         res.err ? res.message
-				                 : "PutRecords: answer without one entry per record");
+				kinesis_fmt(
+				    pending[i]->msg, sizeof pending[i]->msg, "%s",
+				    res.err ? res.message
+				            : "PutRecords: answer without one entry per record");
 			}
 			kinesis_result_clear(&res);
 			break;
@@ -192,15 +195,15 @@ static void put_call(kinesis_client *c, prec **recs, size_t n)
 				pending[i]->err = SCACHE_OK;
 				kinesis_fmt(pending[i]->seq, sizeof pending[i]->seq, "%s", seq);
 				kinesis_fmt(pending[i]->shard, sizeof pending[i]->shard, "%s",
-				         shard ? shard : "");
+				            shard ? shard : "");
 				pending[i]->msg[0] = '\0';
 				continue;
 			}
 			const char *em = kinesis_json_str(e, "ErrorMessage");
 			pending[i]->err = SCACHE_EPUBLISH;
-			kinesis_fmt(pending[i]->msg, sizeof pending[i]->msg, "PutRecords at %s: %s: %s",
-			         kinesis_client_endpoint(c), code ? code : "no SequenceNumber",
-			         em ? em : "");
+			kinesis_fmt(pending[i]->msg, sizeof pending[i]->msg,
+			            "PutRecords at %s: %s: %s", kinesis_client_endpoint(c),
+			            code ? code : "no SequenceNumber", em ? em : "");
 			pending[keep++] = pending[i];
 		}
 		kinesis_result_clear(&res);
@@ -214,8 +217,8 @@ static void put_call(kinesis_client *c, prec **recs, size_t n)
 	free(pending);
 }
 
-static void result_set(scache_publish_result *r, scache_err err, const char *shard,
-                       const char *seq, const char *msg)
+static void result_set(scache_publish_result *r, scache_err err, const char *shard, const char *seq,
+                       const char *msg)
 {
 	if (!r)
 		return;
@@ -225,8 +228,8 @@ static void result_set(scache_publish_result *r, scache_err err, const char *sha
 	kinesis_fmt(r->message, sizeof r->message, "%s", msg ? msg : "");
 }
 
-static scache_err publish_locked(scache_publisher *p, const char *const *keys,
-                                 const size_t *lens, size_t n, scache_publish_result *results)
+static scache_err publish_locked(scache_publisher *p, const char *const *keys, const size_t *lens,
+                                 size_t n, scache_publish_result *results)
 {
 	size_t *valid = malloc(n * sizeof *valid), *sizes = malloc(n * sizeof *sizes);
 	size_t *starts = malloc(n * sizeof *starts), m = 0, nrec = 0;
@@ -252,7 +255,7 @@ static scache_err publish_locked(scache_publisher *p, const char *const *keys,
 	}
 	nrec = record_pack(sizes, m, PUBLISH_RECORD_MAX_BYTES, PUBLISH_PARTITION_KEY_LEN, starts);
 	recs = calloc(nrec ? nrec : 1, sizeof *recs);
-	order = calloc(nrec ? nrec : 1, sizeof *order);
+	order = calloc(nrec ? nrec : 1, sizeof *order); /* NOLINT(bugprone-sizeof-expression) */
 	if (!recs || !order) {
 		ret = SCACHE_ENOMEM;
 		goto out;
@@ -277,15 +280,15 @@ static scache_err publish_locked(scache_publisher *p, const char *const *keys,
 		x->first = starts[r];
 		x->end = r + 1 < nrec ? starts[r + 1] : m;
 		publish_partition_key(x->pk);
-		if (record_build_scache(rk + x->first, rl + x->first, x->end - x->first, ts, &x->data,
-		                        &x->len)) {
+		if (record_build_scache(rk + x->first, rl + x->first, x->end - x->first, ts,
+		                        &x->data, &x->len)) {
 			x->err = SCACHE_ENOMEM;
 			kinesis_fmt(x->msg, sizeof x->msg, "out of memory");
 		} else if (x->len + PUBLISH_PARTITION_KEY_LEN > PUBLISH_RECORD_MAX_BYTES) {
 			x->err = SCACHE_ETOOBIG;
 			kinesis_fmt(x->msg, sizeof x->msg,
-			         "key too large for one Kinesis record (%zu bytes, limit %zu)", x->len,
-			         (size_t)PUBLISH_RECORD_MAX_BYTES);
+			            "key too large for one Kinesis record (%zu bytes, limit %zu)",
+			            x->len, (size_t)PUBLISH_RECORD_MAX_BYTES);
 		} else {
 			x->err = SCACHE_EPUBLISH;
 			kinesis_fmt(x->msg, sizeof x->msg, "not attempted");
@@ -306,9 +309,9 @@ static scache_err publish_locked(scache_publisher *p, const char *const *keys,
 		if (x->err != SCACHE_OK)
 			ret = SCACHE_EPUBLISH;
 		for (size_t j = x->first; j < x->end; j++)
-			result_set(results ? &results[valid[j]] : NULL, x->err == SCACHE_OK ? SCACHE_OK
-			                                                 : x->err,
-			           x->shard, x->seq, x->msg);
+			result_set(results ? &results[valid[j]] : NULL,
+			           x->err == SCACHE_OK ? SCACHE_OK : x->err, x->shard, x->seq,
+			           x->msg);
 	}
 out:
 	if (ret == SCACHE_ENOMEM)

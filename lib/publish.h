@@ -10,9 +10,9 @@
 #include "scache/stream.h"
 
 /* Kinesis PutRecords limits (AWS documentation), partition keys included. */
-#define PUBLISH_CALL_MAX_RECORDS 500
-#define PUBLISH_CALL_MAX_BYTES ((size_t)5 << 20)
-#define PUBLISH_RECORD_MAX_BYTES ((size_t)1 << 20)
+#define PUBLISH_CALL_MAX_RECORDS  500
+#define PUBLISH_CALL_MAX_BYTES    ((size_t)5 << 20)
+#define PUBLISH_RECORD_MAX_BYTES  ((size_t)1 << 20)
 #define PUBLISH_PARTITION_KEY_LEN 64
 
 /* A random partition key: 64 lower-case hex digits and a NUL. */

@@ -42,11 +42,11 @@
 #include "scache/cache.h"
 #include "scache/stream.h"
 
-#define GET_RECORDS_LIMIT 10000
-#define MAX_ROUNDS 64           /* rounds of calls within one poll */
-#define MAX_ITER_RETRIES 3      /* fresh iterators for one shard within one poll */
+#define GET_RECORDS_LIMIT     10000
+#define MAX_ROUNDS            64 /* rounds of calls within one poll */
+#define MAX_ITER_RETRIES      3  /* fresh iterators for one shard within one poll */
 #define AT_TIMESTAMP_MARGIN_S 30.0
-#define RETENTION_MARGIN_S 300.0
+#define RETENTION_MARGIN_S    300.0
 
 typedef enum start_kind { START_LATEST, START_TRIM_HORIZON, START_AT_TIMESTAMP } start_kind;
 
@@ -54,17 +54,17 @@ typedef struct shard {
 	char id[64];
 	char parent[64];
 	char adjacent[64];
-	char start_seq[128];  /* StartingSequenceNumber per ListShards */
-	char end_seq[128];    /* EndingSequenceNumber per ListShards, "" while open */
-	char last_seq[128];   /* last record read, "" when none */
-	char *iter;           /* current iterator, NULL when one must be taken */
-	start_kind start;     /* where to start while last_seq is "" */
-	double start_ts;      /* AT_TIMESTAMP, Unix seconds */
-	double last_good;     /* Unix seconds when the newest successful read began */
-	int finished;         /* read to its end */
-	int listed;           /* scratch: seen in this ListShards */
-	int iter_tries;       /* scratch: iterators taken in this poll */
-	int more;             /* scratch: behind, read again in this poll */
+	char start_seq[128]; /* StartingSequenceNumber per ListShards */
+	char end_seq[128];   /* EndingSequenceNumber per ListShards, "" while open */
+	char last_seq[128];  /* last record read, "" when none */
+	char *iter;          /* current iterator, NULL when one must be taken */
+	start_kind start;    /* where to start while last_seq is "" */
+	double start_ts;     /* AT_TIMESTAMP, Unix seconds */
+	double last_good;    /* Unix seconds when the newest successful read began */
+	int finished;        /* read to its end */
+	int listed;          /* scratch: seen in this ListShards */
+	int iter_tries;      /* scratch: iterators taken in this poll */
+	int more;            /* scratch: behind, read again in this poll */
 } shard;
 
 struct scache_reader {
@@ -85,7 +85,7 @@ struct scache_reader {
 	uint64_t in_flight_started;
 	uint64_t polls_started;
 	int have_done;
-	scache_poll_info last;  /* the newest completed poll */
+	scache_poll_info last; /* the newest completed poll */
 	int have_ok;
 	uint64_t last_ok_started;
 	scache_reader_stats stats;
@@ -119,8 +119,8 @@ static void report_gap(scache_reader *r, const char *why)
 	pthread_mutex_lock(&r->mu);
 	r->stats.gaps++;
 	pthread_mutex_unlock(&r->mu);
-	fprintf(stderr, "libscache: stream '%s': gap: %s\n", kinesis_client_settings(r->c)->stream_name,
-	        why);
+	fprintf(stderr, "libscache: stream '%s': gap: %s\n",
+	        kinesis_client_settings(r->c)->stream_name, why);
 	if (r->cb.on_gap)
 		r->cb.on_gap(r->cb.arg, why);
 }
@@ -232,8 +232,9 @@ static scache_err list_shards(scache_reader *r, int initial, start_kind start)
 		if (res.err) {
 			if (res.fail == KINESIS_FAIL_NOTFOUND && !initial && nbodies == 0) {
 				if (!r->stream_missing) {
-					kinesis_fmt(why, sizeof why, "stream '%s' not found (deleted?): %s",
-					         st->stream_name, res.message);
+					kinesis_fmt(why, sizeof why,
+					            "stream '%s' not found (deleted?): %s",
+					            st->stream_name, res.message);
 					report_gap(r, why);
 					shards_clear(r);
 					r->stream_missing = 1;
@@ -244,6 +245,7 @@ static scache_err list_shards(scache_reader *r, int initial, start_kind start)
 			kinesis_result_clear(&res);
 			goto out;
 		}
+		/* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
 		json_object **nb = realloc(bodies, (nbodies + 1) * sizeof *nb);
 		if (!nb || kinesis_parse_shards(res.body, &ks, &nks, &token)) {
 			if (nb)
@@ -280,11 +282,12 @@ static scache_err list_shards(scache_reader *r, int initial, start_kind start)
 	for (size_t i = 0; i < total; i++) {
 		shard *s = shard_find(r, all[i].id);
 		if (s && all[i].starting_seq && s->start_seq[0] &&
-		    strcmp(s->start_seq, all[i].starting_seq)) {
-			kinesis_fmt(why, sizeof why,
-			         "stream '%s' was recreated (shard %s has a new starting sequence "
-			         "number)",
-			         st->stream_name, s->id);
+		    strcmp(s->start_seq, all[i].starting_seq) != 0) {
+			kinesis_fmt(
+			    why, sizeof why,
+			    "stream '%s' was recreated (shard %s has a new starting sequence "
+			    "number)",
+			    st->stream_name, s->id);
 			report_gap(r, why);
 			shards_clear(r);
 			initial = 1;
@@ -313,9 +316,10 @@ static scache_err list_shards(scache_reader *r, int initial, start_kind start)
 		if (s->listed)
 			continue;
 		if (!s->finished) {
-			kinesis_fmt(why, sizeof why, "shard %s of stream '%s' vanished before it was read "
-			         "to its end",
-			         s->id, st->stream_name);
+			kinesis_fmt(why, sizeof why,
+			            "shard %s of stream '%s' vanished before it was read "
+			            "to its end",
+			            s->id, st->stream_name);
 			report_gap(r, why);
 		}
 		shard_remove(r, i);
@@ -343,8 +347,10 @@ static size_t take_iterators(scache_reader *r)
 {
 	const kinesis_settings *st = kinesis_client_settings(r->c);
 	size_t m = 0, taken = 0;
+	/* arrays of pointers: NOLINTNEXTLINE(bugprone-sizeof-expression) */
 	shard **who = malloc((r->n ? r->n : 1) * sizeof *who);
-	json_object **reqs = calloc(r->n ? r->n : 1, sizeof *reqs);
+	json_object **reqs =
+	    calloc(r->n ? r->n : 1, sizeof *reqs); /* NOLINT(bugprone-sizeof-expression) */
 	kinesis_result *res = calloc(r->n ? r->n : 1, sizeof *res);
 	double *asked = calloc(r->n ? r->n : 1, sizeof *asked);
 	char why[400];
@@ -358,8 +364,8 @@ static size_t take_iterators(scache_reader *r)
 		if (s->iter || !shard_readable(r, s))
 			continue;
 		if (s->iter_tries++ >= MAX_ITER_RETRIES) {
-			kinesis_fmt(why, sizeof why, "shard %s: no usable iterator after %d tries", s->id,
-			         MAX_ITER_RETRIES);
+			kinesis_fmt(why, sizeof why, "shard %s: no usable iterator after %d tries",
+			            s->id, MAX_ITER_RETRIES);
 			poll_fail(r, SCACHE_ESERVICE, why);
 			continue;
 		}
@@ -400,16 +406,19 @@ static size_t take_iterators(scache_reader *r)
 			continue;
 		}
 		if (!res[k].err) {
-			poll_fail(r, SCACHE_ESERVICE, "GetShardIterator: answer without ShardIterator");
+			poll_fail(r, SCACHE_ESERVICE,
+			          "GetShardIterator: answer without ShardIterator");
 		} else if (res[k].fail == KINESIS_FAIL_INVALID && s->last_seq[0]) {
 			/* the position is trimmed away, or from an older stream of the same name */
-			kinesis_fmt(why, sizeof why, "shard %s: cannot resume after sequence number %s: %s",
-			         s->id, s->last_seq, res[k].message);
+			kinesis_fmt(why, sizeof why,
+			            "shard %s: cannot resume after sequence number %s: %s", s->id,
+			            s->last_seq, res[k].message);
 			report_gap(r, why);
 			shard_reset(s, START_TRIM_HORIZON);
 			taken++; /* progress: try again from TRIM_HORIZON */
 		} else if (res[k].fail == KINESIS_FAIL_NOTFOUND) {
-			r->need_list = 1; /* the next listing tells whether shard or stream is gone */
+			r->need_list =
+			    1; /* the next listing tells whether shard or stream is gone */
 			taken++;
 		} else {
 			poll_fail(r, res[k].err, res[k].message);
@@ -441,8 +450,10 @@ static void deliver_record(scache_reader *r, shard *s, json_object *rec)
 	r->cur->records++;
 	if (!seq) {
 		r->cur->bad_records++;
-		fprintf(stderr, "libscache: stream '%s' shard %s: record without sequence number "
-		        "skipped\n", st->stream_name, s->id);
+		fprintf(stderr,
+		        "libscache: stream '%s' shard %s: record without sequence number "
+		        "skipped\n",
+		        st->stream_name, s->id);
 		return;
 	}
 	if (data)
@@ -456,22 +467,25 @@ static void deliver_record(scache_reader *r, shard *s, json_object *rec)
 	if (err == SCACHE_OK) {
 		if (keys.bad) {
 			r->cur->bad_records++;
-			fprintf(stderr, "libscache: stream '%s' shard %s sequence %s: malformed record "
+			fprintf(stderr,
+			        "libscache: stream '%s' shard %s sequence %s: malformed record "
 			        "(%s): its %zu valid keys still invalidate\n",
 			        st->stream_name, s->id, seq, why, keys.n);
 		}
 		if (keys.n) {
 			if (r->cb.on_record)
-				r->cb.on_record(r->cb.arg, s->id, seq, (const char *const *)keys.keys,
-				                keys.lens, keys.n);
+				r->cb.on_record(r->cb.arg, s->id, seq,
+				                (const char *const *)keys.keys, keys.lens, keys.n);
 			if (r->cb.on_keys)
-				r->cb.on_keys(r->cb.arg, (const char *const *)keys.keys, keys.lens, keys.n);
+				r->cb.on_keys(r->cb.arg, (const char *const *)keys.keys, keys.lens,
+				              keys.n);
 		}
 		r->cur->keys += keys.n;
 		record_keys_clear(&keys);
 	} else {
 		r->cur->bad_records++;
-		fprintf(stderr, "libscache: stream '%s' shard %s sequence %s: malformed record "
+		fprintf(stderr,
+		        "libscache: stream '%s' shard %s sequence %s: malformed record "
 		        "skipped: %s\n",
 		        st->stream_name, s->id, seq, err == SCACHE_ENOMEM ? "out of memory" : why);
 	}
@@ -507,8 +521,8 @@ static void read_answer(scache_reader *r, shard *s, kinesis_result *res, double 
 		shard_finish(r, s); /* signals 1 and 2: the shard's end was reached */
 		return;
 	}
-	if (s->end_seq[0] && (n == 0 || (s->last_seq[0] &&
-	                                 kinesis_seq_cmp(s->last_seq, s->end_seq) >= 0))) {
+	if (s->end_seq[0] &&
+	    (n == 0 || (s->last_seq[0] && kinesis_seq_cmp(s->last_seq, s->end_seq) >= 0))) {
 		shard_finish(r, s); /* signal 3: closed per ListShards, nothing left */
 		return;
 	}
@@ -526,8 +540,10 @@ static int read_round(scache_reader *r)
 {
 	size_t m = 0;
 	int again = 0;
+	/* arrays of pointers: NOLINTNEXTLINE(bugprone-sizeof-expression) */
 	shard **who = malloc((r->n ? r->n : 1) * sizeof *who);
-	json_object **reqs = calloc(r->n ? r->n : 1, sizeof *reqs);
+	json_object **reqs =
+	    calloc(r->n ? r->n : 1, sizeof *reqs); /* NOLINT(bugprone-sizeof-expression) */
 	kinesis_result *res = calloc(r->n ? r->n : 1, sizeof *res);
 
 	if (!who || !reqs || !res) {
@@ -601,9 +617,9 @@ static void check_retention(scache_reader *r)
 		    now - s->last_good <= r->retention_s - r->retention_margin_s)
 			continue;
 		kinesis_fmt(why, sizeof why,
-		         "shard %s was last read %.0f s ago, longer than the stream's retention "
-		         "(%.0f s): records may have been trimmed",
-		         s->id, now - s->last_good, r->retention_s);
+		            "shard %s was last read %.0f s ago, longer than the stream's retention "
+		            "(%.0f s): records may have been trimmed",
+		            s->id, now - s->last_good, r->retention_s);
 		report_gap(r, why);
 		shard_reset(s, START_TRIM_HORIZON);
 	}
@@ -673,7 +689,8 @@ scache_err scache_reader_new(const scache_stream_config *config, scache_start_at
 	if (s.format != SCACHE_RECORD_SCACHE) {
 		kinesis_settings_clear(&s);
 		if (errbuf && errlen)
-			kinesis_fmt(errbuf, errlen, "record format %d is not implemented yet", (int)s.format);
+			kinesis_fmt(errbuf, errlen, "record format %d is not implemented yet",
+			            (int)s.format);
 		return SCACHE_ECONFIG;
 	}
 	r = calloc(1, sizeof *r);
@@ -719,8 +736,8 @@ scache_err scache_reader_new(const scache_stream_config *config, scache_start_at
 	if (!err) {
 		memset(&info, 0, sizeof info);
 		r->cur = &info;
-		err = list_shards(r, 1, start == SCACHE_START_LATEST ? START_LATEST
-		                                                     : START_TRIM_HORIZON);
+		err = list_shards(r, 1,
+		                  start == SCACHE_START_LATEST ? START_LATEST : START_TRIM_HORIZON);
 		if (!err) {
 			take_iterators(r);
 			err = info.err;
@@ -806,9 +823,10 @@ scache_err scache_reader_sync(scache_reader *r, uint64_t since_ns, uint64_t time
 				memset(info, 0, sizeof *info);
 				info->err = SCACHE_ETRANSPORT;
 				info->shared = 1;
-				kinesis_fmt(info->message, sizeof info->message,
-				         "timed out after %llu ms waiting for a poll of the stream",
-				         (unsigned long long)timeout_ms);
+				kinesis_fmt(
+				    info->message, sizeof info->message,
+				    "timed out after %llu ms waiting for a poll of the stream",
+				    (unsigned long long)timeout_ms);
 				return info->err;
 			}
 		} else {

@@ -68,8 +68,8 @@ static int is_rfc3339(const char *s, size_t len)
 	       s[i + 3] == ':' && digits(s + i + 4, 2);
 }
 
-static scache_err parse_scache(const unsigned char *data, size_t len, record_keys *out,
-                               char *why, size_t whylen)
+static scache_err parse_scache(const unsigned char *data, size_t len, record_keys *out, char *why,
+                               size_t whylen)
 {
 	json_tokener *tok = json_tokener_new();
 	json_object *o = NULL, *keys, *ts;
@@ -93,7 +93,8 @@ static scache_err parse_scache(const unsigned char *data, size_t len, record_key
 		say(why, whylen, "no \"keys\" array");
 		goto out;
 	}
-	if (!json_object_object_get_ex(o, "ts", &ts) || !json_object_is_type(ts, json_type_string) ||
+	if (!json_object_object_get_ex(o, "ts", &ts) ||
+	    !json_object_is_type(ts, json_type_string) ||
 	    !is_rfc3339(json_object_get_string(ts), (size_t)json_object_get_string_len(ts))) {
 		say(why, whylen, "no RFC 3339 \"ts\" string");
 		goto out;
@@ -155,12 +156,11 @@ static scache_err parse_unsupported(const unsigned char *data, size_t len, recor
 	return SCACHE_ERECORD;
 }
 
-typedef scache_err (*record_parser)(const unsigned char *, size_t, record_keys *, char *,
-                                    size_t);
+typedef scache_err (*record_parser)(const unsigned char *, size_t, record_keys *, char *, size_t);
 
 static const record_parser parsers[] = {
-	[SCACHE_RECORD_SCACHE] = parse_scache,
-	[SCACHE_RECORD_DYNAMODB] = parse_unsupported,
+    [SCACHE_RECORD_SCACHE] = parse_scache,
+    [SCACHE_RECORD_DYNAMODB] = parse_unsupported,
 };
 
 scache_err record_parse(scache_record_format fmt, const unsigned char *data, size_t len,
@@ -187,10 +187,11 @@ static size_t escape_at(const unsigned char *s, size_t len, size_t i, size_t *sk
 	static const char hex[] = "0123456789abcdef";
 	unsigned char ch = s[i];
 	*skip = 1;
-	if (ch == 0xe2 && i + 2 < len && s[i + 1] == 0x80 && (s[i + 2] == 0xa8 || s[i + 2] == 0xa9)) {
+	if (ch == 0xe2 && i + 2 < len && s[i + 1] == 0x80 &&
+	    (s[i + 2] == 0xa8 || s[i + 2] == 0xa9)) {
 		*skip = 3;
 		if (w)
-			memcpy(w, s[i + 2] == 0xa8 ? "\\u2028" : "\\u2029", 6);
+			memcpy(w, s[i + 2] == 0xa8 ? "\\u2028" : "\\u2029", 6); /* NOLINT */
 		return 6;
 	}
 	if (ch == '"' || ch == '\\') {
@@ -203,13 +204,13 @@ static size_t escape_at(const unsigned char *s, size_t len, size_t i, size_t *sk
 	if (ch == '\n' || ch == '\r' || ch == '\t') {
 		if (w) {
 			w[0] = '\\';
-			w[1] = ch == '\n' ? 'n' : ch == '\r' ? 'r' : 't';
+			w[1] = (char)(ch == '\n' ? 'n' : ch == '\r' ? 'r' : 't');
 		}
 		return 2;
 	}
 	if (ch < 0x20 || ch == '<' || ch == '>' || ch == '&') {
 		if (w) {
-			memcpy(w, "\\u00", 4);
+			memcpy(w, "\\u00", 4); /* NOLINT(bugprone-not-null-terminated-result) */
 			w[4] = hex[ch >> 4];
 			w[5] = hex[ch & 15];
 		}
@@ -295,8 +296,7 @@ size_t record_pack(const size_t *key_sizes, size_t n, size_t max_record_bytes,
 	size_t records = 0, size = 0;
 	for (size_t i = 0; i < n; i++) {
 		size_t add = key_sizes[i] + 1; /* with its comma (one too many: a safe bound) */
-		if (records == 0 ||
-		    size + add > max_record_bytes) {
+		if (records == 0 || size + add > max_record_bytes) {
 			starts[records++] = i;
 			size = RECORD_OVERHEAD_MAX + partition_key_len;
 		}

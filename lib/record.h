@@ -13,10 +13,10 @@
 
 /* The keys one record invalidates. Owned by the struct; free with record_keys_clear. */
 typedef struct record_keys {
-	char **keys;   /* NUL-terminated copies (a key may hold NUL bytes: use lens) */
+	char **keys; /* NUL-terminated copies (a key may hold NUL bytes: use lens) */
 	size_t *lens;
 	size_t n;
-	size_t bad;    /* keys of the record that were skipped as malformed data IDs */
+	size_t bad; /* keys of the record that were skipped as malformed data IDs */
 } record_keys;
 
 void record_keys_clear(record_keys *k);

@@ -22,7 +22,7 @@
 
 #define MAX_RULES 64
 #define MAX_CONNS 64
-#define MAX_MSG ((size_t)32 << 20)
+#define MAX_MSG   ((size_t)32 << 20)
 
 typedef struct rule {
 	char op[64];
@@ -248,15 +248,18 @@ static void *serve(void *arg)
 		int rc = 0;
 		switch (f.kind) {
 		case FAULT_THROTTLE:
-			rc = answer(c->fd, 400, "{\"__type\":\"ProvisionedThroughputExceededException\","
-			                        "\"message\":\"Rate exceeded for shard (faultproxy)\"}");
+			rc = answer(c->fd, 400,
+			            "{\"__type\":\"ProvisionedThroughputExceededException\","
+			            "\"message\":\"Rate exceeded for shard (faultproxy)\"}");
 			break;
 		case FAULT_500:
-			rc = answer(c->fd, 500, "{\"__type\":\"InternalFailure\",\"message\":\"faultproxy\"}");
+			rc = answer(c->fd, 500,
+			            "{\"__type\":\"InternalFailure\",\"message\":\"faultproxy\"}");
 			break;
 		case FAULT_EXPIRED:
-			rc = answer(c->fd, 400, "{\"__type\":\"ExpiredIteratorException\","
-			                        "\"message\":\"Iterator expired (faultproxy)\"}");
+			rc = answer(c->fd, 400,
+			            "{\"__type\":\"ExpiredIteratorException\","
+			            "\"message\":\"Iterator expired (faultproxy)\"}");
 			break;
 		case FAULT_DROP:
 			rc = -1;

@@ -90,8 +90,9 @@ int kinesalite_start(kinesalite *k, char *err, size_t errlen)
 	char cli[1024], port_s[16]; /* cli: kinesalite's index.js */
 	memset(k, 0, sizeof *k);
 	if (find_cli(cli, sizeof cli)) {
-		say(err, errlen, "kinesalite not found: run scripts/install-deps.sh (or set "
-		                 "SCACHE_SOURCE_ROOT to the source tree)");
+		say(err, errlen,
+		    "kinesalite not found: run scripts/install-deps.sh (or set "
+		    "SCACHE_SOURCE_ROOT to the source tree)");
 		return -1;
 	}
 	for (int attempt = 0; attempt < 3; attempt++) {
@@ -217,7 +218,8 @@ int kinesalite_call(const char *endpoint, const char *op, const char *json, char
 	} else {
 		rc = 0;
 		if (answer) {
-			*answer = strdup(json_object_to_json_string_ext(res.body, JSON_C_TO_STRING_PLAIN));
+			*answer = strdup(
+			    json_object_to_json_string_ext(res.body, JSON_C_TO_STRING_PLAIN));
 			if (!*answer)
 				rc = -1;
 		}
@@ -267,8 +269,7 @@ int kinesalite_create_stream(const kinesalite *k, const char *stream, int shards
 	return kinesalite_wait_active(k, stream, err, errlen);
 }
 
-int kinesalite_delete_stream(const kinesalite *k, const char *stream, char *err,
-                             size_t errlen)
+int kinesalite_delete_stream(const kinesalite *k, const char *stream, char *err, size_t errlen)
 {
 	char body[256], status[32], e2[256];
 	snprintf(body, sizeof body, "{\"StreamName\":\"%s\"}", stream);

@@ -28,9 +28,9 @@
 #include "scache/stream.h"
 
 typedef struct kinesalite {
-	pid_t pid;           /* node's process, 0 when stopped */
+	pid_t pid; /* node's process, 0 when stopped */
 	int port;
-	char endpoint[64];   /* "http://127.0.0.1:<port>" */
+	char endpoint[64]; /* "http://127.0.0.1:<port>" */
 } kinesalite;
 
 /*
@@ -66,8 +66,7 @@ int kinesalite_create_stream(const kinesalite *k, const char *stream, int shards
                              size_t errlen);
 
 /* kinesalite_delete_stream: DeleteStream, then wait until it is gone. */
-int kinesalite_delete_stream(const kinesalite *k, const char *stream, char *err,
-                             size_t errlen);
+int kinesalite_delete_stream(const kinesalite *k, const char *stream, char *err, size_t errlen);
 
 /* kinesalite_wait_active: wait (up to 10 s) until the stream is ACTIVE again (after a
  * split or merge). */

@@ -391,8 +391,9 @@ Test(live, split_and_merge_mid_run_lose_nothing_and_read_parents_first)
 		snprintf(id, sizeof id, "m%d", i);
 		publish1(p, id);
 	}
-	admin("MergeShards", "{\"StreamName\":\"reshard\",\"ShardToMerge\":\"shardId-000000000001\","
-	                     "\"AdjacentShardToMerge\":\"shardId-000000000002\"}");
+	admin("MergeShards",
+	      "{\"StreamName\":\"reshard\",\"ShardToMerge\":\"shardId-000000000001\","
+	      "\"AdjacentShardToMerge\":\"shardId-000000000002\"}");
 	cr_assert_eq(kinesalite_wait_active(&K, "reshard", NULL, 0), 0);
 	for (int i = 0; i < 6; i++) {
 		snprintf(id, sizeof id, "n%d", i);
@@ -498,15 +499,15 @@ Test(live, malformed_records_are_counted_and_skipped)
 	scache_reader *r = reader_on(&cfg, &s, SCACHE_START_LATEST);
 	scache_publisher *p = publisher_on(&cfg);
 	const char *bad[] = {
-		"not json at all",
-		"{\"keys\":\"id=1&s=a&t=data.ID\",\"ts\":\"2026-11-24T13:26:26Z\"}",
-		"{\"keys\":[\"id=%zz&s=a&t=data.ID\"],\"ts\":\"2026-11-24T13:26:26Z\"}",
-		"\xff\xfe\x00\x01",
+	    "not json at all",
+	    "{\"keys\":\"id=1&s=a&t=data.ID\",\"ts\":\"2026-11-24T13:26:26Z\"}",
+	    "{\"keys\":[\"id=%zz&s=a&t=data.ID\"],\"ts\":\"2026-11-24T13:26:26Z\"}",
+	    "\xff\xfe\x00\x01",
 	};
 	publish1(p, "good1");
 	for (size_t i = 0; i < 4; i++)
-		cr_assert_eq(kinesalite_put_raw(&K, "bad", bad[i], i == 3 ? 4 : strlen(bad[i]), NULL, 0,
-		                                NULL, 0),
+		cr_assert_eq(kinesalite_put_raw(&K, "bad", bad[i], i == 3 ? 4 : strlen(bad[i]),
+		                                NULL, 0, NULL, 0),
 		             0);
 	/* Go's encoder writes & as \u0026: read as any other */
 	const char *go = "{\"keys\":[\"id=go\\u0026s=db.t.id\\u0026t=data.ID\"],"
@@ -728,9 +729,10 @@ Test(live, publish_retries_only_failed_entries)
 	scache_publisher *p;
 	scache_reader *r = proxied("part", 1, &cfg, &s, &p);
 
-	faultproxy_add(P, "PutRecords", FAULT_CANNED, 1, 200,
-	               "{\"FailedRecordCount\":1,\"Records\":[{\"ErrorCode\":"
-	               "\"ProvisionedThroughputExceededException\",\"ErrorMessage\":\"Rate exceeded\"}]}");
+	faultproxy_add(
+	    P, "PutRecords", FAULT_CANNED, 1, 200,
+	    "{\"FailedRecordCount\":1,\"Records\":[{\"ErrorCode\":"
+	    "\"ProvisionedThroughputExceededException\",\"ErrorMessage\":\"Rate exceeded\"}]}");
 	publish1(p, "retried");
 	cr_assert_eq(faultproxy_requests(P, "PutRecords"), 2);
 	sync_ok(r);
@@ -1083,7 +1085,8 @@ Test(live, ending_sequence_number_in_list_shards_ends_a_shard)
 	seen_init(&s);
 	cfg.list_shards_interval_ms = 1;
 	scache_reader_callbacks cb = {.on_keys = on_keys, .on_gap = on_gap, .arg = &s};
-	cr_assert_eq(scache_reader_new(&cfg, SCACHE_START_TRIM_HORIZON, &cb, &r, NULL, 0), SCACHE_OK);
+	cr_assert_eq(scache_reader_new(&cfg, SCACHE_START_TRIM_HORIZON, &cb, &r, NULL, 0),
+	             SCACHE_OK);
 	/* reading the parent from TRIM_HORIZON: p0 and then an empty page that still carries
 	 * an iterator, as an implementation without the other two signals answers */
 	faultproxy_add(P, "GetRecords", FAULT_CANNED, 1, 200,

@@ -22,7 +22,7 @@
 #include "scache/scache.h"
 
 #define THREADS 6
-#define ROUNDS 25
+#define ROUNDS  25
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static char *delivered[THREADS * ROUNDS * 2];
@@ -56,7 +56,7 @@ typedef struct worker {
 	int index;
 	scache_reader *reader;
 	scache_publisher *publisher;
-	int stale;      /* syncs after which the caller's key was missing */
+	int stale; /* syncs after which the caller's key was missing */
 	int errors;
 	int shared;
 	char message[300];

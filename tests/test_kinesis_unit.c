@@ -33,21 +33,22 @@ Test(request, list_shards_names_the_stream_or_only_the_token)
 
 Test(request, get_shard_iterator_types)
 {
-	json_object *a = kinesis_req_get_shard_iterator("s", "shardId-000000000001", "LATEST",
-	                                                NULL, 0);
+	json_object *a =
+	    kinesis_req_get_shard_iterator("s", "shardId-000000000001", "LATEST", NULL, 0);
 	json_object *b = kinesis_req_get_shard_iterator("s", "shardId-000000000001",
 	                                                "AFTER_SEQUENCE_NUMBER", "4959", 0);
-	json_object *c = kinesis_req_get_shard_iterator("s", "shardId-000000000001",
-	                                                "AT_TIMESTAMP", NULL, 1732451186.5);
-	json_object *d = kinesis_req_get_shard_iterator("s", "shardId-000000000001",
-	                                                "TRIM_HORIZON", "4959", 0);
+	json_object *c = kinesis_req_get_shard_iterator("s", "shardId-000000000001", "AT_TIMESTAMP",
+	                                                NULL, 1732451186.5);
+	json_object *d =
+	    kinesis_req_get_shard_iterator("s", "shardId-000000000001", "TRIM_HORIZON", "4959", 0);
 	cr_assert_str_eq(plain(a), "{\"StreamName\":\"s\",\"ShardId\":\"shardId-000000000001\","
 	                           "\"ShardIteratorType\":\"LATEST\"}");
 	cr_assert_str_eq(plain(b), "{\"StreamName\":\"s\",\"ShardId\":\"shardId-000000000001\","
 	                           "\"ShardIteratorType\":\"AFTER_SEQUENCE_NUMBER\","
 	                           "\"StartingSequenceNumber\":\"4959\"}");
-	cr_assert_str_eq(plain(c), "{\"StreamName\":\"s\",\"ShardId\":\"shardId-000000000001\","
-	                           "\"ShardIteratorType\":\"AT_TIMESTAMP\",\"Timestamp\":1732451186.5}");
+	cr_assert_str_eq(plain(c),
+	                 "{\"StreamName\":\"s\",\"ShardId\":\"shardId-000000000001\","
+	                 "\"ShardIteratorType\":\"AT_TIMESTAMP\",\"Timestamp\":1732451186.5}");
 	/* TRIM_HORIZON never carries a sequence number (the service rejects it) */
 	cr_assert_str_eq(plain(d), "{\"StreamName\":\"s\",\"ShardId\":\"shardId-000000000001\","
 	                           "\"ShardIteratorType\":\"TRIM_HORIZON\"}");
@@ -97,7 +98,8 @@ Test(request, endpoint_in_messages_never_shows_userinfo)
 Test(request, sigv4_parameter)
 {
 	char b[64];
-	cr_assert_str_eq(kinesis_sigv4_param("eu-west-1", b, sizeof b), "aws:amz:eu-west-1:kinesis");
+	cr_assert_str_eq(kinesis_sigv4_param("eu-west-1", b, sizeof b),
+	                 "aws:amz:eu-west-1:kinesis");
 }
 
 /* ---- errors ------------------------------------------------------------------------- */
@@ -184,11 +186,12 @@ Test(backoff, jitter_spreads)
 
 Test(base64, round_trip_and_padding)
 {
-	const char *cases[][2] = {{"", ""}, {"f", "Zg=="}, {"fo", "Zm8="}, {"foo", "Zm9v"},
-	                          {"foob", "Zm9vYg=="}, {"\xff\xfe\x00z", NULL}};
+	const char *cases[][2] = {{"", ""},        {"f", "Zg=="},        {"fo", "Zm8="},
+	                          {"foo", "Zm9v"}, {"foob", "Zm9vYg=="}, {"\xff\xfe\x00z", NULL}};
 	for (size_t i = 0; i < 5; i++) {
 		size_t n;
-		char *e = kinesis_b64_encode((const unsigned char *)cases[i][0], strlen(cases[i][0]), &n);
+		char *e =
+		    kinesis_b64_encode((const unsigned char *)cases[i][0], strlen(cases[i][0]), &n);
 		cr_assert_str_eq(e, cases[i][1]);
 		unsigned char *d = kinesis_b64_decode(e, n, &n);
 		cr_assert_eq(n, strlen(cases[i][0]));
@@ -228,8 +231,9 @@ Test(sequence, numeric_comparison)
 
 static void clear_env(void)
 {
-	const char *v[] = {"AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID",
-	                   "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL_KINESIS",
+	const char *v[] = {"AWS_REGION",        "AWS_DEFAULT_REGION",
+	                   "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+	                   "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL_KINESIS",
 	                   "AWS_ENDPOINT_URL"};
 	for (size_t i = 0; i < sizeof v / sizeof v[0]; i++)
 		unsetenv(v[i]);
@@ -312,10 +316,15 @@ Test(settings, missing_pieces_are_named_and_secrets_never_shown, .init = clear_e
 Test(settings, transport_errors_do_not_show_credentials, .init = clear_env)
 {
 	/* nothing listens on port 1 of loopback: a connection error, retried, then reported */
-	scache_stream_config cfg = {.stream_name = "s", .region = "us-east-1",
-	                            .endpoint = "http://127.0.0.1:1", .access_key_id = "AKIDSHOWN",
-	                            .secret_access_key = "never-in-messages", .session_token = "tok-never",
-	                            .max_retries = 2, .backoff_base_ms = 1, .backoff_max_ms = 2};
+	scache_stream_config cfg = {.stream_name = "s",
+	                            .region = "us-east-1",
+	                            .endpoint = "http://127.0.0.1:1",
+	                            .access_key_id = "AKIDSHOWN",
+	                            .secret_access_key = "never-in-messages",
+	                            .session_token = "tok-never",
+	                            .max_retries = 2,
+	                            .backoff_base_ms = 1,
+	                            .backoff_max_ms = 2};
 	kinesis_settings s;
 	kinesis_client *c;
 	kinesis_result r;
@@ -346,8 +355,9 @@ Test(records, scache_record_of_go_with_escaped_ampersands)
 {
 	record_keys k;
 	char why[128];
-	const char *go = "{\"keys\":[\"id=12345\\u0026s=db.table.id\\u0026t=data.ID\","
-	                 "\"id=9&s=db.table.id&t=data.ID\"],\"ts\":\"2026-11-24T13:26:26.241701753Z\"}";
+	const char *go =
+	    "{\"keys\":[\"id=12345\\u0026s=db.table.id\\u0026t=data.ID\","
+	    "\"id=9&s=db.table.id&t=data.ID\"],\"ts\":\"2026-11-24T13:26:26.241701753Z\"}";
 	cr_assert_eq(parse(go, &k, why), SCACHE_OK);
 	cr_assert_eq(k.n, 2);
 	cr_assert_eq(k.bad, 0);
@@ -355,7 +365,8 @@ Test(records, scache_record_of_go_with_escaped_ampersands)
 	cr_assert_eq(k.lens[0], strlen("id=12345&s=db.table.id&t=data.ID"));
 	cr_assert_str_eq(k.keys[1], "id=9&s=db.table.id&t=data.ID");
 	record_keys_clear(&k);
-	cr_assert_eq(parse("{\"keys\":[],\"ts\":\"2026-11-24T13:26:26+01:00\"}", &k, why), SCACHE_OK);
+	cr_assert_eq(parse("{\"keys\":[],\"ts\":\"2026-11-24T13:26:26+01:00\"}", &k, why),
+	             SCACHE_OK);
 	cr_assert_eq(k.n, 0);
 	record_keys_clear(&k);
 }
@@ -368,11 +379,13 @@ Test(records, malformed_records_are_refused_with_a_reason)
 	cr_assert_str_eq(why, "not valid JSON");
 	cr_assert_eq(parse("{\"keys\":[]", &k, why), SCACHE_ERECORD);
 	cr_assert_str_eq(why, "not valid JSON");
-	cr_assert_eq(parse("{\"keys\":[],\"ts\":\"2026-11-24T13:26:26Z\"} x", &k, why), SCACHE_ERECORD);
+	cr_assert_eq(parse("{\"keys\":[],\"ts\":\"2026-11-24T13:26:26Z\"} x", &k, why),
+	             SCACHE_ERECORD);
 	cr_assert_eq(parse("[1,2]", &k, why), SCACHE_ERECORD);
 	cr_assert_str_eq(why, "not a JSON object");
-	cr_assert_eq(parse("{\"keys\":\"id=1&s=a&t=data.ID\",\"ts\":\"2026-11-24T13:26:26Z\"}", &k, why),
-	             SCACHE_ERECORD);
+	cr_assert_eq(
+	    parse("{\"keys\":\"id=1&s=a&t=data.ID\",\"ts\":\"2026-11-24T13:26:26Z\"}", &k, why),
+	    SCACHE_ERECORD);
 	cr_assert_str_eq(why, "no \"keys\" array");
 	cr_assert_eq(parse("{\"keys\":[]}", &k, why), SCACHE_ERECORD);
 	cr_assert_str_eq(why, "no RFC 3339 \"ts\" string");
@@ -403,7 +416,8 @@ Test(records, build_matches_go_byte_for_byte)
 	char *out;
 	size_t len;
 	/* 2026-11-24T13:26:26.241701753Z */
-	cr_assert_eq(record_build_scache(keys, lens, 2, 1795526786241701753LL, &out, &len), SCACHE_OK);
+	cr_assert_eq(record_build_scache(keys, lens, 2, 1795526786241701753LL, &out, &len),
+	             SCACHE_OK);
 	cr_assert_str_eq(out, "{\"keys\":[\"id=12345\\u0026s=db.table.id\\u0026t=data.ID\","
 	                      "\"id=a+b%2Fc\\u0026s=x\\u0026t=data.ID\"],"
 	                      "\"ts\":\"2026-11-24T13:26:26.241701753Z\"}");
@@ -412,7 +426,8 @@ Test(records, build_matches_go_byte_for_byte)
 	/* record_key_size counts exactly what the builder writes */
 	size_t want = 9 + 8 + 20 + 2 + 1 + record_key_size(keys[0], lens[0]) +
 	              record_key_size(keys[1], lens[1]);
-	cr_assert_eq(record_build_scache(keys, lens, 2, 1795526786000000000LL, &out, &len), SCACHE_OK);
+	cr_assert_eq(record_build_scache(keys, lens, 2, 1795526786000000000LL, &out, &len),
+	             SCACHE_OK);
 	cr_assert_eq(len, want);
 	cr_assert(strstr(out, "\"ts\":\"2026-11-24T13:26:26Z\""), "%s", out);
 	free(out);
@@ -437,10 +452,12 @@ Test(records, built_records_parse_back)
 	char *out, why[128];
 	size_t len;
 	record_keys k;
-	cr_assert_eq(record_build_scache(keys, lens, 1, 1795526786241701000LL, &out, &len), SCACHE_OK);
-	cr_assert(strstr(out, ".241701Z"), "%s", out);
-	cr_assert_eq(record_parse(SCACHE_RECORD_SCACHE, (unsigned char *)out, len, &k, why, sizeof why),
+	cr_assert_eq(record_build_scache(keys, lens, 1, 1795526786241701000LL, &out, &len),
 	             SCACHE_OK);
+	cr_assert(strstr(out, ".241701Z"), "%s", out);
+	cr_assert_eq(
+	    record_parse(SCACHE_RECORD_SCACHE, (unsigned char *)out, len, &k, why, sizeof why),
+	    SCACHE_OK);
 	cr_assert_eq(k.n, 1);
 	cr_assert_str_eq(k.keys[0], keys[0]);
 	record_keys_clear(&k);
@@ -454,7 +471,8 @@ Test(packing, keys_into_records_within_one_mebibyte_with_the_partition_key)
 	size_t n = 3000, *sizes = malloc(n * sizeof *sizes), *starts = malloc(n * sizeof *starts);
 	for (size_t i = 0; i < n; i++)
 		sizes[i] = 1000;
-	size_t r = record_pack(sizes, n, PUBLISH_RECORD_MAX_BYTES, PUBLISH_PARTITION_KEY_LEN, starts);
+	size_t r =
+	    record_pack(sizes, n, PUBLISH_RECORD_MAX_BYTES, PUBLISH_PARTITION_KEY_LEN, starts);
 	/* (1 MiB - 50 - 64) / 1001 = 1047 keys per record */
 	cr_assert_eq(r, 3);
 	cr_assert_eq(starts[0], 0);

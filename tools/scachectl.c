@@ -32,31 +32,31 @@ static int cmd_publish(int argc, char **argv);
 static int cmd_tail(int argc, char **argv);
 
 static const command commands[] = {
-	{"publish", cmd_publish, "publish one invalidation of SOURCE's IDs"},
-	{"tail", cmd_tail, "print every invalidated ID as it arrives"},
-	{"report", scachectl_report, "summarize efficiency logs: scachectl report [FILE...]"},
+    {"publish", cmd_publish, "publish one invalidation of SOURCE's IDs"},
+    {"tail", cmd_tail, "print every invalidated ID as it arrives"},
+    {"report", scachectl_report, "summarize efficiency logs: scachectl report [FILE...]"},
 };
 
 static const char publish_usage[] =
-	"usage: scachectl publish [--stream NAME] SOURCE ID [ID...]\n"
-	"\n"
-	"Publish one invalidation record for the data IDs (SOURCE, ID) and print, for each\n"
-	"record written, its shard and sequence number: SHARD<TAB>SEQUENCE.\n"
-	"\n"
-	"  -s, --stream NAME   Kinesis stream (default: $SCACHE_STREAM)\n"
-	"  -h, --help          this help\n";
+    "usage: scachectl publish [--stream NAME] SOURCE ID [ID...]\n"
+    "\n"
+    "Publish one invalidation record for the data IDs (SOURCE, ID) and print, for each\n"
+    "record written, its shard and sequence number: SHARD<TAB>SEQUENCE.\n"
+    "\n"
+    "  -s, --stream NAME   Kinesis stream (default: $SCACHE_STREAM)\n"
+    "  -h, --help          this help\n";
 
 static const char tail_usage[] =
-	"usage: scachectl tail [--stream NAME] [--from latest|trim-horizon] [--interval MS]\n"
-	"\n"
-	"Print every invalidated data ID as it arrives, one line each:\n"
-	"SOURCE<TAB>ID<TAB>SHARD<TAB>SEQUENCE, until interrupted (SIGINT or SIGTERM, exit 0).\n"
-	"\n"
-	"  -s, --stream NAME   Kinesis stream (default: $SCACHE_STREAM)\n"
-	"  -f, --from WHERE    latest (default) or trim-horizon\n"
-	"  -i, --interval MS   pause between polls when caught up (default 1000; the service\n"
-	"                      allows 5 reads per second per shard for all readers together)\n"
-	"  -h, --help          this help\n";
+    "usage: scachectl tail [--stream NAME] [--from latest|trim-horizon] [--interval MS]\n"
+    "\n"
+    "Print every invalidated data ID as it arrives, one line each:\n"
+    "SOURCE<TAB>ID<TAB>SHARD<TAB>SEQUENCE, until interrupted (SIGINT or SIGTERM, exit 0).\n"
+    "\n"
+    "  -s, --stream NAME   Kinesis stream (default: $SCACHE_STREAM)\n"
+    "  -f, --from WHERE    latest (default) or trim-horizon\n"
+    "  -i, --interval MS   pause between polls when caught up (default 1000; the service\n"
+    "                      allows 5 reads per second per shard for all readers together)\n"
+    "  -h, --help          this help\n";
 
 static void usage(FILE *f)
 {
@@ -80,9 +80,9 @@ static void config_from_env(scache_stream_config *cfg, const char *stream)
 static int cmd_publish(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"stream", required_argument, NULL, 's'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+	    {"stream", required_argument, NULL, 's'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	const char *stream = NULL;
 	int c;
@@ -140,13 +140,15 @@ static int cmd_publish(int argc, char **argv)
 	for (size_t i = 0; i < n; i++) {
 		if (res[i].err != SCACHE_OK) {
 			fprintf(stderr, "scachectl publish: %s %s: %s (%s)\n", source,
-			        argv[optind + 1 + (int)i], scache_strerror(res[i].err), res[i].message);
+			        argv[optind + 1 + (int)i], scache_strerror(res[i].err),
+			        res[i].message);
 			continue;
 		}
 		/* one line per record: keys of one record share its sequence number */
 		int seen = 0;
 		for (size_t j = 0; j < i && !seen; j++)
-			seen = res[j].err == SCACHE_OK && !strcmp(res[j].sequence, res[i].sequence) &&
+			seen = res[j].err == SCACHE_OK &&
+			       !strcmp(res[j].sequence, res[i].sequence) &&
 			       !strcmp(res[j].shard_id, res[i].shard_id);
 		if (!seen)
 			printf("%s\t%s\n", res[i].shard_id, res[i].sequence);
@@ -213,11 +215,11 @@ static void tail_gap(void *arg, const char *why)
 static int cmd_tail(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"stream", required_argument, NULL, 's'},
-		{"from", required_argument, NULL, 'f'},
-		{"interval", required_argument, NULL, 'i'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+	    {"stream", required_argument, NULL, 's'},
+	    {"from", required_argument, NULL, 'f'},
+	    {"interval", required_argument, NULL, 'i'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	const char *stream = NULL;
 	scache_start_at from = SCACHE_START_LATEST;
@@ -237,7 +239,8 @@ static int cmd_tail(int argc, char **argv)
 			} else if (!strcmp(optarg, "trim-horizon")) {
 				from = SCACHE_START_TRIM_HORIZON;
 			} else {
-				fprintf(stderr, "scachectl tail: --from takes latest or trim-horizon\n");
+				fprintf(stderr,
+				        "scachectl tail: --from takes latest or trim-horizon\n");
 				return EXIT_USAGE;
 			}
 			break;
@@ -285,8 +288,8 @@ static int cmd_tail(int argc, char **argv)
 		scache_poll_info info;
 		e = scache_reader_sync(reader, scache_now_ns(NULL), 0, &info);
 		if (e) {
-			fprintf(stderr, "scachectl tail: %s\n", info.message[0] ? info.message
-			                                                        : scache_strerror(e));
+			fprintf(stderr, "scachectl tail: %s\n",
+			        info.message[0] ? info.message : scache_strerror(e));
 			if (++failures >= 10) {
 				scache_reader_free(reader);
 				return 1;
