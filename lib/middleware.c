@@ -397,9 +397,19 @@ scache_err scache_middleware_new_with_ops(const scache_middleware_config *config
 	mw->ops = *ops;
 	mw->min_interval_ns = 1000000000ull / mw->cfg.max_polls_per_second;
 	uint64_t now = scache_now_ns(NULL);
-	/* The reader was positioned when it was created: that counts as caught up. */
+	/* The reader was positioned when it was created: that counts as caught up. Without
+	 * a stream, staleness counts from now too (what /healthz and summaries show). */
 	mw->last_ok_ns = now;
 	mw->last_done_ns = now;
+	if (ops->unavailable) {
+		/* Bypassed from the start: nothing is cached until the poller has connected,
+		 * so the cache is empty then and a reader positioned at that moment misses
+		 * nothing that matters. The first retry comes after the failure back-off. */
+		mw->bypassing = 1;
+		mw->want = 1;
+		mw->last_start_ns = now;
+		mw->backoff_ns = mw->min_interval_ns;
+	}
 	mw->period_start_ns = now;
 	mw->next_summary_ns = now + (uint64_t)mw->cfg.summary_interval_s * 1000000000ull;
 	pthread_mutex_init(&mw->mu, NULL);
@@ -407,6 +417,14 @@ scache_err scache_middleware_new_with_ops(const scache_middleware_config *config
 	pthread_mutex_init(&mw->flight_mu, NULL);
 	pthread_mutex_init(&mw->stats_mu, NULL);
 	pthread_mutex_init(&mw->log_mu, NULL);
+	if (ops->unavailable) {
+		char msg[640];
+		snprintf(msg, sizeof msg,
+		         "the stream cannot be read yet (%s): bypassing the cache and retrying "
+		         "until it can",
+		         ops->unavailable);
+		efficiency_warning(mw, msg);
+	}
 	if (init_cond(&mw->wake) || init_cond(&mw->poll_done) ||
 	    pthread_create(&mw->poller, NULL, poller_main, mw)) {
 		set_err(errbuf, errlen, "middleware: cannot start the poller thread");

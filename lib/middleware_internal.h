@@ -20,6 +20,12 @@
  * scache_middleware_apply_gap() before it returns; it fills *info (calls, err). Only the
  * poller thread calls drain. publish() stores n keys on the stream (SCACHE_OK only if all
  * were stored); any thread. destroy() (may be NULL) frees arg at scache_middleware_free.
+ *
+ * unavailable (may be NULL): the stream could not be reached when the stream was set up,
+ * and this says why. The middleware then starts with the cache bypassed, logs it as one
+ * warning, and polls at the failure back-off pace; drain() keeps trying to connect and
+ * returns SCACHE_OK once connected (and positioned), which ends the bypass. Read only
+ * during scache_middleware_new_with_ops().
  */
 typedef struct scache_stream_ops {
 	scache_err (*drain)(void *arg, scache_middleware *mw, uint64_t since_ns,
@@ -27,6 +33,7 @@ typedef struct scache_stream_ops {
 	scache_err (*publish)(void *arg, const char *const *keys, const size_t *lens, size_t n);
 	void (*destroy)(void *arg);
 	void *arg;
+	const char *unavailable;
 } scache_stream_ops;
 
 /* scache_middleware_new_with_ops: scache_middleware_new() over any stream (config.stream

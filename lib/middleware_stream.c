@@ -3,9 +3,17 @@
  * gaps go to the middleware) and the publisher into the middleware's stream interface.
  * Kept apart from middleware.c so the middleware can be built and unit-tested with a
  * stand-in stream.
+ *
+ * Startup never depends on the stream being up. The publisher makes no call when it is
+ * created, so it checks the configuration (stream name, region, credentials) and a
+ * mistake there fails scache_middleware_new at once. Creating the reader lists the
+ * shards; when that fails for any other reason (stream unreachable, throttled, not yet
+ * created), the middleware starts with the cache bypassed and the poller thread retries
+ * creating the reader on each poll, at the failure back-off pace, until it succeeds.
  */
 #include "middleware_internal.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,9 +21,10 @@
  * created. Only the middleware's poller thread polls, through stream_drain, which hands
  * the middleware to the callbacks through the box before each poll. */
 typedef struct stream_box {
-	scache_reader *reader;
-	scache_publisher *publisher;
-	scache_middleware *mw; /* written and read by the poller thread only */
+	scache_reader *reader;       /* NULL until the stream could be reached; poller only */
+	scache_publisher *publisher; /* created at startup, any thread */
+	scache_middleware *mw;       /* written and read by the poller thread only */
+	scache_stream_config config; /* a copy with copied strings, to create it later */
 } stream_box;
 
 static void box_keys(void *arg, const char *const *keys, const size_t *lens, size_t n)
@@ -32,11 +41,31 @@ static void box_gap(void *arg, const char *why)
 		scache_middleware_apply_gap(box->mw, why);
 }
 
+/* Create the reader late, from the poller. It starts at LATEST whatever start_at says:
+ * while it did not exist the cache was bypassed, so nothing was cached and the cache is
+ * empty now; records older than this moment cannot invalidate anything in it. */
+static scache_err stream_connect(stream_box *box, scache_poll_info *info)
+{
+	scache_reader_callbacks cb = {.on_keys = box_keys, .on_gap = box_gap, .arg = box};
+	scache_err err = scache_reader_new(&box->config, SCACHE_START_LATEST, &cb, &box->reader,
+	                                   info->message, sizeof info->message);
+	scache_reader_stats st;
+	scache_reader_stats_get(box->reader, &st); /* zeroed when the reader is NULL */
+	info->calls = st.calls;
+	info->err = err;
+	if (!err)
+		info->message[0] = '\0';
+	return err;
+}
+
 static scache_err stream_drain(void *arg, scache_middleware *mw, uint64_t since_ns,
                                scache_poll_info *info)
 {
 	stream_box *box = arg;
 	box->mw = mw;
+	/* Being positioned counts as caught up, as for a reader created at startup. */
+	if (!box->reader)
+		return stream_connect(box, info);
 	scache_reader_stats before, after;
 	scache_reader_stats_get(box->reader, &before);
 	scache_err err = scache_reader_sync(box->reader, since_ns, 0, info);
@@ -54,6 +83,44 @@ static scache_err stream_publish(void *arg, const char *const *keys, const size_
 	return scache_publish_keys(box->publisher, keys, lens, n, NULL);
 }
 
+/* The string fields of a stream config, to copy and free them together. */
+static const char **config_field(scache_stream_config *c, size_t i)
+{
+	const char **fields[] = {&c->stream_name,       &c->region,
+	                         &c->endpoint,          &c->access_key_id,
+	                         &c->secret_access_key, &c->session_token};
+	return i < sizeof fields / sizeof fields[0] ? fields[i] : NULL;
+}
+
+static void config_clear(scache_stream_config *c)
+{
+	const char **f;
+	for (size_t i = 0; (f = config_field(c, i)) != NULL; i++) {
+		if (*f) {
+			char *p = (char *)*f;
+			explicit_bzero(p, strlen(p)); /* secrets do not linger in freed memory */
+			free(p);
+			*f = NULL;
+		}
+	}
+}
+
+static scache_err config_copy(scache_stream_config *dst, const scache_stream_config *src)
+{
+	*dst = *src;
+	const char **f;
+	for (size_t i = 0; (f = config_field(dst, i)) != NULL; i++)
+		*f = NULL;
+	for (size_t i = 0; (f = config_field(dst, i)) != NULL; i++) {
+		const char *from = *config_field((scache_stream_config *)src, i);
+		if (from && !(*f = strdup(from))) {
+			config_clear(dst);
+			return SCACHE_ENOMEM;
+		}
+	}
+	return SCACHE_OK;
+}
+
 static void stream_destroy(void *arg)
 {
 	stream_box *box = arg;
@@ -61,7 +128,14 @@ static void stream_destroy(void *arg)
 		return;
 	scache_reader_free(box->reader);
 	scache_publisher_free(box->publisher);
+	config_clear(&box->config);
 	free(box);
+}
+
+/* Errors of scache_reader_new that a later attempt cannot fix: fail at startup. */
+static int reader_error_is_final(scache_err err)
+{
+	return err == SCACHE_ECONFIG || err == SCACHE_EINVAL || err == SCACHE_ENOMEM;
 }
 
 scache_err scache_middleware_new(const scache_middleware_config *config, scache_middleware **out,
@@ -90,18 +164,33 @@ scache_err scache_middleware_new(const scache_middleware_config *config, scache_
 	stream_box *box = calloc(1, sizeof *box);
 	if (!box)
 		return SCACHE_ENOMEM;
-	scache_reader_callbacks cb = {.on_keys = box_keys, .on_gap = box_gap, .arg = box};
-	scache_err err =
-	    scache_reader_new(config->stream, config->start_at, &cb, &box->reader, errbuf, errlen);
-	if (!err)
-		err = scache_publisher_new(config->stream, &box->publisher, errbuf, errlen);
+	if (config_copy(&box->config, config->stream)) {
+		free(box);
+		return SCACHE_ENOMEM;
+	}
+	/* First the publisher: it makes no call, so its errors are configuration errors
+	 * (no region, no credentials, a bad endpoint), which no retry would fix. */
+	scache_err err = scache_publisher_new(&box->config, &box->publisher, errbuf, errlen);
 	if (err) {
 		stream_destroy(box);
 		return err;
 	}
+	char why[256] = "";
+	scache_reader_callbacks cb = {.on_keys = box_keys, .on_gap = box_gap, .arg = box};
+	err = scache_reader_new(&box->config, config->start_at, &cb, &box->reader, why, sizeof why);
+	if (err && reader_error_is_final(err)) {
+		if (errbuf && errlen)
+			snprintf(errbuf, errlen, "%s", why);
+		stream_destroy(box);
+		return err;
+	}
+	/* Any other failure (unreachable, throttled, ResourceNotFoundException: the stream
+	 * may be created later) leaves box->reader NULL: the middleware starts bypassed and
+	 * stream_drain retries. */
 	scache_stream_ops ops = {.drain = stream_drain,
 	                         .publish = stream_publish,
 	                         .destroy = stream_destroy,
-	                         .arg = box};
+	                         .arg = box,
+	                         .unavailable = err ? (why[0] ? why : scache_strerror(err)) : NULL};
 	return scache_middleware_new_with_ops(config, &ops, out, errbuf, errlen);
 }

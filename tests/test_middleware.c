@@ -27,8 +27,9 @@ typedef struct standin {
 	int fail; /* drains fail with SCACHE_ETRANSPORT */
 	int gap;  /* the next drain reports a gap */
 	int publish_fail;
-	int throttle; /* drains report throttling (and succeed) */
-	int hold;     /* drains block while set */
+	int throttle;         /* drains report throttling (and succeed) */
+	int hold;             /* drains block while set */
+	unsigned unreachable; /* this many more drains fail as "cannot connect" */
 	unsigned drains;
 	unsigned holding; /* drains blocked now */
 	size_t published;
@@ -81,6 +82,14 @@ static scache_err standin_drain(void *arg, scache_middleware *mw, uint64_t since
 	s->holding--;
 	s->drains++;
 	info->calls = 1;
+	if (s->unreachable) {
+		s->unreachable--;
+		pthread_mutex_unlock(&s->mu);
+		info->err = SCACHE_ESERVICE;
+		snprintf(info->message, sizeof info->message,
+		         "ResourceNotFoundException (stand-in)");
+		return SCACHE_ESERVICE;
+	}
 	if (s->fail) {
 		pthread_mutex_unlock(&s->mu);
 		info->err = SCACHE_ETRANSPORT;
@@ -324,11 +333,19 @@ static void *external_loop(void *arg)
 	return NULL;
 }
 
+/* For the next start(): the stream cannot be reached at creation, and the stand-in's
+ * first this-many drains (connection attempts) fail; they are held until the test sets
+ * stream->hold to 0. */
+static unsigned next_unreachable;
+#define UNREACHABLE_WHY "ResourceNotFoundException: stream 't' not found (stand-in)"
+
 static void start(unsigned flags, unsigned pool, scache_middleware_config mc)
 {
 	scache_cache_config cc = {.min_ttl_ms = 60000, .max_ttl_ms = 60000};
 	cr_assert_eq(scache_cache_new(&cc, &cache), SCACHE_OK);
 	stream = standin_new();
+	stream->unreachable = next_unreachable;
+	stream->hold = next_unreachable > 0;
 	mc.cache = cache;
 	mc.handler = app_handler;
 	mc.handler_cls = &app_mu;
@@ -340,7 +357,12 @@ static void start(unsigned flags, unsigned pool, scache_middleware_config mc)
 		mc.max_staleness_ms = 60000;
 	if (!mc.max_polls_per_second)
 		mc.max_polls_per_second = 1000;
-	scache_stream_ops ops = {standin_drain, standin_publish, standin_destroy, stream};
+	scache_stream_ops ops = {.drain = standin_drain,
+	                         .publish = standin_publish,
+	                         .destroy = standin_destroy,
+	                         .arg = stream,
+	                         .unavailable = next_unreachable ? UNREACHABLE_WHY : NULL};
+	next_unreachable = 0;
 	char err[256];
 	cr_assert_eq(scache_middleware_new_with_ops(&mc, &ops, &mw, err, sizeof err), SCACHE_OK,
 	             "%s", err);
@@ -673,6 +695,173 @@ Test(middleware, bypasses_when_the_stream_stays_down_and_recovers_by_itself)
 	cr_assert(st.poll_errors >= 1);
 	cr_assert(st.bypass_requests >= 2);
 	stop();
+}
+
+Test(middleware, starts_bypassed_when_the_stream_is_unreachable_and_caches_once_connected)
+{
+	scache_middleware_config mc = {0};
+	next_unreachable = 3;
+	start(MHD_USE_INTERNAL_POLLING_THREAD, 0, mc);
+	/* the connection attempts are held: the stream cannot be reached for now */
+	response r = http("GET", "/get/1", NULL);
+	cr_assert_eq(r.status, 200, "served while the stream cannot be reached");
+	cr_assert_str_eq(r.xcache, "BYPASS");
+	r = http("PUT", "/put/1", "v1");
+	cr_assert_str_eq(r.body, scache_strerror(SCACHE_EBYPASS), "adds are refused");
+	r = http("GET", "/get/1", NULL);
+	cr_assert_str_eq(r.xcache, "BYPASS", "nothing was cached");
+	scache_middleware_stats st;
+	scache_middleware_stats_get(mw, &st);
+	cr_assert_eq(st.bypassing, 1);
+	cr_assert_eq(st.cache.entries, 0);
+	cr_assert_eq(count_lines("warning"), 1, "one warning at startup");
+	json_object *w = log_line("warning", 0), *msg;
+	cr_assert(json_object_object_get_ex(w, "msg", &msg));
+	cr_assert_str_eq(json_object_get_string(msg),
+	                 "the stream cannot be read yet (" UNREACHABLE_WHY "): bypassing the "
+	                 "cache and retrying until it can");
+	json_object_put(w);
+
+	/* three attempts fail, the fourth connects */
+	standin_set(stream, &stream->hold, 0);
+	int tries = 0;
+	size_t requests = 3, bypassed = 3;
+	for (;;) {
+		usleep(1000);
+		r = http("GET", "/get/1", NULL);
+		cr_assert_eq(r.status, 200);
+		requests++;
+		if (strcmp(r.xcache, "BYPASS") != 0 || ++tries == 10000)
+			break;
+		bypassed++;
+	}
+	cr_assert_str_eq(r.xcache, "MISS", "the cache is in use once connected, and empty");
+	r = http("PUT", "/put/1", "v1");
+	cr_assert_str_eq(r.body, scache_strerror(SCACHE_OK), "adds are accepted again");
+	r = http("GET", "/get/1", NULL);
+	cr_assert_str_eq(r.xcache, "HIT");
+	cr_assert_str_eq(r.body, "v1");
+	requests += 2;
+	json_object_put(wait_request_line(requests - 1)); /* every request counted */
+	scache_middleware_stats_get(mw, &st);
+	cr_assert_eq(st.bypassing, 0);
+	cr_assert_eq(st.poll_errors, 3, "each failed attempt counts as a failed poll");
+	cr_assert_eq(st.bypass_requests, bypassed, "the requests answered BYPASS, no more");
+	pthread_mutex_lock(&stream->mu);
+	cr_assert_eq(stream->unreachable, 0);
+	pthread_mutex_unlock(&stream->mu);
+	/* the recovery line is written after the poll state changes: wait for it */
+	for (tries = 0; count_lines("warning") < 2 && tries < 5000; tries++)
+		usleep(1000);
+	cr_assert_eq(count_lines("warning"), 2, "the recovery is logged, nothing more");
+	stop();
+}
+
+/* The real stream (scache_middleware_new) against 127.0.0.1:PORT where a socket is bound
+ * but does not listen: every connection is refused at once. */
+static void real_stream_config(scache_stream_config *sc, char *endpoint, size_t len, int *sock)
+{
+	*sock = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = 0};
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	socklen_t sl = sizeof sa;
+	cr_assert_eq(bind(*sock, (struct sockaddr *)&sa, sizeof sa), 0);
+	cr_assert_eq(getsockname(*sock, (struct sockaddr *)&sa, &sl), 0);
+	snprintf(endpoint, len, "http://127.0.0.1:%u", ntohs(sa.sin_port));
+	unsetenv("AWS_REGION");
+	unsetenv("AWS_DEFAULT_REGION");
+	unsetenv("AWS_ACCESS_KEY_ID");
+	unsetenv("AWS_SECRET_ACCESS_KEY");
+	*sc = (scache_stream_config){.stream_name = "orders",
+	                             .region = "us-east-1",
+	                             .endpoint = endpoint,
+	                             .access_key_id = "local",
+	                             .secret_access_key = "local",
+	                             .max_retries = 1,
+	                             .backoff_base_ms = 1};
+}
+
+Test(middleware, new_fails_at_once_on_a_configuration_error)
+{
+	scache_cache_config cc = {0};
+	cr_assert_eq(scache_cache_new(&cc, &cache), SCACHE_OK);
+	scache_stream_config sc;
+	char endpoint[64], err[256];
+	int sock;
+	real_stream_config(&sc, endpoint, sizeof endpoint, &sock);
+	scache_middleware_config mc = {.cache = cache,
+	                               .stream = &sc,
+	                               .handler = app_handler,
+	                               .log = capture_line,
+	                               .log_arg = &logs};
+	sc.region = NULL;
+	cr_assert_eq(scache_middleware_new(&mc, &mw, err, sizeof err), SCACHE_ECONFIG);
+	cr_assert_null(mw);
+	cr_assert_str_eq(err, "no AWS region: set region, AWS_REGION or AWS_DEFAULT_REGION");
+	sc.region = "us-east-1";
+	sc.secret_access_key = NULL;
+	cr_assert_eq(scache_middleware_new(&mc, &mw, err, sizeof err), SCACHE_ECONFIG);
+	cr_assert_str_eq(err, "no AWS secret key: set secret_access_key or AWS_SECRET_ACCESS_KEY");
+	sc.secret_access_key = "local";
+	sc.stream_name = NULL;
+	cr_assert_eq(scache_middleware_new(&mc, &mw, err, sizeof err), SCACHE_ECONFIG);
+	cr_assert_str_eq(err, "middleware: config.stream with a stream_name is required");
+	cr_assert_eq(count_lines("warning"), 0);
+	close(sock);
+	scache_cache_free(cache);
+}
+
+Test(middleware, new_succeeds_bypassed_when_the_stream_cannot_be_reached)
+{
+	scache_cache_config cc = {0};
+	cr_assert_eq(scache_cache_new(&cc, &cache), SCACHE_OK);
+	scache_stream_config sc;
+	char endpoint[64], err[256] = "";
+	int sock;
+	real_stream_config(&sc, endpoint, sizeof endpoint, &sock);
+	scache_middleware_config mc = {.cache = cache,
+	                               .stream = &sc,
+	                               .handler = app_handler,
+	                               .log = capture_line,
+	                               .log_arg = &logs,
+	                               .max_polls_per_second = 100};
+	cr_assert_eq(scache_middleware_new(&mc, &mw, err, sizeof err), SCACHE_OK, "%s", err);
+	scache_middleware_stats st;
+	scache_middleware_stats_get(mw, &st);
+	cr_assert_eq(st.bypassing, 1, "the cache is bypassed until the stream is read");
+	cr_assert_eq(count_lines("warning"), 1);
+	json_object *w = log_line("warning", 0), *msg;
+	cr_assert(json_object_object_get_ex(w, "msg", &msg));
+	const char *m = json_object_get_string(msg);
+	cr_assert(strncmp(m, "the stream cannot be read yet (", 31) == 0, "%s", m);
+	cr_assert(strstr(m, endpoint) != NULL, "the message names the endpoint: %s", m);
+	json_object_put(w);
+	/* the poller keeps trying: wait for two failed attempts */
+	for (int i = 0; i < 10000; i++) {
+		scache_middleware_stats_get(mw, &st);
+		if (st.poll_errors >= 2)
+			break;
+		usleep(1000);
+	}
+	cr_assert_geq(st.poll_errors, 2);
+	cr_assert_eq(st.bypassing, 1);
+	cr_assert_eq(count_lines("warning"), 1, "one warning for the whole outage");
+	/* publishing fails, but the ID is removed locally all the same */
+	char key[128];
+	scache_id_encode("t", 1, "1", 1, key, sizeof key);
+	scache_add_opts o = {.token = scache_cache_begin_load(cache)};
+	cr_assert_eq(scache_cache_add(cache, key, strlen(key), "v", 1, &o), SCACHE_OK);
+	const char *src = "t", *id = "1";
+	scache_err perr = scache_middleware_invalidate(mw, &src, &id, 1);
+	cr_assert_eq(perr, SCACHE_EPUBLISH, "never success for an unpublished invalidation: %s",
+	             scache_strerror(perr));
+	scache_value v;
+	cr_assert_eq(scache_cache_get(cache, key, strlen(key), &v), SCACHE_ENOTFOUND);
+	scache_middleware_free(mw);
+	mw = NULL;
+	close(sock);
+	scache_cache_free(cache);
+	capture_clear();
 }
 
 Test(middleware, a_gap_flushes_the_cache)

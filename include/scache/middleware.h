@@ -108,12 +108,21 @@ typedef struct scache_middleware_config {
 } scache_middleware_config;
 
 /*
- * scache_middleware_new: validate the configuration, create the stream reader (it lists
- * the shards now) and publisher, and start the poller thread. On SCACHE_OK *out owns the
- * middleware. On failure errbuf (may be NULL) receives a message naming what is wrong
- * (never a credential). Errors: SCACHE_EINVAL (out NULL), SCACHE_ECONFIG (no cache,
- * handler or stream name), the reader's errors (stream.h), SCACHE_ENOMEM.
- * Any thread.
+ * scache_middleware_new: validate the configuration, create the stream publisher and
+ * reader (the reader lists the shards now), and start the poller thread. On SCACHE_OK
+ * *out owns the middleware. On failure errbuf (may be NULL) receives a message naming
+ * what is wrong (never a credential). Errors: SCACHE_EINVAL (out NULL), SCACHE_ECONFIG
+ * (no cache, handler or stream name, no region or credentials, a bad endpoint),
+ * SCACHE_ENOMEM. Any thread.
+ *
+ * A stream that cannot be read at startup is not an error: unreachable, throttled, or
+ * not found (ResourceNotFoundException: it may be created later), the middleware starts
+ * with the cache bypassed (gets miss, adds are refused with SCACHE_EBYPASS), logs one
+ * warning naming the cause, and the poller keeps trying to create the reader, with the
+ * failure back-off and within max_polls_per_second, until it succeeds; caching then
+ * works normally. A reader created that late starts at LATEST whatever start_at says:
+ * nothing was cached meanwhile, so no older record can concern the cache.
+ * scache_invalidate meanwhile removes locally and returns the publishing error.
  */
 scache_err scache_middleware_new(const scache_middleware_config *config, scache_middleware **out,
                                  char *errbuf, size_t errlen);
