@@ -789,7 +789,7 @@ static void sleep_ms(unsigned ms)
 
 /* Judge one finished transfer into res; returns 1 if it should be retried. */
 static int judge(kinesis_client *c, const char *op, xfer *x, CURLcode cc, kinesis_result *res,
-                 unsigned attempt)
+                 unsigned attempt, int retry_timeouts)
 {
 	char name[64], msg[200];
 	long status = 0;
@@ -810,6 +810,7 @@ static int judge(kinesis_client *c, const char *op, xfer *x, CURLcode cc, kinesi
 		            x->overflow ? "answer too large" : curl_easy_strerror(cc),
 		            x->errbuf[0] ? ": " : "", x->errbuf);
 		return res->fail == KINESIS_FAIL_TRANSPORT && transport_retryable(cc) &&
+		       (retry_timeouts || cc != CURLE_OPERATION_TIMEDOUT) &&
 		       attempt < c->s.max_retries;
 	}
 	curl_easy_getinfo(x->h, CURLINFO_RESPONSE_CODE, &status);
@@ -857,7 +858,7 @@ static int judge(kinesis_client *c, const char *op, xfer *x, CURLcode cc, kinesi
 
 /* Run one round of transfers for the indexes in todo[0..m). */
 static void run_round(kinesis_client *c, const char *op, json_object *const *reqs,
-                      const size_t *todo, size_t m, CURLcode *cc)
+                      const size_t *todo, size_t m, CURLcode *cc, long timeout_ms)
 {
 	int running = 0;
 
@@ -875,6 +876,8 @@ static void run_round(kinesis_client *c, const char *op, json_object *const *req
 		if (!x->hdrs || !body)
 			continue;
 		curl_easy_setopt(x->h, CURLOPT_HTTPHEADER, x->hdrs);
+		curl_easy_setopt(x->h, CURLOPT_TIMEOUT_MS,
+		                 timeout_ms > 0 ? timeout_ms : c->s.timeout_ms);
 		curl_easy_setopt(x->h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
 		/* COPYPOSTFIELDS: the JSON text belongs to reqs[], which may change later */
 		curl_easy_setopt(x->h, CURLOPT_COPYPOSTFIELDS, body);
@@ -912,6 +915,12 @@ static void run_round(kinesis_client *c, const char *op, json_object *const *req
 void kinesis_call_many(kinesis_client *c, const char *op, json_object *const *reqs, size_t n,
                        kinesis_result *res)
 {
+	kinesis_call_many_opts(c, op, reqs, n, res, 0, 1);
+}
+
+void kinesis_call_many_opts(kinesis_client *c, const char *op, json_object *const *reqs, size_t n,
+                            kinesis_result *res, long timeout_ms, int retry_timeouts)
+{
 	size_t *todo, m = n;
 	CURLcode *cc;
 
@@ -936,9 +945,9 @@ void kinesis_call_many(kinesis_client *c, const char *op, json_object *const *re
 	for (unsigned attempt = 0; m; attempt++) {
 		size_t keep = 0;
 		unsigned wait = 0;
-		run_round(c, op, reqs, todo, m, cc);
+		run_round(c, op, reqs, todo, m, cc, timeout_ms);
 		for (size_t k = 0; k < m; k++) {
-			if (judge(c, op, c->x[k], cc[k], &res[todo[k]], attempt)) {
+			if (judge(c, op, c->x[k], cc[k], &res[todo[k]], attempt, retry_timeouts)) {
 				unsigned w =
 				    kinesis_backoff_ms(c->s.backoff_base_ms, c->s.backoff_max_ms,
 				                       attempt, kinesis_random());

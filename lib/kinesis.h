@@ -93,6 +93,11 @@ void kinesis_call(kinesis_client *c, const char *op, json_object *req, kinesis_r
 void kinesis_call_many(kinesis_client *c, const char *op, json_object *const *reqs, size_t n,
                        kinesis_result *res);
 
+/* kinesis_call_many with a total timeout of its own per call (0: the configured one),
+ * and, when retry_timeouts is 0, no retry of a call that timed out. */
+void kinesis_call_many_opts(kinesis_client *c, const char *op, json_object *const *reqs, size_t n,
+                            kinesis_result *res, long timeout_ms, int retry_timeouts);
+
 /* Total HTTP calls and throttling answers since creation. */
 uint64_t kinesis_client_calls(const kinesis_client *c);
 uint64_t kinesis_client_throttled(const kinesis_client *c);

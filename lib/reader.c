@@ -8,6 +8,8 @@
  * refused (InvalidArgumentException), a new one is taken from the position:
  * AFTER_SEQUENCE_NUMBER, or AT_TIMESTAMP a safety margin (30 s) before the start of the
  * newest successful read for a shard started at LATEST. An empty poll keeps the position.
+ * (An AT_TIMESTAMP request left unanswered, as kinesalite does when no record follows the
+ * time, falls back to TRIM_HORIZON: more than needed, never less.)
  *
  * Shards. ListShards runs at creation, when a shard closes (or a shard or the stream goes
  * missing), and on a slow timer; never on every poll. A closed shard is read to its end
@@ -42,11 +44,12 @@
 #include "scache/cache.h"
 #include "scache/stream.h"
 
-#define GET_RECORDS_LIMIT     10000
-#define MAX_ROUNDS            64 /* rounds of calls within one poll */
-#define MAX_ITER_RETRIES      3  /* fresh iterators for one shard within one poll */
-#define AT_TIMESTAMP_MARGIN_S 30.0
-#define RETENTION_MARGIN_S    300.0
+#define GET_RECORDS_LIMIT       10000
+#define MAX_ROUNDS              64 /* rounds of calls within one poll */
+#define MAX_ITER_RETRIES        3  /* fresh iterators for one shard within one poll */
+#define AT_TIMESTAMP_MARGIN_S   30.0
+#define RETENTION_MARGIN_S      300.0
+#define AT_TIMESTAMP_TIMEOUT_MS 3000L /* see at_timestamp_fallback */
 
 typedef enum start_kind { START_LATEST, START_TRIM_HORIZON, START_AT_TIMESTAMP } start_kind;
 
@@ -342,6 +345,22 @@ static int shard_readable(scache_reader *r, const shard *s)
 	return !s->finished && parents_done(r, s);
 }
 
+/*
+ * An AT_TIMESTAMP iterator request went unanswered. kinesalite never answers one when no
+ * record of the shard is at or after the time (AWS does); rather than stall every poll,
+ * resume from TRIM_HORIZON: it covers everything still retained, so nothing is missed
+ * (old invalidations are delivered again, which only costs cache entries).
+ */
+static void at_timestamp_fallback(scache_reader *r, shard *s, const char *message)
+{
+	fprintf(stderr,
+	        "libscache: stream '%s' shard %s: no AT_TIMESTAMP iterator (%s): resuming "
+	        "from TRIM_HORIZON\n",
+	        kinesis_client_settings(r->c)->stream_name, s->id, message);
+	s->start = START_TRIM_HORIZON;
+	s->start_ts = 0;
+}
+
 /* Take iterators for readable shards without one. Returns how many were taken. */
 static size_t take_iterators(scache_reader *r)
 {
@@ -359,35 +378,50 @@ static size_t take_iterators(scache_reader *r)
 		poll_fail(r, SCACHE_ENOMEM, "out of memory");
 		goto out;
 	}
-	for (size_t i = 0; i < r->n; i++) {
-		shard *s = &r->shards[i];
-		if (s->iter || !shard_readable(r, s))
-			continue;
-		if (s->iter_tries++ >= MAX_ITER_RETRIES) {
-			kinesis_fmt(why, sizeof why, "shard %s: no usable iterator after %d tries",
-			            s->id, MAX_ITER_RETRIES);
-			poll_fail(r, SCACHE_ESERVICE, why);
-			continue;
+	/* two passes: positions first, then times (AT_TIMESTAMP), which get a call of their
+	 * own: see at_timestamp_fallback */
+	size_t m_pos = 0;
+	for (int pass = 0; pass < 2; pass++) {
+		for (size_t i = 0; i < r->n; i++) {
+			shard *s = &r->shards[i];
+			if (s->iter || !shard_readable(r, s))
+				continue;
+			int at_time = !s->last_seq[0] && s->start == START_AT_TIMESTAMP;
+			if (at_time != pass)
+				continue;
+			if (s->iter_tries++ >= MAX_ITER_RETRIES) {
+				kinesis_fmt(why, sizeof why,
+				            "shard %s: no usable iterator after %d tries", s->id,
+				            MAX_ITER_RETRIES);
+				poll_fail(r, SCACHE_ESERVICE, why);
+				continue;
+			}
+			const char *type;
+			if (s->last_seq[0])
+				type = "AFTER_SEQUENCE_NUMBER";
+			else if (s->start == START_TRIM_HORIZON)
+				type = "TRIM_HORIZON";
+			else if (s->start == START_LATEST)
+				type = "LATEST";
+			else
+				type = "AT_TIMESTAMP";
+			asked[m] = wall_now();
+			reqs[m] = kinesis_req_get_shard_iterator(st->stream_name, s->id, type,
+			                                         s->last_seq, s->start_ts);
+			if (!reqs[m]) {
+				poll_fail(r, SCACHE_ENOMEM, "out of memory");
+				continue;
+			}
+			who[m++] = s;
 		}
-		const char *type;
-		if (s->last_seq[0])
-			type = "AFTER_SEQUENCE_NUMBER";
-		else if (s->start == START_TRIM_HORIZON)
-			type = "TRIM_HORIZON";
-		else if (s->start == START_LATEST)
-			type = "LATEST";
-		else
-			type = "AT_TIMESTAMP";
-		asked[m] = wall_now();
-		reqs[m] = kinesis_req_get_shard_iterator(st->stream_name, s->id, type, s->last_seq,
-		                                         s->start_ts);
-		if (!reqs[m]) {
-			poll_fail(r, SCACHE_ENOMEM, "out of memory");
-			continue;
-		}
-		who[m++] = s;
+		if (pass == 0)
+			m_pos = m;
 	}
-	kinesis_call_many(r->c, "GetShardIterator", reqs, m, res);
+	kinesis_call_many(r->c, "GetShardIterator", reqs, m_pos, res);
+	long at_timeout =
+	    st->timeout_ms < AT_TIMESTAMP_TIMEOUT_MS ? st->timeout_ms : AT_TIMESTAMP_TIMEOUT_MS;
+	kinesis_call_many_opts(r->c, "GetShardIterator", reqs + m_pos, m - m_pos, res + m_pos,
+	                       at_timeout, 0);
 	for (size_t k = 0; k < m; k++) {
 		shard *s = who[k];
 		const char *it = res[k].err ? NULL : kinesis_json_str(res[k].body, "ShardIterator");
@@ -416,6 +450,9 @@ static size_t take_iterators(scache_reader *r)
 			report_gap(r, why);
 			shard_reset(s, START_TRIM_HORIZON);
 			taken++; /* progress: try again from TRIM_HORIZON */
+		} else if (res[k].fail == KINESIS_FAIL_TRANSPORT && k >= m_pos) {
+			at_timestamp_fallback(r, s, res[k].message);
+			taken++;
 		} else if (res[k].fail == KINESIS_FAIL_NOTFOUND) {
 			r->need_list =
 			    1; /* the next listing tells whether shard or stream is gone */

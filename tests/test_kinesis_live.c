@@ -487,6 +487,33 @@ Test(live, expired_iterator_with_nothing_read_resumes_at_timestamp)
 	seen_free(&s);
 }
 
+Test(live, unanswered_at_timestamp_falls_back_to_trim_horizon)
+{
+	/* kinesalite never answers AT_TIMESTAMP when the shard holds no record after the
+	 * time: the reader must neither stall nor lose anything */
+	scache_stream_config cfg;
+	seen s;
+	kinesalite_config(&K, "quiet", &cfg);
+	cr_assert_eq(kinesalite_create_stream(&K, "quiet", 1, NULL, 0), 0);
+	scache_publisher *p = publisher_on(&cfg);
+	publish1(p, "older"); /* before the reader: TRIM_HORIZON will deliver it again */
+	seen_init(&s);
+	scache_reader *r = reader_on(&cfg, &s, SCACHE_START_LATEST);
+	sync_ok(r);
+	cr_assert_eq(reader_test_spoil_iterators(r, "AAAAAAAAAAGarbage=="), 1);
+	scache_poll_info info = sync_ok(r);
+	uint64_t ms = (info.finished_ns - info.started_ns) / 1000000u;
+	cr_assert_lt(ms, 4500, "the poll took %llu ms", (unsigned long long)ms);
+	cr_assert_eq(info.gap, 0);
+	expect_once(&s, "older");
+	publish1(p, "newer");
+	sync_ok(r);
+	expect_once(&s, "newer");
+	scache_publisher_free(p);
+	scache_reader_free(r);
+	seen_free(&s);
+}
+
 /* ---- malformed records ------------------------------------------------------------------ */
 
 Test(live, malformed_records_are_counted_and_skipped)
