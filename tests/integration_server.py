@@ -81,12 +81,13 @@ def data_id(i):
 class Kinesis:
     """kinesalite on 127.0.0.1, persisted under a directory so it can be restarted."""
 
-    def __init__(self, tmp):
+    def __init__(self, tmp, running=True):
         self.port = free_port()
         self.path = os.path.join(tmp, "kinesalite")
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self.proc = None
-        self.start()
+        if running:
+            self.start()
 
     def start(self):
         js = ("require(process.argv[1])({path: process.argv[2], createStreamMs: 0, "
@@ -230,16 +231,22 @@ def parse_prometheus(text):
 
 
 class Env:
-    """kinesalite + a stream + servers A and B over one SQLite file."""
+    """kinesalite + a stream + servers A and B over one SQLite file. stream_down: the
+    servers start while kinesalite is not running yet (its port is chosen, nothing
+    listens there); the scenario starts it and creates the stream with start_stream()."""
 
-    def __init__(self, extra=(), servers=("A", "B")):
+    def __init__(self, extra=(), servers=("A", "B"), stream_down=False):
         self.tmp = tempfile.mkdtemp(prefix="scache-it-")
-        self.kinesis = Kinesis(self.tmp)
+        self.kinesis = Kinesis(self.tmp, running=not stream_down)
         self.stream = "users-" + os.path.basename(self.tmp).replace("_", "-")
-        self.kinesis.create_stream(self.stream, int(os.environ.get("SCACHE_IT_SHARDS", "2")))
+        if not stream_down:
+            self.start_stream()
         self.db = os.path.join(self.tmp, "users.db")
         self.servers = {n: Server(n, self.tmp, self.kinesis, self.stream, self.db, extra)
                         for n in servers}
+
+    def start_stream(self):
+        self.kinesis.create_stream(self.stream, int(os.environ.get("SCACHE_IT_SHARDS", "2")))
 
     def close(self):
         cleanup()
@@ -461,6 +468,43 @@ def stream_outage_bypasses_then_recovers(env):
     eq(sum("bypassing the cache" in w["msg"] for w in warnings), 1, "one warning per episode")
 
 
+def a_server_started_before_its_stream_serves_bypassed_then_caches(env):
+    a = env.servers["A"]  # started while nothing listens on the Kinesis port
+    eq(a.get_user("x")[:2], (404, "BYPASS"), "GET /users/x with the stream unreachable")
+    eq(a.request("GET", "/healthz")[0], 200, "/healthz answers")
+    h = json.loads(a.request("GET", "/healthz")[2])
+    eq(h["bypassing"], True, "/healthz says the cache is bypassed")
+    st, _, body = a.request("PUT", "/users/x", json.dumps(
+        {"name": "Grace", "email": "grace@example.com"}))
+    eq(st, 503, f"PUT saves but says other instances were not told ({body!r})")
+    st, xc, user = a.get_user("x")
+    eq((st, xc, user["name"]), (200, "BYPASS", "Grace"), "the saved row, bypassed")
+
+    env.kinesis.start()
+    # The stream does not exist yet: attempts that began after kinesalite listens get
+    # ResourceNotFoundException, and the server keeps trying (and serving).
+    errors = a.metrics()["scache_poll_errors_total"]
+    wait_until("two more failed attempts against kinesalite without the stream",
+               lambda: a.metrics()["scache_poll_errors_total"] >= errors + 2, timeout=60)
+    eq(a.get_user("x")[1], "BYPASS", "still bypassed while the stream does not exist")
+    env.start_stream()
+    seen = []
+    wait_until("caching to resume", lambda: seen.append(a.get_user("x")) or
+               seen[-1][1] != "BYPASS", timeout=60)
+    st, xc, user = seen[-1]
+    eq((st, xc, user["name"]), (200, "MISS", "Grace"), "the first GET once the stream is read")
+    st, xc, user = a.get_user("x")
+    eq((st, xc, user["name"]), (200, "HIT", "Grace"), "the second GET")
+    eq(json.loads(a.request("GET", "/healthz")[2])["bypassing"], False, "/healthz")
+    a.stop()
+    warnings = [l["msg"] for l in log_lines(a.log) if l["type"] == "warning"]
+    eq(len(warnings), 2, f"one warning at startup, one at recovery: {warnings}")
+    expect(warnings[0].startswith("the stream cannot be read yet (") and
+           env.kinesis.endpoint in warnings[0], f"the startup warning names the cause: "
+           f"{warnings[0]}")
+    eq(warnings[1], "the stream is read again: the cache is back in use", "recovery")
+
+
 def bounded_staleness_sees_a_change_within_one_interval(env):
     a, b = env.servers["A"], env.servers["B"]
     a.put_user(9, "Alan")
@@ -490,6 +534,8 @@ SCENARIOS = [
      {"extra": ("--poll-interval", "300ms")}),
     (stream_outage_bypasses_then_recovers,
      {"servers": ("A",), "extra": ("--max-staleness", "1s")}),
+    (a_server_started_before_its_stream_serves_bypassed_then_caches,
+     {"servers": ("A",), "stream_down": True}),
 ]
 
 
