@@ -102,6 +102,57 @@ Test(request, sigv4_parameter)
 	                 "aws:amz:eu-west-1:kinesis");
 }
 
+/* ---- answers ------------------------------------------------------------------------ */
+
+Test(answers, list_shards_with_parents_ranges_and_token)
+{
+	json_object *o = json_tokener_parse(
+	    "{\"Shards\":[{\"ShardId\":\"shardId-000000000000\",\"HashKeyRange\":{},"
+	    "\"SequenceNumberRange\":{\"StartingSequenceNumber\":\"100\","
+	    "\"EndingSequenceNumber\":\"200\"}},"
+	    "{\"ShardId\":\"shardId-000000000003\",\"ParentShardId\":\"shardId-000000000001\","
+	    "\"AdjacentParentShardId\":\"shardId-000000000002\","
+	    "\"SequenceNumberRange\":{\"StartingSequenceNumber\":\"300\"}}],"
+	    "\"NextToken\":\"next==\"}");
+	kinesis_shard *s;
+	size_t n;
+	const char *token;
+	cr_assert_eq(kinesis_parse_shards(o, &s, &n, &token), SCACHE_OK);
+	cr_assert_eq(n, 2);
+	cr_assert_str_eq(token, "next==");
+	cr_assert_str_eq(s[0].id, "shardId-000000000000");
+	cr_assert_null(s[0].parent);
+	cr_assert_str_eq(s[0].starting_seq, "100");
+	cr_assert_str_eq(s[0].ending_seq, "200");
+	cr_assert_str_eq(s[1].parent, "shardId-000000000001");
+	cr_assert_str_eq(s[1].adjacent_parent, "shardId-000000000002");
+	cr_assert_null(s[1].ending_seq);
+	free(s);
+	json_object_put(o);
+}
+
+Test(answers, malformed_list_shards_is_refused)
+{
+	const char *bad[] = {"{}", "{\"Shards\":{}}", "{\"Shards\":[{\"ParentShardId\":\"x\"}]}",
+	                     "{\"Shards\":[{\"ShardId\":\"\"}]}"};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		json_object *o = json_tokener_parse(bad[i]);
+		kinesis_shard *s = (kinesis_shard *)1;
+		size_t n = 9;
+		cr_assert_eq(kinesis_parse_shards(o, &s, &n, NULL), SCACHE_ESERVICE, "%s", bad[i]);
+		cr_assert_null(s);
+		cr_assert_eq(n, 0);
+		json_object_put(o);
+	}
+	json_object *o = json_tokener_parse("{\"Shards\":[]}");
+	kinesis_shard *s;
+	size_t n;
+	cr_assert_eq(kinesis_parse_shards(o, &s, &n, NULL), SCACHE_OK);
+	cr_assert_eq(n, 0);
+	free(s);
+	json_object_put(o);
+}
+
 /* ---- errors ------------------------------------------------------------------------- */
 
 Test(errors, type_with_namespace_and_message)
