@@ -935,32 +935,31 @@ Test(live, a_waiter_times_out_while_another_polls)
 	scache_stream_config cfg;
 	seen s;
 	scache_publisher *p;
-	kinesalite_config(&K, "slow", &cfg);
-	cfg.backoff_base_ms = 300; /* first retry waits up to 300 ms ... */
-	cfg.backoff_max_ms = 300;
-	cr_assert_eq(kinesalite_create_stream(&K, "slow", 1, NULL, 0), 0);
-	P = faultproxy_start(K.port);
-	cfg.endpoint = faultproxy_endpoint(P);
-	seen_init(&s);
-	p = publisher_on(&cfg);
-	scache_reader *r = reader_on(&cfg, &s, SCACHE_START_LATEST);
-	faultproxy_add(P, "GetRecords", FAULT_THROTTLE, 3, 0, NULL);
+	scache_reader *r = proxied("slow", 1, &cfg, &s, &p);
+	faultproxy_add(P, "GetRecords", FAULT_DELAY, 1, 600, NULL); /* a 600 ms poll */
 	pthread_barrier_t go;
 	pthread_barrier_init(&go, NULL, 1);
 	caller a = {.r = r, .go = &go};
 	pthread_t ta;
 	cr_assert_eq(pthread_create(&ta, NULL, call_sync, &a), 0);
-	usleep(20000);
+	usleep(150000);
 	scache_poll_info info;
-	/* ... unless jitter chose tiny waits: then the poll may already be done */
-	scache_err e = scache_reader_sync(r, scache_now_ns(NULL), 1, &info);
+	uint64_t t0 = scache_now_ns(NULL);
+	scache_err e = scache_reader_sync(r, t0, 50, &info);
+	uint64_t waited_ms = (scache_now_ns(NULL) - t0) / 1000000u;
+	cr_assert_eq(e, SCACHE_ETRANSPORT);
+	cr_assert_eq(info.err, SCACHE_ETRANSPORT);
+	cr_assert_str_eq(info.message, "timed out after 50 ms waiting for a poll of the stream");
+	cr_assert_geq(waited_ms, 50);
+	cr_assert_lt(waited_ms, 400);
 	pthread_join(ta, NULL);
 	pthread_barrier_destroy(&go);
 	cr_assert_eq(a.err, SCACHE_OK, "%s", a.info.message);
-	if (e != SCACHE_OK) {
-		cr_assert_eq(e, SCACHE_ETRANSPORT);
-		cr_assert(strstr(info.message, "timed out after 1 ms"), "%s", info.message);
-	}
+	cr_assert_eq(a.info.shared, 0);
+	/* the timed-out caller started nothing: one poll in all */
+	scache_reader_stats st;
+	scache_reader_stats_get(r, &st);
+	cr_assert_eq(st.polls, 1);
 	scache_publisher_free(p);
 	scache_reader_free(r);
 	seen_free(&s);
