@@ -84,3 +84,27 @@ Test(report, a_missing_file_is_an_error)
 	char *argv[] = {"report", "/nonexistent/scache.log"};
 	cr_assert_eq(scachectl_report(2, argv), 1);
 }
+
+Test(report, skips_lines_whose_type_or_numbers_are_not_what_a_log_holds,
+     .init = cr_redirect_stdout)
+{
+	write_log("{\"type\":null}\n"
+	          "{\"type\":5}\n"
+	          "{\"type\":\"request\",\"status\":200,\"request_ms\":1,\"stream_ms\":0,"
+	          "\"saved_ms\":0,\"hits\":-1,\"misses\":0,\"evicted\":0,\"bypass\":false}\n"
+	          "{\"type\":\"request\",\"status\":200,\"request_ms\":1,\"stream_ms\":0,"
+	          "\"saved_ms\":0,\"hits\":0,\"misses\":1e300,\"evicted\":0,\"bypass\":false}\n"
+	          "{\"type\":\"request\",\"status\":200,\"request_ms\":2,\"stream_ms\":1,"
+	          "\"saved_ms\":4,\"hits\":1,\"misses\":0,\"evicted\":0,\"bypass\":false}\n");
+	char *argv[] = {"report", path};
+	cr_assert_eq(scachectl_report(2, argv), 0);
+	remove(path);
+	fflush(stdout);
+	FILE *out = cr_get_redirected_stdout();
+	char buf[4096];
+	size_t n = fread(buf, 1, sizeof buf - 1, out);
+	buf[n] = '\0';
+	cr_assert_not_null(strstr(buf, "requests        1 (0 with the cache bypassed"), "%s", buf);
+	cr_assert_not_null(strstr(buf, "cache lookups   1 hits, 0 misses"), "%s", buf);
+	cr_assert_not_null(strstr(buf, "0 summaries, 0 warnings, 4 skipped"), "%s", buf);
+}

@@ -64,6 +64,8 @@ double report_percentile(double *v, size_t n, double p)
 	return v[i < n ? i : n - 1];
 }
 
+/* A field the middleware writes as a non-negative number; anything else (a negative,
+ * a value too large for the counters) marks the line malformed. */
 static double num(json_object *o, const char *k, int *ok)
 {
 	json_object *f;
@@ -72,7 +74,12 @@ static double num(json_object *o, const char *k, int *ok)
 		*ok = 0;
 		return 0;
 	}
-	return json_object_get_double(f);
+	double v = json_object_get_double(f);
+	if (!(v >= 0 && v < 1e18)) { /* also rejects NaN; 1e18 fits a uint64_t */
+		*ok = 0;
+		return 0;
+	}
+	return v;
 }
 
 static void add_line(totals *t, const char *line)
@@ -80,7 +87,8 @@ static void add_line(totals *t, const char *line)
 	json_object *o = json_tokener_parse(line);
 	json_object *type;
 	if (!o || !json_object_is_type(o, json_type_object) ||
-	    !json_object_object_get_ex(o, "type", &type)) {
+	    !json_object_object_get_ex(o, "type", &type) ||
+	    !json_object_is_type(type, json_type_string)) { /* "type":null has no string */
 		t->skipped++;
 		json_object_put(o);
 		return;
