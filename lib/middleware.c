@@ -30,6 +30,7 @@
 
 #define NS_PER_MS      1000000ull
 #define BACKOFF_MAX_NS (5000ull * NS_PER_MS)
+#define MAX_DURATION_MS (UINT64_MAX / NS_PER_MS / 8)
 
 static _Thread_local scache_request *current_request;
 
@@ -369,6 +370,14 @@ static scache_err resolve_config(scache_middleware_config *c, char *errbuf, size
 		c->sweep_budget = 32;
 	if (c->summary_interval_s == 0)
 		c->summary_interval_s = 60;
+	/* Durations are added to CLOCK_MONOTONIC nanoseconds: cap them (at ~73 years, i.e.
+	 * "never") so that ms * NS_PER_MS and now + it cannot wrap into the past. */
+	if (c->max_staleness_ms > MAX_DURATION_MS)
+		c->max_staleness_ms = MAX_DURATION_MS;
+	if (c->poll_interval_ms > MAX_DURATION_MS)
+		c->poll_interval_ms = MAX_DURATION_MS;
+	if (c->idle_poll_ms > MAX_DURATION_MS)
+		c->idle_poll_ms = MAX_DURATION_MS;
 	return SCACHE_OK;
 }
 
@@ -473,13 +482,51 @@ void scache_middleware_free(scache_middleware *mw)
 
 /* ---- Stream callbacks ------------------------------------------------------------ */
 
+/* The cache key of a data-ID string from the stream: its canonical encoding (pairs
+ * sorted, escaped as Go does), since another writer may order the pairs or escape bytes
+ * differently (%20, lower-case hex) and still name the same ID. NULL when the string
+ * does not parse (it is then used as it is) or out of memory (*oom set). */
+static char *canonical_key(const char *key, size_t len, size_t *out_len, int *oom)
+{
+	scache_id id;
+	char *canon = NULL;
+	scache_err err = scache_id_parse(key, len, &id);
+	if (err == SCACHE_OK)
+		err = scache_id_encode_alloc(id.source, id.source_len, id.id, id.id_len, &canon,
+		                             out_len);
+	scache_id_clear(&id);
+	if (err == SCACHE_ENOMEM)
+		*oom = 1;
+	return err == SCACHE_OK ? canon : NULL;
+}
+
 void scache_middleware_apply_keys(void *arg, const char *const *keys, const size_t *lens, size_t n)
 {
 	scache_middleware *mw = arg;
 	size_t removed = 0;
-	if (scache_cache_invalidate_many(mw->cfg.cache, (const void *const *)keys, lens, n,
-	                                 &removed) == SCACHE_OK)
+	const char **use = calloc(n ? n : 1, sizeof *use);
+	size_t *use_lens = calloc(n ? n : 1, sizeof *use_lens);
+	char **owned = calloc(n ? n : 1, sizeof *owned);
+	int oom = !use || !use_lens || !owned;
+	for (size_t i = 0; i < n && !oom; i++) {
+		owned[i] = canonical_key(keys[i], lens[i], &use_lens[i], &oom);
+		use[i] = owned[i] ? owned[i] : keys[i];
+		if (!owned[i])
+			use_lens[i] = lens[i];
+	}
+	if (oom) {
+		/* the keys cannot all be matched: forget everything rather than lose one */
+		scache_cache_flush(mw->cfg.cache, &removed);
 		atomic_fetch_add(&mw->poll_removed, removed);
+	} else if (scache_cache_invalidate_many(mw->cfg.cache, (const void *const *)use, use_lens,
+	                                        n, &removed) == SCACHE_OK) {
+		atomic_fetch_add(&mw->poll_removed, removed);
+	}
+	for (size_t i = 0; owned && i < n; i++)
+		free(owned[i]);
+	free(owned);
+	free(use);
+	free(use_lens);
 	pthread_mutex_lock(&mw->stats_mu);
 	mw->totals.keys_applied += n;
 	pthread_mutex_unlock(&mw->stats_mu);

@@ -1163,3 +1163,54 @@ Test(middleware, throttling_backs_the_poll_rate_off_until_a_clean_poll)
 	cr_assert(st.throttled_polls >= 1);
 	stop();
 }
+
+/* A key another writer spelled differently: the pairs in another order, %20 for a space,
+ * lower-case hex. Every one names the same data ID (wire-formats.md, section 1). */
+static void standin_queue_raw(standin *s, const char *key)
+{
+	pthread_mutex_lock(&s->mu);
+	s->pending[s->npending++] = strdup(key);
+	pthread_mutex_unlock(&s->mu);
+}
+
+Test(middleware, an_invalidation_spelled_differently_still_removes_the_id)
+{
+	scache_middleware_config mc = {0};
+	start(MHD_USE_INTERNAL_POLLING_THREAD, 0, mc);
+	cache_put("1", "old");
+	cache_put("a b", "old");
+	cache_put("c~d*", "old");
+	standin_queue_raw(stream, "s=t&id=1&t=data.ID");
+	standin_queue_raw(stream, "t=data.ID&id=a%20b&s=t");
+	standin_queue_raw(stream, "id=c%7ed%2a&s=t&t=data.ID");
+	response r = http("GET", "/get/1", NULL);
+	cr_assert_str_eq(r.xcache, "MISS", "the ID was invalidated, whatever the pair order");
+	scache_middleware_stats st;
+	scache_middleware_stats_get(mw, &st);
+	cr_assert_eq(st.cache.entries, 0, "every spelling removed its ID");
+	cr_assert_eq(st.keys_applied, 3);
+	stop();
+}
+
+static void *release_hold_later(void *arg)
+{
+	usleep(300000);
+	standin_set(arg, &((standin *)arg)->hold, 0);
+	return NULL;
+}
+
+Test(middleware, a_huge_staleness_bound_still_makes_strict_requests_wait)
+{
+	/* "never bypass": the bound times NS_PER_MS must not wrap into a past deadline */
+	scache_middleware_config mc = {.max_staleness_ms = UINT64_MAX};
+	start(MHD_USE_INTERNAL_POLLING_THREAD, 0, mc);
+	cache_put("1", "old");
+	standin_queue(stream, "t", "1");
+	standin_set(stream, &stream->hold, 1);
+	pthread_t t;
+	pthread_create(&t, NULL, release_hold_later, stream);
+	response r = http("GET", "/get/1", NULL);
+	pthread_join(t, NULL);
+	cr_assert_str_eq(r.xcache, "MISS", "the request waited for its poll (got %s)", r.xcache);
+	stop();
+}
