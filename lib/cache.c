@@ -477,7 +477,9 @@ scache_err scache_cache_add(scache_cache *c, const void *key, size_t key_len, co
 		return SCACHE_ESTALE;
 	}
 	uint64_t now = c->clock(c->clock_arg);
-	e->expires_ns = now + min_ns + (max_ns > min_ns ? rng_next(&s->rng) % (max_ns - min_ns + 1) : 0);
+	uint64_t ttl = min_ns + (max_ns > min_ns ? rng_next(&s->rng) % (max_ns - min_ns + 1) : 0);
+	/* saturate: a window of centuries must not wrap round into the past */
+	e->expires_ns = ttl > UINT64_MAX - now ? UINT64_MAX : now + ttl;
 
 	entry *old;
 	HASH_FIND_BYHASHVALUE(hh, s->table, e->data, (unsigned)key_len, (unsigned)h, old);

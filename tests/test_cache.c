@@ -423,3 +423,20 @@ Test(cache, the_lock_kind_is_a_choice_with_the_same_behaviour)
 	cr_assert_eq(scache_cache_new(&(scache_cache_config){.lock = (scache_lock_kind)7}, &bad),
 	             SCACHE_EINVAL);
 }
+
+Test(cache, the_longest_window_does_not_wrap_into_the_past)
+{
+	fake_now = 1000000 * 1000 * MS; /* eleven days of uptime */
+	scache_cache *c = new_cache((scache_cache_config){0});
+	uint64_t longest = UINT64_MAX / MS; /* accepted by the window check */
+	scache_add_opts o = {.token = scache_cache_begin_load(c),
+	                     .min_ttl_ms = longest,
+	                     .max_ttl_ms = longest};
+	cr_assert_eq(scache_cache_add(c, "k", 1, "v", 1, &o), SCACHE_OK);
+	cr_assert(has(c, "k"), "an entry that expires in 584 years is there now");
+	cr_assert_eq(scache_cache_expire_between(c, longest, longest), SCACHE_OK);
+	cr_assert_eq(add(c, "j", "v", scache_cache_begin_load(c)), SCACHE_OK);
+	cr_assert(has(c, "j"));
+	cr_assert_eq(scache_cache_sweep(c, 0), 0, "nothing has expired");
+	scache_cache_free(c);
+}
