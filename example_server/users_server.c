@@ -294,6 +294,17 @@ static enum MHD_Result respond_error(struct MHD_Connection *c, unsigned status, 
 
 /* ---- Routes -------------------------------------------------------------------- */
 
+static int hex_digit(char ch)
+{
+	if (ch >= '0' && ch <= '9')
+		return ch - '0';
+	if (ch >= 'a' && ch <= 'f')
+		return ch - 'a' + 10;
+	if (ch >= 'A' && ch <= 'F')
+		return ch - 'A' + 10;
+	return -1;
+}
+
 static int valid_id(const char *id)
 {
 	size_t n = strlen(id);
@@ -384,18 +395,24 @@ static const char *string_field(json_object *o, const char *name)
 	json_object *f;
 	if (!json_object_object_get_ex(o, name, &f) || !json_object_is_type(f, json_type_string))
 		return NULL;
-	return json_object_get_string(f);
+	const char *v = json_object_get_string(f);
+	/* "\u0000" would cut the stored string short: refuse rather than half-write */
+	if (strlen(v) != (size_t)json_object_get_string_len(f))
+		return NULL;
+	return v;
 }
 
 static enum MHD_Result put_user(server *sv, struct MHD_Connection *c, const char *id,
                                 const char *body, size_t len)
 {
 	json_tokener *tok = json_tokener_new();
+	if (tok)
+		json_tokener_set_flags(tok, JSON_TOKENER_VALIDATE_UTF8); /* JSON text is UTF-8 */
 	json_object *o = tok ? json_tokener_parse_ex(tok, body, (int)len) : NULL;
 	int complete = tok && json_tokener_get_error(tok) == json_tokener_success;
 	for (size_t i = complete ? json_tokener_get_parse_end(tok) : len; i < len; i++)
-		if (!strchr(" \t\r\n", body[i]))
-			complete = 0; /* trailing garbage */
+		if (!body[i] || !strchr(" \t\r\n", body[i]))
+			complete = 0; /* trailing garbage (a NUL too: strchr would find the end) */
 	json_tokener_free(tok);
 	if (!o || !complete || !json_object_is_type(o, json_type_object)) {
 		json_object_put(o);
@@ -455,6 +472,27 @@ static enum MHD_Result healthz(server *sv, struct MHD_Connection *c)
 	snprintf(body, sizeof body, "{\"status\":\"ok\",\"staleness_ms\":%llu,\"bypassing\":%s}",
 	         (unsigned long long)(st.staleness_ns / 1000000), st.bypassing ? "true" : "false");
 	return respond(c, 200, "application/json", body, NULL);
+}
+
+/* Decodes %XX in the URL in place, as libmicrohttpd does, except %00: decoded, it would
+ * cut the path short ("/users/a%00b" would read as user "a"), so it stays as it is and
+ * the ID check refuses it. */
+static size_t unescape_url(void *cls, struct MHD_Connection *c, char *s)
+{
+	(void)cls;
+	(void)c;
+	char *w = s;
+	for (const char *r = s; *r;) {
+		int hi = r[0] == '%' ? hex_digit(r[1]) : -1, lo = hi >= 0 ? hex_digit(r[2]) : -1;
+		if (lo >= 0 && (hi | lo) != 0) {
+			*w++ = (char)(hi << 4 | lo);
+			r += 3;
+		} else {
+			*w++ = *r++;
+		}
+	}
+	*w = '\0';
+	return (size_t)(w - s);
 }
 
 /* The request body, gathered across upload callbacks: the handler's own req_cls. */
@@ -630,7 +668,8 @@ int main(int argc, char **argv)
 	    mode | MHD_USE_ERROR_LOG, (uint16_t)port, NULL, NULL, scache_access_handler,
 	    sv.mw,                                                        /* scache */
 	    MHD_OPTION_NOTIFY_COMPLETED, scache_request_completed, sv.mw, /* scache */
-	    MHD_OPTION_SOCK_ADDR, &sa, threads ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END,
+	    MHD_OPTION_SOCK_ADDR, &sa, MHD_OPTION_UNESCAPE_CALLBACK, unescape_url, NULL,
+	    threads ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END,
 	    (unsigned)threads, MHD_OPTION_END);
 	if (!d) {
 		fprintf(stderr, "users_server: cannot listen on 127.0.0.1:%lld\n", port);

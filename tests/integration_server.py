@@ -360,6 +360,11 @@ def bad_input_gets_exact_errors(env):
     for body in ("{not json", "[1,2]", '"x"', "", '{"name":"a"} trailing'):
         data = err("PUT", "/users/5", body, 400)
         expect("error" in json.loads(data), f"400 has a JSON error: {data!r}")
+    # JSON text is UTF-8; a NUL inside a string or after the object is not a name
+    for body in (b'{"name":"\xff\xfe","email":"e"}', '{"name":"a\\u0000b","email":"e"}',
+                 '{"name":"a","email":"e"}\x00', '{"name":"a","email":"e"}\x00junk'):
+        data = err("PUT", "/users/5", body, 400)
+        expect("error" in json.loads(data), f"400 has a JSON error: {data!r}")
     for body in ('{"name":"a"}', '{"email":"a@b"}', '{"name":1,"email":"a@b"}',
                  '{"name":"a","email":null}'):
         data = err("PUT", "/users/5", body, 400)
@@ -373,7 +378,8 @@ def bad_input_gets_exact_errors(env):
     err("POST", "/users/5", "{}", 405)
     err("PATCH", "/users/5", "{}", 405)
     err("POST", "/metrics", "", 405)
-    for bad in ("a%20b", "a.b", "%C3%A9", "x" * 65, "a%2Fb", ""):
+    a.put_user("a", "Ada")  # what an ID cut short at a %00 would name
+    for bad in ("a%20b", "a.b", "%C3%A9", "x" * 65, "a%2Fb", "", "a%00b", "a%00"):
         err("GET", "/users/" + bad, None, 400 if bad else 400)
     eq(a.request("GET", "/users/5")[0], 404, "nothing was half-written")
     eq(a.request("GET", "/healthz")[0], 200, "the server still serves")
