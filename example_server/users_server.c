@@ -20,6 +20,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
@@ -128,13 +129,13 @@ static long long parse_ms(const char *v, long long dflt)
 	long long n = strtoll(v, &end, 10);
 	if (errno || n < 0 || end == v)
 		return -1;
-	if (!*end || !strcmp(end, "ms"))
-		return n;
-	if (!strcmp(end, "s"))
-		return n * 1000;
-	if (!strcmp(end, "m"))
-		return n * 60000;
-	return -1;
+	long long unit = !*end || !strcmp(end, "ms") ? 1
+	                 : !strcmp(end, "s")         ? 1000
+	                 : !strcmp(end, "m")         ? 60000
+	                                             : -1;
+	if (unit < 0 || n > LLONG_MAX / unit)
+		return -1; /* unknown unit, or too large to count in milliseconds */
+	return n * unit;
 }
 
 static long long parse_count(const char *v, long long dflt)

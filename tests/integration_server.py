@@ -392,6 +392,12 @@ def bad_input_gets_exact_errors(env):
     out = subprocess.run([SERVER, "--stream", "s", "--port", "notaport"],
                          capture_output=True, text=True, timeout=30)
     eq(out.returncode, 2, "exit status with a bad flag value")
+    # 18446744073709552 s is 384 ms once the multiplication wraps: a bad value, not 384 ms
+    for flag in ("--max-staleness", "--min-ttl", "--poll-interval"):
+        out = subprocess.run([SERVER, "--stream", "s", flag, "18446744073709552s"],
+                             capture_output=True, text=True, timeout=30)
+        eq(out.returncode, 2, f"exit status with an overflowing {flag}")
+        expect("bad value" in out.stderr, f"{flag}: {out.stderr!r}")
 
 
 def metrics_are_prometheus_text(env):
