@@ -166,7 +166,8 @@ static uint64_t cache_hash(const void *key, size_t len)
 		len -= 8;
 	}
 	uint64_t w = 0;
-	memcpy(&w, p, len);
+	if (len) /* p may be NULL when len is 0 */
+		memcpy(&w, p, len);
 	h = (h ^ w) * 0x94d049bb133111ebu;
 	h ^= h >> 33;
 	h *= 0xff51afd7ed558ccdu;

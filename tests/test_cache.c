@@ -440,3 +440,15 @@ Test(cache, the_longest_window_does_not_wrap_into_the_past)
 	cr_assert_eq(scache_cache_sweep(c, 0), 0, "nothing has expired");
 	scache_cache_free(c);
 }
+
+Test(cache, a_null_key_of_length_zero_is_an_absent_key)
+{
+	/* the header allows NULL with length 0; under UBSan this used to stop the program */
+	scache_cache *c = new_cache((scache_cache_config){0});
+	scache_value v;
+	int removed = 1;
+	cr_assert_eq(scache_cache_get(c, NULL, 0, &v), SCACHE_ENOTFOUND);
+	cr_assert_eq(scache_cache_invalidate(c, NULL, 0, &removed), SCACHE_OK);
+	cr_assert_eq(removed, 0);
+	scache_cache_free(c);
+}
