@@ -378,6 +378,9 @@ static scache_err resolve_config(scache_middleware_config *c, char *errbuf, size
 		c->poll_interval_ms = MAX_DURATION_MS;
 	if (c->idle_poll_ms > MAX_DURATION_MS)
 		c->idle_poll_ms = MAX_DURATION_MS;
+	/* A poll older than the staleness bound is never good enough, whatever the interval */
+	if (c->poll_interval_ms > c->max_staleness_ms)
+		c->poll_interval_ms = c->max_staleness_ms;
 	return SCACHE_OK;
 }
 

@@ -1214,3 +1214,18 @@ Test(middleware, a_huge_staleness_bound_still_makes_strict_requests_wait)
 	cr_assert_str_eq(r.xcache, "MISS", "the request waited for its poll (got %s)", r.xcache);
 	stop();
 }
+
+Test(middleware, bounded_staleness_never_uses_a_poll_older_than_the_staleness_bound)
+{
+	/* an interval longer than the bound: the bound wins */
+	scache_middleware_config mc = {.poll_interval_ms = 3600000, .max_staleness_ms = 200};
+	start(MHD_USE_INTERNAL_POLLING_THREAD, 0, mc);
+	while (standin_drains(stream) == 0) /* the first background poll */
+		usleep(1000);
+	cache_put("1", "old");
+	standin_queue(stream, "t", "1");
+	usleep(400000); /* the last poll is now older than max_staleness_ms */
+	response r = http("GET", "/get/1", NULL);
+	cr_assert_str_eq(r.xcache, "MISS", "a poll %s ago was used (got %s)", "400 ms", r.xcache);
+	stop();
+}

@@ -83,7 +83,8 @@ typedef struct scache_middleware_config {
 	MHD_RequestCompletedCallback completed; /* optional: chained after the middleware's */
 	void *completed_cls;
 
-	uint64_t poll_interval_ms;     /* [0 = strict] > 0: bounded staleness, see above */
+	uint64_t poll_interval_ms;     /* [0 = strict] > 0: bounded staleness, see above;
+	                                  at most max_staleness_ms (larger is taken as it) */
 	unsigned max_polls_per_second; /* [5] poll budget; AWS allows 5/s per shard for all
 	                                  readers of that shard together */
 	uint64_t max_staleness_ms;     /* [10000] bypass the cache when no poll succeeded
