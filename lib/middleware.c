@@ -280,7 +280,10 @@ static int drain_begin(scache_middleware *mw, scache_request *req)
 	scache_cache_stats st;
 	scache_cache_stats_get(cache, &st);
 	if (st.entries == 0) {
-		/* nothing to evict: go on, but keep the stream positions moving */
+		/* nothing to evict: go on, but keep the stream positions moving. Another request
+		 * may add old data before that poll applies its invalidation: until the poll
+		 * has succeeded this request's gets miss (see request_synced). */
+		req->unsynced = 1;
 		pthread_mutex_lock(&mw->mu);
 		want_poll(mw);
 		pthread_mutex_unlock(&mw->mu);
@@ -757,6 +760,21 @@ enum MHD_Result scache_queue_response(struct MHD_Connection *connection, unsigne
 
 /* ---- Handler helpers ------------------------------------------------------------- */
 
+/* Whether the request may read the cache: it waited for its poll, or went on without
+ * waiting (empty cache) and that poll has since succeeded. */
+static int request_synced(scache_request *req)
+{
+	if (!req->unsynced)
+		return 1;
+	scache_middleware *mw = req->mw;
+	pthread_mutex_lock(&mw->mu);
+	int ok = mw->last_ok_ns >= req->since_ns;
+	pthread_mutex_unlock(&mw->mu);
+	if (ok)
+		req->unsynced = 0;
+	return ok;
+}
+
 static scache_err encode_key(const char *source, const char *id, char **key, size_t *len)
 {
 	if (!source || !id)
@@ -778,7 +796,8 @@ scache_err scache_get(scache_request *req, const char *source, const char *id, s
 	scache_err err = encode_key(source, id, &key, &len);
 	if (err)
 		return err;
-	err = scache_cache_get(req->mw->cfg.cache, key, len, out);
+	err = request_synced(req) ? scache_cache_get(req->mw->cfg.cache, key, len, out)
+	                          : SCACHE_ENOTFOUND;
 	free(key);
 	if (err == SCACHE_OK) {
 		req->hits++;
@@ -894,7 +913,8 @@ scache_err scache_get_or_load(scache_request *req, const char *source, const cha
 
 	for (;;) {
 		scache_value v;
-		err = scache_cache_get(mw->cfg.cache, key, klen, &v);
+		int synced = request_synced(req);
+		err = synced ? scache_cache_get(mw->cfg.cache, key, klen, &v) : SCACHE_ENOTFOUND;
 		if (err == SCACHE_OK) {
 			*value = copy_bytes(v.data, v.len);
 			*len = v.len;
@@ -938,8 +958,8 @@ scache_err scache_get_or_load(scache_request *req, const char *source, const cha
 		while (!f->done)
 			pthread_cond_wait(&f->cv, &mw->flight_mu);
 		/* Its load is good for us if it began after our drain, or if no invalidation of
-		 * the key was applied after it began (the add was accepted). */
-		int usable = f->added || f->token > req->token;
+		 * the key was applied after it began (the add was accepted) and we are synced. */
+		int usable = (f->added && synced) || f->token > req->token;
 		scache_err ferr = f->err;
 		if (usable && ferr == SCACHE_OK) {
 			*value = copy_bytes(f->val, f->len);

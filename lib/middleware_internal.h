@@ -79,6 +79,8 @@ struct scache_request {
 	uint64_t hits, misses, evicted;
 	unsigned status;
 	int bypass;
+	int unsynced;                /* went on without its poll (empty cache): gets miss
+	                                until a poll that began at since_ns has succeeded */
 	int waiting;                 /* WAIT_*: parked with MHD_suspend_connection */
 	uint64_t since_ns;           /* the drain needs a poll that began at or after this */
 	uint64_t deadline_ns;        /* and waits no longer than this */

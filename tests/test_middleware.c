@@ -246,6 +246,13 @@ static void *lookup_thread(void *arg)
 	return scache_request_of(mw, c);
 }
 
+/* GET /gated/get/ID: like /get/ID, once the test opens handler_gate (after the drain). */
+static struct {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int entered, open;
+} handler_gate = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0};
+
 static enum MHD_Result app_handler(void *cls, struct MHD_Connection *c, const char *url,
                                    const char *method, const char *version, const char *upload_data,
                                    size_t *upload_size, void **req_cls)
@@ -281,6 +288,15 @@ static enum MHD_Result app_handler(void *cls, struct MHD_Connection *c, const ch
 		pthread_create(&t, NULL, lookup_thread, c);
 		pthread_join(t, &found);
 		return reply(c, found == req ? 200 : 500, found == req ? "same" : "other", NULL);
+	}
+	if (strncmp(url, "/gated/get/", 11) == 0) {
+		pthread_mutex_lock(&handler_gate.mu);
+		handler_gate.entered = 1;
+		pthread_cond_broadcast(&handler_gate.cv);
+		while (!handler_gate.open)
+			pthread_cond_wait(&handler_gate.cv, &handler_gate.mu);
+		pthread_mutex_unlock(&handler_gate.mu);
+		url += 6; /* on as /get/ID */
 	}
 	if (strncmp(url, "/get/", 5) == 0) {
 		scache_value v;
@@ -1227,5 +1243,45 @@ Test(middleware, bounded_staleness_never_uses_a_poll_older_than_the_staleness_bo
 	usleep(400000); /* the last poll is now older than max_staleness_ms */
 	response r = http("GET", "/get/1", NULL);
 	cr_assert_str_eq(r.xcache, "MISS", "a poll %s ago was used (got %s)", "400 ms", r.xcache);
+	stop();
+}
+
+static void *gated_get_in_thread(void *arg)
+{
+	response *r = arg;
+	*r = http("GET", "/gated/get/1", NULL);
+	return NULL;
+}
+
+Test(middleware, a_request_that_skipped_the_drain_on_an_empty_cache_never_hits_an_unchecked_entry)
+{
+	scache_middleware_config mc = {0};
+	start(MHD_USE_INTERNAL_POLLING_THREAD, 0, mc);
+	/* another request began loading ID 1 (old data) ... */
+	uint64_t old_load = scache_cache_begin_load(cache);
+	/* ... then ID 1 changed and its invalidation was published; no poll has applied it */
+	standin_set(stream, &stream->hold, 1);
+	standin_queue(stream, "t", "1");
+	/* R arrives: the cache is empty, so it goes on without waiting */
+	response r;
+	pthread_t t;
+	pthread_create(&t, NULL, gated_get_in_thread, &r);
+	pthread_mutex_lock(&handler_gate.mu);
+	while (!handler_gate.entered)
+		pthread_cond_wait(&handler_gate.cv, &handler_gate.mu);
+	pthread_mutex_unlock(&handler_gate.mu);
+	/* the other request adds its old data now: the invalidation is not applied yet */
+	char key[64];
+	scache_id_encode("t", 1, "1", 1, key, sizeof key);
+	scache_add_opts o = {.token = old_load, .saved_ns = 1};
+	cr_assert_eq(scache_cache_add(cache, key, strlen(key), "old", 3, &o), SCACHE_OK);
+	pthread_mutex_lock(&handler_gate.mu);
+	handler_gate.open = 1;
+	pthread_cond_broadcast(&handler_gate.cv);
+	pthread_mutex_unlock(&handler_gate.mu);
+	pthread_join(t, NULL);
+	cr_assert_str_eq(r.xcache, "MISS",
+	                 "R arrived after the change was announced: it must not see %s", r.body);
+	standin_set(stream, &stream->hold, 0);
 	stop();
 }
