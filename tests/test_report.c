@@ -108,3 +108,33 @@ Test(report, skips_lines_whose_type_or_numbers_are_not_what_a_log_holds,
 	cr_assert_not_null(strstr(buf, "cache lookups   1 hits, 0 misses"), "%s", buf);
 	cr_assert_not_null(strstr(buf, "0 summaries, 0 warnings, 4 skipped"), "%s", buf);
 }
+
+Test(report, the_first_warning_is_the_first_with_a_message, .init = cr_redirect_stdout)
+{
+	write_log("{\"type\":\"warning\",\"msg\":null}\n"
+	          "{\"type\":\"warning\",\"msg\":\"stream down\"}\n");
+	char *argv[] = {"report", path};
+	cr_assert_eq(scachectl_report(2, argv), 0);
+	remove(path);
+	fflush(stdout);
+	FILE *out = cr_get_redirected_stdout();
+	char buf[4096];
+	size_t n = fread(buf, 1, sizeof buf - 1, out);
+	buf[n] = '\0';
+	cr_assert_not_null(strstr(buf, "0 summaries, 2 warnings, 0 skipped"), "%s", buf);
+	cr_assert_not_null(strstr(buf, "first warning   stream down\n"), "%s", buf);
+}
+
+Test(report, a_warning_cannot_send_control_characters_to_the_terminal, .init = cr_redirect_stdout)
+{
+	write_log("{\"type\":\"warning\",\"msg\":\"a\\u001b[2J\\r\\nverdict  fine\\u0007b\"}\n");
+	char *argv[] = {"report", path};
+	cr_assert_eq(scachectl_report(2, argv), 0);
+	remove(path);
+	fflush(stdout);
+	FILE *out = cr_get_redirected_stdout();
+	char buf[4096];
+	size_t n = fread(buf, 1, sizeof buf - 1, out);
+	buf[n] = '\0';
+	cr_assert_not_null(strstr(buf, "first warning   a?[2J??verdict  fine?b\n"), "%s", buf);
+}

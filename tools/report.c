@@ -97,11 +97,17 @@ static void add_line(totals *t, const char *line)
 	if (!strcmp(ty, "summary")) {
 		t->summaries++;
 	} else if (!strcmp(ty, "warning")) {
-		if (t->warnings++ == 0) {
-			json_object *m;
-			if (json_object_object_get_ex(o, "msg", &m))
-				snprintf(t->first_warning, sizeof t->first_warning, "%s",
-				         json_object_get_string(m));
+		json_object *m;
+		t->warnings++;
+		/* a string only: "msg":null gave printf a NULL %s */
+		if (!t->first_warning[0] && json_object_object_get_ex(o, "msg", &m) &&
+		    json_object_is_type(m, json_type_string)) {
+			snprintf(t->first_warning, sizeof t->first_warning, "%s",
+			         json_object_get_string(m));
+			/* it goes to a terminal: no escape sequences, no forged report lines */
+			for (char *c = t->first_warning; *c; c++)
+				if ((unsigned char)*c < 0x20 || *c == 0x7f)
+					*c = '?';
 		}
 	} else if (!strcmp(ty, "request")) {
 		int ok = 1;
@@ -176,7 +182,7 @@ static void print_report(const totals *t, FILE *out)
 	fprintf(out, "other lines     %llu summaries, %llu warnings, %llu skipped\n",
 	        (unsigned long long)t->summaries, (unsigned long long)t->warnings,
 	        (unsigned long long)t->skipped);
-	if (t->warnings)
+	if (t->first_warning[0])
 		fprintf(out, "first warning   %s\n", t->first_warning);
 	if (t->requests == 0)
 		fprintf(out, "verdict         no requests: nothing to judge\n");
