@@ -645,18 +645,20 @@ int main(int argc, char **argv)
 	    .log = log_line,
 	    .log_arg = &sv,
 	};
+	/* Before the first thread (the middleware's poller; then MHD's), which inherit the
+	 * mask: a SIGTERM during startup then waits for sigwait below instead of killing us. */
+	sigset_t sigs;
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+
 	char msg[512];
 	err = scache_middleware_new(&mc, &sv.mw, msg, sizeof msg);
 	if (err) {
 		fprintf(stderr, "users_server: %s\n", msg);
 		return err == SCACHE_ECONFIG ? 2 : 1;
 	}
-
-	sigset_t sigs;
-	sigemptyset(&sigs);
-	sigaddset(&sigs, SIGINT);
-	sigaddset(&sigs, SIGTERM);
-	pthread_sigmask(SIG_BLOCK, &sigs, NULL); /* MHD's threads inherit the mask */
 
 	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
 	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);

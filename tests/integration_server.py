@@ -534,7 +534,29 @@ def bounded_staleness_sees_a_change_within_one_interval(env):
     eq(a.get_user(9)[1], "HIT", "and caches it again")
 
 
+def a_sigterm_during_startup_still_shuts_down_cleanly(env):
+    # The signal may arrive while the server is starting, before it waits for signals:
+    # no thread may take it with the default action (death by SIGTERM, no last summary).
+    e = dict(os.environ, AWS_ACCESS_KEY_ID="local", AWS_SECRET_ACCESS_KEY="local",
+             AWS_REGION="us-east-1")
+    for i in range(20):
+        p = subprocess.Popen([SERVER, "--stream", env.stream, "--endpoint", env.kinesis.endpoint,
+                              "--port", str(free_port()), "--db", env.db],
+                             env=e, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        procs.append(p)
+        while p.poll() is None:  # as soon as a second thread exists
+            try:
+                if len(os.listdir(f"/proc/{p.pid}/task")) >= 2:
+                    break
+            except FileNotFoundError:
+                break
+        p.send_signal(signal.SIGTERM)
+        eq(p.wait(timeout=30), 0, f"exit status after an early SIGTERM (try {i})")
+        procs.remove(p)
+
+
 SCENARIOS = [
+    (a_sigterm_during_startup_still_shuts_down_cleanly, {"servers": ()}),
     (cross_instance_invalidation_keeps_a_correct, {}),
     (scachectl_publish_invalidates_both_instances, {}),
     (a_go_scache_record_invalidates_too, {"servers": ("A",)}),
