@@ -672,8 +672,8 @@ int main(int argc, char **argv)
 	    sv.mw,                                                        /* scache */
 	    MHD_OPTION_NOTIFY_COMPLETED, scache_request_completed, sv.mw, /* scache */
 	    MHD_OPTION_SOCK_ADDR, &sa, MHD_OPTION_UNESCAPE_CALLBACK, unescape_url, NULL,
-	    threads ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END,
-	    (unsigned)threads, MHD_OPTION_END);
+	    threads ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END, (unsigned)threads,
+	    MHD_OPTION_END);
 	if (!d) {
 		fprintf(stderr, "users_server: cannot listen on 127.0.0.1:%lld\n", port);
 		scache_middleware_free(sv.mw);

@@ -28,8 +28,8 @@
 #include <string.h>
 #include <time.h>
 
-#define NS_PER_MS      1000000ull
-#define BACKOFF_MAX_NS (5000ull * NS_PER_MS)
+#define NS_PER_MS       1000000ull
+#define BACKOFF_MAX_NS  (5000ull * NS_PER_MS)
 #define MAX_DURATION_MS (UINT64_MAX / NS_PER_MS / 8)
 
 static _Thread_local scache_request *current_request;
