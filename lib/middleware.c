@@ -139,6 +139,11 @@ static void poll_once(scache_middleware *mw)
 		else if (mw->backoff_ns < BACKOFF_MAX_NS)
 			mw->backoff_ns = mw->backoff_ns ? 2 * mw->backoff_ns : mw->min_interval_ns;
 		if (mw->bypassing) {
+			/* The stream may have been down for writers too: an invalidation whose
+			 * publish failed during the outage never reaches the stream, so entries
+			 * cached before it cannot be trusted. Flush before the cache is used
+			 * again (nothing was added while bypassed). */
+			scache_cache_flush(mw->cfg.cache, NULL);
 			mw->bypassing = 0;
 			recovered = 1;
 		}
@@ -165,7 +170,8 @@ static void poll_once(scache_middleware *mw)
 		efficiency_warning(mw, msg);
 	}
 	if (recovered)
-		efficiency_warning(mw, "the stream is read again: the cache is back in use");
+		efficiency_warning(mw, "the stream is read again: the cache was flushed and is back "
+		                       "in use");
 	pthread_mutex_lock(&mw->mu);
 }
 

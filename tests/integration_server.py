@@ -514,7 +514,7 @@ def a_server_started_before_its_stream_serves_bypassed_then_caches(env):
     expect(warnings[0].startswith("the stream cannot be read yet (") and
            env.kinesis.endpoint in warnings[0], f"the startup warning names the cause: "
            f"{warnings[0]}")
-    eq(warnings[1], "the stream is read again: the cache is back in use", "recovery")
+    eq(warnings[1], "the stream is read again: the cache was flushed and is back in use", "recovery")
 
 
 def bounded_staleness_sees_a_change_within_one_interval(env):
