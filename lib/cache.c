@@ -42,6 +42,11 @@
 
 static uint64_t cache_hash(const void *key, size_t len);
 #define HASH_FUNCTION(keyptr, keylen, hashv) ((hashv) = (unsigned)cache_hash(keyptr, keylen))
+/* uthash's default on allocation failure is to exit. Ours: the add does not happen and
+ * this flag says so (a failed bucket expansion only leaves chains longer). */
+static _Thread_local int uthash_oomed;
+#define HASH_NONFATAL_OOM 1
+#define uthash_nonfatal_oom(obj) ((void)(obj), uthash_oomed = 1)
 #include <uthash.h>
 
 #define DEFAULT_MIN_TTL_MS 60000u
@@ -299,7 +304,13 @@ static void stripe_add_tomb(scache_cache *c, stripe *s, uint64_t h, uint64_t epo
 	t->hash = h;
 	t->epoch = epoch;
 	t->when_ns = now;
+	uthash_oomed = 0;
 	HASH_ADD_KEYPTR_BYHASHVALUE(hh, s->tombs, &t->hash, sizeof t->hash, (unsigned)h, t);
+	if (uthash_oomed) {
+		free(t);
+		s->forgotten_epoch = epoch;
+		return;
+	}
 	s->ntombs++;
 	stripe_prune_tombs(c, s, now);
 }
@@ -491,8 +502,13 @@ scache_err scache_cache_add(scache_cache *c, const void *key, size_t key_len, co
 	}
 	while (s->bytes + cost > s->max_bytes)
 		stripe_evict_one(s);
-	HASH_ADD_KEYPTR_BYHASHVALUE(hh, s->table, e->data, (unsigned)key_len,
-	                            (unsigned)h, e);
+	uthash_oomed = 0;
+	HASH_ADD_KEYPTR_BYHASHVALUE(hh, s->table, e->data, (unsigned)key_len, (unsigned)h, e);
+	if (uthash_oomed) { /* only the first add of a table allocates, and it failed */
+		unlock(c, s);
+		free(e);
+		return SCACHE_ENOMEM;
+	}
 	s->bytes += cost;
 	s->adds++;
 	unlock(c, s);
@@ -594,7 +610,10 @@ void scache_cache_flush(scache_cache *c, size_t *removed)
 		return;
 	/* Publish the flush epoch first: an add that checks it under a stripe lock before
 	 * this store still holds that lock, so the clear below removes what it added. */
-	atomic_store(&c->flush_epoch, atomic_fetch_add(&c->epoch, 1) + 1);
+	uint64_t epoch = atomic_fetch_add(&c->epoch, 1) + 1;
+	uint64_t seen = atomic_load(&c->flush_epoch);
+	while (seen < epoch && !atomic_compare_exchange_weak(&c->flush_epoch, &seen, epoch))
+		; /* concurrent flushes: the newest epoch wins, whatever the order of stores */
 	for (unsigned i = 0; i < c->nstripes; i++) {
 		lock_exclusive(c, &c->stripes[i]);
 		count += stripe_clear(&c->stripes[i]);
