@@ -726,8 +726,7 @@ scache_err scache_reader_new(const scache_stream_config *config, scache_start_at
 	if (s.format != SCACHE_RECORD_SCACHE) {
 		kinesis_settings_clear(&s);
 		if (errbuf && errlen)
-			kinesis_fmt(errbuf, errlen, "record format %d is not implemented yet",
-			            (int)s.format);
+			kinesis_fmt(errbuf, errlen, "unknown record format %d", (int)s.format);
 		return SCACHE_ECONFIG;
 	}
 	r = calloc(1, sizeof *r);

@@ -22,8 +22,7 @@ extern "C" {
 
 /* Record formats the reader understands. */
 typedef enum scache_record_format {
-	SCACHE_RECORD_SCACHE = 0, /* scache's {"keys":[...],"ts":"..."} */
-	SCACHE_RECORD_DYNAMODB    /* DynamoDB change records (a later issue) */
+	SCACHE_RECORD_SCACHE = 0  /* scache's {"keys":[...],"ts":"..."} */
 } scache_record_format;
 
 /*
