@@ -285,6 +285,8 @@ typedef struct scache_middleware_stats {
 	int bypassing;            /* 1 during a staleness episode */
 } scache_middleware_stats;
 
+/* scache_middleware_stats_get: a snapshot of the counters into *out (the cache's from
+ * scache_cache_stats_get). Any thread, while requests run. */
 void scache_middleware_stats_get(scache_middleware *mw, scache_middleware_stats *out);
 
 /*
