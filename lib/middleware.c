@@ -1006,11 +1006,12 @@ scache_err scache_middleware_invalidate(scache_middleware *mw, const char *const
 	for (size_t i = 0; i < n && !err; i++)
 		err = encode_key(sources[i], ids[i], &keys[i], &lens[i]);
 	if (!err) {
-		scache_err perr = mw->ops.publish(mw->ops.arg, (const char *const *)keys, lens, n);
-		/* Remove locally whatever the publish did: this instance must not serve the
-		 * old data either way. */
+		/* Remove locally first, whatever the publish will do: this instance must not
+		 * serve the old data during a slow or failing publish (its tombstones also
+		 * refuse adds of loads that began before now). */
 		err = scache_cache_invalidate_many(mw->cfg.cache, (const void *const *)keys, lens,
 		                                   n, NULL);
+		scache_err perr = mw->ops.publish(mw->ops.arg, (const char *const *)keys, lens, n);
 		pthread_mutex_lock(&mw->stats_mu);
 		if (perr)
 			mw->totals.publish_errors++;

@@ -245,11 +245,12 @@ scache_err scache_get_or_load(scache_request *req, const char *source, const cha
                               scache_outcome *outcome);
 
 /*
- * scache_invalidate: announce that the data of (source, id) changed: publish the
- * invalidation to the stream (every instance, this one included, removes it), then
- * remove it locally at once. If publishing fails the ID is still removed locally and the
- * publish error is returned (SCACHE_EPUBLISH, SCACHE_ETRANSPORT, ...): never success for
- * an invalidation other instances will not see. Call it after the change is committed.
+ * scache_invalidate: announce that the data of (source, id) changed: remove it locally
+ * at once (adds of loads that began before are refused from now on), then publish the
+ * invalidation to the stream (every instance, this one included, removes it). If
+ * publishing fails the publish error is returned (SCACHE_EPUBLISH, SCACHE_ETRANSPORT,
+ * ...): never success for an invalidation other instances will not see. Call it after
+ * the change is committed.
  */
 scache_err scache_invalidate(scache_request *req, const char *source, const char *id);
 
