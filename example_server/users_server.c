@@ -517,8 +517,9 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
 		*req_cls = cl;
 		const char *cl_hdr =
 		    MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+		/* A declared size over the limit is refused before the body is read. */
 		if (cl_hdr && strtoull(cl_hdr, NULL, 10) > MAX_BODY)
-			cl->too_big = 1;
+			return respond_error(c, 413, "the body is larger than 64 KiB");
 		return MHD_YES;
 	}
 	if (*upload_size) {
