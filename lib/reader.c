@@ -558,8 +558,9 @@ static void read_answer(scache_reader *r, shard *s, kinesis_result *res, double 
 		shard_finish(r, s); /* signals 1 and 2: the shard's end was reached */
 		return;
 	}
-	if (s->end_seq[0] &&
-	    (n == 0 || (s->last_seq[0] && kinesis_seq_cmp(s->last_seq, s->end_seq) >= 0))) {
+	/* an empty page behind the tip is not the end: the records may lie further on */
+	if (s->end_seq[0] && ((n == 0 && behind <= 0) ||
+	                      (s->last_seq[0] && kinesis_seq_cmp(s->last_seq, s->end_seq) >= 0))) {
 		shard_finish(r, s); /* signal 3: closed per ListShards, nothing left */
 		return;
 	}
@@ -568,7 +569,8 @@ static void read_answer(scache_reader *r, shard *s, kinesis_result *res, double 
 		poll_fail(r, SCACHE_ENOMEM, "out of memory");
 		return;
 	}
-	s->more = (behind > 0 && n > 0) || n >= GET_RECORDS_LIMIT;
+	/* a closed shard is read on to its end in this poll: its children wait for it */
+	s->more = (behind > 0 && n > 0) || n >= GET_RECORDS_LIMIT || s->end_seq[0];
 }
 
 /* One round of GetRecords on every readable shard with an iterator. Returns whether

@@ -1131,6 +1131,47 @@ Test(live, ending_sequence_number_in_list_shards_ends_a_shard)
 	seen_free(&s);
 }
 
+Test(live, an_empty_page_of_a_closed_shard_behind_latest_is_not_its_end)
+{
+	/* GetRecords may answer an empty page before the part of a shard that holds records
+	 * (AWS: "it might take multiple calls to get to a portion of the shard that contains
+	 * records"); MillisBehindLatest > 0 says more follows. A closed shard must not be
+	 * taken as read to its end on such a page, or its remaining records are lost. */
+	scache_stream_config cfg;
+	seen s;
+	scache_publisher *p;
+	scache_reader *r = split_setup("sig3behind", &cfg, &s, &p);
+	scache_reader_free(r);
+	seen_free(&s);
+	seen_init(&s);
+	cfg.list_shards_interval_ms = 1;
+	scache_reader_callbacks cb = {.on_keys = on_keys, .on_gap = on_gap, .arg = &s};
+	cr_assert_eq(scache_reader_new(&cfg, SCACHE_START_TRIM_HORIZON, &cb, &r, NULL, 0),
+	             SCACHE_OK);
+	faultproxy_add(P, "GetRecords", FAULT_CANNED, 1, 200,
+	               "{\"Records\":[],\"NextShardIterator\":\"AAAAAAAAAAGnotused==\","
+	               "\"MillisBehindLatest\":60000}");
+	sync_ok(r);
+	sync_ok(r);
+	cr_assert_eq(faultproxy_injected(P), 1);
+	expect_once(&s, "p0");
+	char *k0 = key_of("p0");
+	long i0 = seen_index(&s, k0);
+	free(k0);
+	for (int i = 0; i < 6; i++) {
+		char id[8];
+		snprintf(id, sizeof id, "c%d", i);
+		expect_once(&s, id);
+		char *k = key_of(id);
+		cr_assert_lt(i0, seen_index(&s, k), "the parent's p0 after child key %s", id);
+		free(k);
+	}
+	cr_assert_eq(s.gaps, 0);
+	scache_publisher_free(p);
+	scache_reader_free(r);
+	seen_free(&s);
+}
+
 Test(live, a_shard_vanishing_before_its_end_is_a_gap)
 {
 	scache_stream_config cfg;
