@@ -695,6 +695,11 @@ static void do_poll(scache_reader *r, scache_poll_info *info)
 		if (info->err != SCACHE_OK)
 			break;
 		int again = read_round(r);
+		/* a shard left without an iterator (AT_TIMESTAMP fallback, reset after a gap)
+		 * is still unread: take its iterator and read it in this poll */
+		for (size_t i = 0; i < r->n && !again; i++)
+			again = !r->shards[i].iter && r->shards[i].more &&
+			        shard_readable(r, &r->shards[i]);
 		if (info->err != SCACHE_OK || (!again && !r->need_list))
 			break;
 	}

@@ -514,6 +514,29 @@ Test(live, unanswered_at_timestamp_falls_back_to_trim_horizon)
 	seen_free(&s);
 }
 
+Test(live, a_shard_whose_at_timestamp_iterator_times_out_is_still_read_in_that_poll)
+{
+	/* the AT_TIMESTAMP request goes unanswered (the proxy holds it past the reader's
+	 * 3 s bound), so the reader falls back to TRIM_HORIZON: the poll must read the shard
+	 * from there before it reports success, or a record published before the poll began
+	 * is missing from a poll that says it caught up */
+	scache_stream_config cfg;
+	seen s;
+	scache_publisher *p;
+	scache_reader *r = proxied("tsdelay", 1, &cfg, &s, &p);
+	sync_ok(r); /* empty: nothing read, the position is a time */
+	publish1(p, "x");
+	cr_assert_eq(reader_test_spoil_iterators(r, "AAAAAAAAAAGarbage=="), 1);
+	faultproxy_add(P, "GetShardIterator", FAULT_DELAY, 1, 3500, NULL);
+	scache_poll_info info = sync_ok(r);
+	cr_assert_eq(faultproxy_injected(P), 1);
+	cr_assert_eq(info.keys, 1);
+	expect_once(&s, "x");
+	scache_publisher_free(p);
+	scache_reader_free(r);
+	seen_free(&s);
+}
+
 /* ---- malformed records ------------------------------------------------------------------ */
 
 Test(live, malformed_records_are_counted_and_skipped)
