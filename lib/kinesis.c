@@ -133,11 +133,12 @@ scache_err kinesis_settings_resolve(const scache_stream_config *config, int need
 		endpoint = defendpoint;
 	}
 	if (strncmp(endpoint, "https://", 8) != 0 && strncmp(endpoint, "http://", 7) != 0) {
+		char shown[201]; /* without user:password@ */
 		kinesis_fmt(
 		    msg, sizeof msg,
-		    "Kinesis endpoint '%.200s' must start with https:// (or http:// for plain "
+		    "Kinesis endpoint '%s' must start with https:// (or http:// for plain "
 		    "HTTP)",
-		    endpoint);
+		    kinesis_endpoint_shown(endpoint, shown, sizeof shown));
 		return settings_fail(out, errbuf, errlen, SCACHE_ECONFIG, msg);
 	}
 

@@ -359,6 +359,8 @@ Test(settings, missing_pieces_are_named_and_secrets_never_shown, .init = clear_e
 	cfg.endpoint = "ftp://s3cr3t-value@host";
 	cr_assert_eq(kinesis_settings_resolve(&cfg, 1, &s, err, sizeof err), SCACHE_ECONFIG);
 	cr_assert(strstr(err, "https://"), "%s", err);
+	cr_assert_null(strstr(err, "s3cr3t"), "%s", err); /* the user info is not shown */
+	cr_assert(strstr(err, "ftp://host"), "%s", err);
 	cfg.endpoint = NULL;
 	cr_assert_eq(kinesis_settings_resolve(&cfg, 1, &s, err, sizeof err), SCACHE_OK);
 	kinesis_settings_clear(&s);
