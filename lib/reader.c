@@ -620,6 +620,10 @@ static int read_round(scache_reader *r)
 			s->iter = NULL;
 			s->more = 1;
 			again = 1;
+			/* with no sequence number to resume after, nothing would notice a stream
+			 * recreated meanwhile (AT_TIMESTAMP works on the new one): list first */
+			if (!s->last_seq[0])
+				r->need_list = 1;
 			break;
 		case KINESIS_FAIL_NOTFOUND:
 			/* the shard or the stream is gone: the next listing tells which (a gap) */

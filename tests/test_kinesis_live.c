@@ -654,6 +654,38 @@ Test(live, stream_recreated_between_polls_is_a_gap)
 	seen_free(&s);
 }
 
+Test(live, stream_recreated_under_a_reader_with_nothing_read_yet_is_a_gap)
+{
+	/* the reader has read nothing yet (its position is a time) and lists shards only on
+	 * its slow timer; its iterator expires while the stream is deleted and recreated.
+	 * A new AT_TIMESTAMP iterator works on the new stream, but a record of the deleted
+	 * one was never read: before resuming, the reader must look for a recreation */
+	scache_stream_config cfg;
+	seen s;
+	kinesalite_config(&K, "again2", &cfg);
+	cr_assert_eq(kinesalite_create_stream(&K, "again2", 1, NULL, 0), 0);
+	seen_init(&s);
+	scache_reader *r = reader_on(&cfg, &s, SCACHE_START_LATEST);
+	scache_publisher *p = publisher_on(&cfg);
+	sync_ok(r);
+	publish1(p, "lost");
+	cr_assert_eq(kinesalite_delete_stream(&K, "again2", NULL, 0), 0);
+	sleep(1); /* kinesalite's creation times are in whole seconds */
+	usleep(100000);
+	cr_assert_eq(kinesalite_create_stream(&K, "again2", 1, NULL, 0), 0);
+	publish1(p, "two");
+	/* the reader's iterator expired meanwhile (idle for more than 5 minutes) */
+	cr_assert_eq(reader_test_spoil_iterators(r, "AAAAAAAAAAGarbage=="), 1);
+	scache_poll_info info = sync_ok(r);
+	cr_assert_eq(info.gap, 1, "the record of the old stream was lost without a gap");
+	cr_assert_eq(s.gaps, 1);
+	cr_assert(strstr(s.why, "recreated"), "%s", s.why);
+	expect_once(&s, "two");
+	scache_publisher_free(p);
+	scache_reader_free(r);
+	seen_free(&s);
+}
+
 Test(live, position_older_than_the_retention_is_a_gap)
 {
 	scache_stream_config cfg;
