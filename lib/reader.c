@@ -473,7 +473,9 @@ out:
 	return taken;
 }
 
-static void deliver_record(scache_reader *r, shard *s, json_object *rec)
+/* Returns -1 when out of memory: the record is neither delivered nor passed (its keys
+ * would be lost), and the shard must be read again from its position. */
+static int deliver_record(scache_reader *r, shard *s, json_object *rec)
 {
 	const char *data = kinesis_json_str(rec, "Data");
 	const char *seq = kinesis_json_str(rec, "SequenceNumber");
@@ -491,7 +493,7 @@ static void deliver_record(scache_reader *r, shard *s, json_object *rec)
 		        "libscache: stream '%s' shard %s: record without sequence number "
 		        "skipped\n",
 		        st->stream_name, s->id);
-		return;
+		return 0;
 	}
 	if (data)
 		raw = kinesis_b64_decode(data, strlen(data), &rawlen);
@@ -501,6 +503,10 @@ static void deliver_record(scache_reader *r, shard *s, json_object *rec)
 		err = record_parse(st->format, raw, rawlen, &keys, why, sizeof why);
 	}
 	free(raw);
+	if (err == SCACHE_ENOMEM) {
+		r->cur->records--; /* it will be read again */
+		return -1;
+	}
 	if (err == SCACHE_OK) {
 		if (keys.bad) {
 			r->cur->bad_records++;
@@ -524,9 +530,10 @@ static void deliver_record(scache_reader *r, shard *s, json_object *rec)
 		fprintf(stderr,
 		        "libscache: stream '%s' shard %s sequence %s: malformed record "
 		        "skipped: %s\n",
-		        st->stream_name, s->id, seq, err == SCACHE_ENOMEM ? "out of memory" : why);
+		        st->stream_name, s->id, seq, why);
 	}
 	copy_str(s->last_seq, sizeof s->last_seq, seq);
+	return 0;
 }
 
 /* Handle one GetRecords answer for shard s. */
@@ -541,8 +548,16 @@ static void read_answer(scache_reader *r, shard *s, kinesis_result *res, double 
 		poll_fail(r, SCACHE_ESERVICE, "GetRecords: answer without Records");
 		return;
 	}
-	for (size_t i = 0; i < n; i++)
-		deliver_record(r, s, json_object_array_get_idx(recs, i));
+	for (size_t i = 0; i < n; i++) {
+		if (deliver_record(r, s, json_object_array_get_idx(recs, i))) {
+			/* keep the position before that record: a new iterator reads it again */
+			free(s->iter);
+			s->iter = NULL;
+			s->more = 0;
+			poll_fail(r, SCACHE_ENOMEM, "out of memory while parsing a record");
+			return;
+		}
+	}
 	s->last_good = began;
 	if (!s->last_seq[0] && s->start == START_AT_TIMESTAMP)
 		s->start_ts = began - AT_TIMESTAMP_MARGIN_S;

@@ -7,6 +7,8 @@
 
 #include <json-c/json.h>
 
+#include <dlfcn.h>
+
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -579,6 +581,49 @@ Test(live, malformed_records_are_counted_and_skipped)
 	scache_reader_stats st;
 	scache_reader_stats_get(r, &st);
 	cr_assert_eq(st.bad_records, 4);
+	scache_publisher_free(p);
+	scache_reader_free(r);
+	seen_free(&s);
+}
+
+/* json_tokener_new, interposed: fail the tokener_fail_at-th call after arming (0: never),
+ * so a test can make one record's parse run out of memory */
+static int tokener_fail_at, tokener_calls, tokener_failed;
+
+json_tokener *json_tokener_new(void)
+{
+	static json_tokener *(*real)(void);
+	if (!real) {
+		void *sym = dlsym(RTLD_NEXT, "json_tokener_new");
+		memcpy(&real, &sym, sizeof real);
+	}
+	if (tokener_fail_at && ++tokener_calls == tokener_fail_at) {
+		tokener_failed++;
+		return NULL;
+	}
+	return real();
+}
+
+Test(live, a_record_whose_parse_runs_out_of_memory_is_read_again)
+{
+	/* out of memory is not a malformed record: skipping it would lose its keys */
+	scache_stream_config cfg;
+	seen s;
+	scache_poll_info info;
+	kinesalite_config(&K, "nomem", &cfg);
+	cr_assert_eq(kinesalite_create_stream(&K, "nomem", 1, NULL, 0), 0);
+	seen_init(&s);
+	scache_reader *r = reader_on(&cfg, &s, SCACHE_START_LATEST);
+	scache_publisher *p = publisher_on(&cfg);
+	sync_ok(r);
+	publish1(p, "m");
+	tokener_calls = 0;
+	tokener_fail_at = 2; /* 1: the GetRecords answer, 2: the record's data */
+	scache_reader_sync(r, scache_now_ns(NULL), 0, &info);
+	tokener_fail_at = 0;
+	cr_assert_eq(tokener_failed, 1);
+	sync_ok(r);
+	expect_once(&s, "m");
 	scache_publisher_free(p);
 	scache_reader_free(r);
 	seen_free(&s);
