@@ -1,8 +1,13 @@
 /* The middleware with a stand-in stream: real libmicrohttpd daemons on 127.0.0.1 in every
  * thread mode, real HTTP through libcurl, and a stream stand-in that delivers queued
  * invalidations, fails, or reports gaps on demand. Outcomes are exact; nothing asserts
- * a duration. */
+ * a duration. This suite is also in "threads": build-tsan/ runs it under ThreadSanitizer
+ * against tests/standalone.h (one forked process per test, as with Criterion). */
+#ifdef SCACHE_STANDALONE_TESTS
+#include "standalone.h"
+#else
 #include <criterion/criterion.h>
+#endif
 #include <curl/curl.h>
 #include <json-c/json.h>
 
@@ -13,6 +18,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -221,7 +227,7 @@ static standin *stream;
 static struct MHD_Daemon *daemon_;
 static unsigned short port;
 static pthread_t external_thread;
-static volatile int external_stop;
+static _Atomic int external_stop; /* read by the external loop's thread */
 static int external_mode;
 
 static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, const char *body,
