@@ -788,6 +788,27 @@ static void sleep_ms(unsigned ms)
 		;
 }
 
+/* Mask every occurrence of secret in msg, and a cut-off start of it at msg's end. */
+static void redact(char *msg, const char *secret)
+{
+	size_t sl = secret ? strlen(secret) : 0, ml = strlen(msg);
+	if (!sl)
+		return;
+	for (size_t i = 0; i < ml; i++) {
+		size_t n = ml - i < sl ? ml - i : sl;
+		if ((n == sl || n >= 4) && !memcmp(msg + i, secret, n)) {
+			memset(msg + i, '*', n);
+			i += n - 1;
+		}
+	}
+}
+
+static void redact_credentials(const kinesis_client *c, char *msg)
+{
+	redact(msg, c->s.secret_access_key);
+	redact(msg, c->s.session_token);
+}
+
 /* Judge one finished transfer into res; returns 1 if it should be retried. */
 static int judge(kinesis_client *c, const char *op, xfer *x, CURLcode cc, kinesis_result *res,
                  unsigned attempt, int retry_timeouts)
@@ -810,6 +831,7 @@ static int judge(kinesis_client *c, const char *op, xfer *x, CURLcode cc, kinesi
 		kinesis_fmt(res->message, sizeof res->message, "%s at %s: %s%s%s", op, c->shown,
 		            x->overflow ? "answer too large" : curl_easy_strerror(cc),
 		            x->errbuf[0] ? ": " : "", x->errbuf);
+		redact_credentials(c, res->message);
 		return res->fail == KINESIS_FAIL_TRANSPORT && transport_retryable(cc) &&
 		       (retry_timeouts || cc != CURLE_OPERATION_TIMEDOUT) &&
 		       attempt < c->s.max_retries;
@@ -842,10 +864,12 @@ static int judge(kinesis_client *c, const char *op, xfer *x, CURLcode cc, kinesi
 		return 0;
 	}
 	kinesis_parse_error(x->resp, x->resp_len, name, sizeof name, msg, sizeof msg);
+	redact_credentials(c, msg); /* an answer may quote the signed request's headers */
 	res->fail = kinesis_classify(status, name);
 	kinesis_fmt(res->name, sizeof res->name, "%s", name);
 	kinesis_fmt(res->message, sizeof res->message, "%s at %s: %s%s%s (HTTP %ld)", op, c->shown,
 	            name[0] ? name : "error", msg[0] ? ": " : "", msg, status);
+	redact_credentials(c, res->message);
 	if (res->fail == KINESIS_FAIL_THROTTLE) {
 		res->throttled++;
 		c->throttled++;

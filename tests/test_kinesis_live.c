@@ -821,6 +821,35 @@ Test(live, throttling_500s_and_dropped_connections_are_retried)
 	seen_free(&s);
 }
 
+Test(live, an_error_message_echoing_the_credentials_does_not_show_them)
+{
+	/* AWS's signature errors quote the canonical request, headers included: the
+	 * session token (and anything else echoed) must not reach a message */
+	scache_stream_config cfg;
+	seen s;
+	scache_poll_info info;
+	kinesalite_config(&K, "creds", &cfg);
+	cfg.secret_access_key = "s3cr3t-signing-key";
+	cfg.session_token = "t0ken-of-the-session";
+	cr_assert_eq(kinesalite_create_stream(&K, "creds", 1, NULL, 0), 0);
+	P = faultproxy_start(K.port);
+	cr_assert_not_null(P);
+	cfg.endpoint = faultproxy_endpoint(P);
+	seen_init(&s);
+	scache_reader *r = reader_on(&cfg, &s, SCACHE_START_LATEST);
+	faultproxy_add(P, "GetRecords", FAULT_CANNED, 1, 400,
+	               "{\"__type\":\"InvalidSignatureException\",\"message\":\"The request "
+	               "signature does not match. Canonical request: x-amz-security-token:"
+	               "t0ken-of-the-session, key s3cr3t-signing-key, x-amz-security-token:"
+	               "t0ken-of-the-sess\"}");
+	cr_assert_eq(scache_reader_sync(r, scache_now_ns(NULL), 0, &info), SCACHE_ESERVICE);
+	cr_assert(strstr(info.message, "InvalidSignatureException"), "%s", info.message);
+	cr_assert_null(strstr(info.message, "t0ken-of"), "%s", info.message);
+	cr_assert_null(strstr(info.message, "s3cr3t"), "%s", info.message);
+	scache_reader_free(r);
+	seen_free(&s);
+}
+
 Test(live, throttling_beyond_the_bound_fails_the_poll_and_keeps_the_position)
 {
 	scache_stream_config cfg;
