@@ -584,8 +584,9 @@ static void read_answer(scache_reader *r, shard *s, kinesis_result *res, double 
 		poll_fail(r, SCACHE_ENOMEM, "out of memory");
 		return;
 	}
-	/* a closed shard is read on to its end in this poll: its children wait for it */
-	s->more = (behind > 0 && n > 0) || n >= GET_RECORDS_LIMIT || s->end_seq[0];
+	/* behind the tip, even after an empty page (records may lie further on), or a
+	 * closed shard not yet read to its end (its children wait for it): read again */
+	s->more = behind > 0 || n >= GET_RECORDS_LIMIT || s->end_seq[0];
 }
 
 /* One round of GetRecords on every readable shard with an iterator. Returns whether

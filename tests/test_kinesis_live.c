@@ -850,6 +850,33 @@ Test(live, an_error_message_echoing_the_credentials_does_not_show_them)
 	seen_free(&s);
 }
 
+Test(live, an_empty_page_behind_the_tip_does_not_end_the_poll)
+{
+	/* AWS: "If there are no records available in the portion of the shard that the
+	 * iterator points to, GetRecords returns an empty list. It might take multiple calls
+	 * to get to a portion of the shard that contains records." MillisBehindLatest > 0
+	 * says so; a poll that stops there reports success without a record published
+	 * before it began */
+	scache_stream_config cfg;
+	seen s;
+	scache_publisher *p;
+	scache_reader *r = proxied("behind", 1, &cfg, &s, &p);
+	publish1(p, "a");
+	sync_ok(r);
+	publish1(p, "b");
+	faultproxy_add(P, "GetRecords", FAULT_CANNED, 1, 200,
+	               "{\"Records\":[],\"NextShardIterator\":\"AAAAAAAAAAGnotused==\","
+	               "\"MillisBehindLatest\":60000}");
+	scache_poll_info info = sync_ok(r);
+	cr_assert_eq(faultproxy_injected(P), 1);
+	cr_assert_eq(info.keys, 1);
+	expect_once(&s, "a");
+	expect_once(&s, "b");
+	scache_publisher_free(p);
+	scache_reader_free(r);
+	seen_free(&s);
+}
+
 Test(live, throttling_beyond_the_bound_fails_the_poll_and_keeps_the_position)
 {
 	scache_stream_config cfg;
