@@ -129,8 +129,13 @@ static json_object *put_records_request(const char *stream, prec *const *recs, s
 			json_object_put(o);
 			return NULL;
 		}
-		if (json_object_object_add(e, "PartitionKey", k) || json_object_array_add(arr, e)) {
+		if (json_object_object_add(e, "PartitionKey", k)) {
 			json_object_put(k);
+			json_object_put(e);
+			json_object_put(o);
+			return NULL;
+		}
+		if (json_object_array_add(arr, e)) { /* e owns k now */
 			json_object_put(e);
 			json_object_put(o);
 			return NULL;

@@ -6,6 +6,7 @@
 #include <criterion/criterion.h>
 
 #include <curl/curl.h>
+#include <dlfcn.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -566,4 +567,58 @@ Test(packing, partition_keys_are_64_random_hex_digits)
 	cr_assert_eq(strlen(a), 64);
 	cr_assert_eq(strspn(a, "0123456789abcdef"), 64);
 	cr_assert_str_neq(a, b);
+}
+
+/* ---- allocation failures while building requests ------------------------------------ */
+
+/* json_object_array_add and json_object_object_add, interposed: fail while armed (for
+ * object_add, only for the key fail_key), as json-c does when an allocation fails */
+static int fail_array_add;
+static const char *fail_key;
+
+int json_object_array_add(json_object *arr, json_object *val)
+{
+	static int (*real)(json_object *, json_object *);
+	if (!real) {
+		void *sym = dlsym(RTLD_NEXT, "json_object_array_add");
+		memcpy(&real, &sym, sizeof real);
+	}
+	if (fail_array_add)
+		return -1;
+	return real(arr, val);
+}
+
+int json_object_object_add(json_object *o, const char *key, json_object *val)
+{
+	static int (*real)(json_object *, const char *, json_object *);
+	if (!real) {
+		void *sym = dlsym(RTLD_NEXT, "json_object_object_add");
+		memcpy(&real, &sym, sizeof real);
+	}
+	if (fail_key && !strcmp(key, fail_key))
+		return -1;
+	return real(o, key, val);
+}
+
+Test(alloc, a_put_records_request_that_cannot_be_built_fails_every_key_without_a_crash)
+{
+	/* nothing listens there: the request is never sent, it fails while being built */
+	scache_stream_config cfg = {.stream_name = "s",
+	                            .region = "us-east-1",
+	                            .endpoint = "http://127.0.0.1:1",
+	                            .access_key_id = "AKID",
+	                            .secret_access_key = "secret",
+	                            .max_retries = 1};
+	scache_publisher *p;
+	cr_assert_eq(scache_publisher_new(&cfg, &p, NULL, 0), SCACHE_OK);
+	const char *key = "id=1&s=db.t.id&t=data.ID";
+	size_t len = strlen(key);
+	scache_publish_result res;
+	fail_array_add = 1;
+	scache_err e = scache_publish_keys(p, &key, &len, 1, &res);
+	fail_array_add = 0;
+	cr_assert_eq(e, SCACHE_EPUBLISH);
+	cr_assert_eq(res.err, SCACHE_ENOMEM);
+	cr_assert_eq(publish_calls(p), 0);
+	scache_publisher_free(p);
 }
