@@ -507,6 +507,8 @@ json_object *kinesis_req_get_shard_iterator(const char *stream, const char *shar
 	if (!bad && !strcmp(type, "AT_TIMESTAMP")) {
 		json_object *v = json_object_new_double(timestamp);
 		bad = !v || json_object_object_add(o, "Timestamp", v);
+		if (bad)
+			json_object_put(v); /* not taken by o */
 	}
 	if (bad) {
 		json_object_put(o);
