@@ -6,7 +6,8 @@
  * nothing read yet keeps where it started (LATEST, TRIM_HORIZON, or a time). Iterators
  * are only a cache of a position: when one expires (ExpiredIteratorException) or is
  * refused (InvalidArgumentException), a new one is taken from the position:
- * AFTER_SEQUENCE_NUMBER, or AT_TIMESTAMP a safety margin (30 s) before the start of the
+ * AFTER_SEQUENCE_NUMBER, or AT_TIMESTAMP a safety margin (30 s of propagation and 5 min
+ * of clock skew) before the start of the
  * newest successful read for a shard started at LATEST. An empty poll keeps the position.
  * (An AT_TIMESTAMP request left unanswered, as kinesalite does when no record follows the
  * time, falls back to TRIM_HORIZON: more than needed, never less.)
@@ -47,7 +48,9 @@
 #define GET_RECORDS_LIMIT       10000
 #define MAX_ROUNDS              64 /* rounds of calls within one poll */
 #define MAX_ITER_RETRIES        3  /* fresh iterators for one shard within one poll */
-#define AT_TIMESTAMP_MARGIN_S   30.0
+/* 30 s for propagation, plus the 5 minutes of clock skew SigV4 lets a client have: a
+ * time is taken from our clock and compared with the service's arrival times */
+#define AT_TIMESTAMP_MARGIN_S   330.0
 #define RETENTION_MARGIN_S      300.0
 #define AT_TIMESTAMP_TIMEOUT_MS 3000L /* see at_timestamp_fallback */
 

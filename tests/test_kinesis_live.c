@@ -629,6 +629,50 @@ Test(live, a_record_whose_parse_runs_out_of_memory_is_read_again)
 	seen_free(&s);
 }
 
+/* clock_gettime, interposed: CLOCK_REALTIME runs realtime_skew_s seconds ahead */
+static int realtime_skew_s;
+
+int clock_gettime(clockid_t id, struct timespec *ts)
+{
+	static int (*real)(clockid_t, struct timespec *);
+	if (!real) {
+		void *sym = dlsym(RTLD_NEXT, "clock_gettime");
+		memcpy(&real, &sym, sizeof real);
+	}
+	int rc = real(id, ts);
+	if (rc == 0 && id == CLOCK_REALTIME)
+		ts->tv_sec += realtime_skew_s;
+	return rc;
+}
+
+Test(live, a_clock_ahead_of_the_service_loses_nothing_on_resuming_at_a_time)
+{
+	/* SigV4 accepts a clock up to 5 minutes off. With ours 35 s ahead, a position kept
+	 * as "30 s before the last good read" by our clock lies after that read by the
+	 * service's: a record that arrived in between would be skipped */
+	scache_stream_config cfg;
+	seen s;
+	kinesalite_config(&K, "skew", &cfg);
+	cr_assert_eq(kinesalite_create_stream(&K, "skew", 1, NULL, 0), 0);
+	seen_init(&s);
+	realtime_skew_s = 35;
+	scache_reader *r = reader_on(&cfg, &s, SCACHE_START_LATEST);
+	scache_publisher *p = publisher_on(&cfg);
+	sync_ok(r); /* empty: nothing read, the position is a time */
+	publish1(p, "x");
+	sleep(6); /* until the service's clock passes our "last good read - 30 s" */
+	publish1(p, "y");
+	cr_assert_eq(reader_test_spoil_iterators(r, "AAAAAAAAAAGarbage=="), 1);
+	scache_poll_info info = sync_ok(r);
+	realtime_skew_s = 0;
+	cr_assert_eq(info.keys, 2);
+	expect_once(&s, "x");
+	expect_once(&s, "y");
+	scache_publisher_free(p);
+	scache_reader_free(r);
+	seen_free(&s);
+}
+
 /* ---- gaps --------------------------------------------------------------------------------- */
 
 Test(live, stream_deleted_under_the_reader_reports_a_gap_then_recovers)
