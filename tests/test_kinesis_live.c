@@ -1246,6 +1246,60 @@ Test(live, scachectl_publish_shows_up_in_tail)
 	cr_assert(strstr(out, "usage: scachectl publish"), "%s", out);
 }
 
+Test(live, scachectl_tail_escapes_control_bytes_of_the_answer)
+{
+	/* a sequence number (or shard ID) of the answer is printed as it came: an answer
+	 * with an escape sequence must not reach the terminal */
+	char cmd[2048], tailout[] = "/tmp/scachectl-tail-XXXXXX";
+	char path[1100], self[1024];
+	ssize_t sl = readlink("/proc/self/exe", self, sizeof self - 1);
+	cr_assert_gt(sl, 0);
+	self[sl] = '\0';
+	*strrchr(self, '/') = '\0';
+	snprintf(path, sizeof path, "%s/../tools/scachectl", self);
+	const char *bin = getenv("SCACHECTL") ? getenv("SCACHECTL") : path;
+	cr_assert_eq(access(bin, X_OK), 0, "scachectl not found");
+	cr_assert_eq(kinesalite_create_stream(&K, "ctlesc", 1, NULL, 0), 0);
+	P = faultproxy_start(K.port);
+	cr_assert_not_null(P);
+	int fd = mkstemp(tailout);
+	cr_assert_geq(fd, 0);
+	close(fd);
+	/* {"keys":["id=esc&s=db.t.id&t=data.ID"],"ts":"2026-11-24T13:26:26Z"} */
+	faultproxy_add(P, "GetRecords", FAULT_CANNED, 1, 200,
+	               "{\"Records\":[{\"SequenceNumber\":\"4\\u001b[2J\",\"Data\":"
+	               "\"eyJrZXlzIjpbImlkPWVzYyZzPWRiLnQuaWQmdD1kYXRhLklEIl0sInRzIjoiMjAyNi0xMS0y"
+	               "NFQxMzoyNjoyNloifQ==\",\"PartitionKey\":\"k\"}],"
+	               "\"NextShardIterator\":\"AAAAAAAAAAGnotused==\",\"MillisBehindLatest\":0}");
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		snprintf(cmd, sizeof cmd,
+		         "exec env -u AWS_ENDPOINT_URL_KINESIS AWS_ENDPOINT_URL=%s "
+		         "AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=AKIDT AWS_SECRET_ACCESS_KEY=secret "
+		         "SCACHE_STREAM=ctlesc %s tail --interval 50 > %s 2>/dev/null",
+		         faultproxy_endpoint(P), bin, tailout);
+		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+		_exit(127);
+	}
+	char got[4096] = "";
+	for (int i = 0; i < 100 && !strstr(got, "esc"); i++) {
+		usleep(50000);
+		FILE *f = fopen(tailout, "r");
+		size_t n = f ? fread(got, 1, sizeof got - 1, f) : 0;
+		got[n] = '\0';
+		if (f)
+			fclose(f);
+	}
+	kill(pid, SIGINT);
+	int st;
+	waitpid(pid, &st, 0);
+	unlink(tailout);
+	cr_assert_eq(faultproxy_injected(P), 1);
+	cr_assert(strstr(got, "db.t.id\tesc\tshardId-000000000000\t4"), "%s", got);
+	cr_assert_null(strchr(got, '\x1b'), "an escape byte reached the output");
+}
+
 /* ---- the other end-of-shard signals, and a vanished shard ----------------------------------- */
 
 /* kinesalite ends a shard only by leaving out NextShardIterator; AWS also sends

@@ -201,7 +201,12 @@ static void tail_record(void *arg, const char *shard, const char *seq, const cha
 			print_escaped(keys[i], lens[i]);
 			putchar('\t');
 		}
-		printf("\t%s\t%s\n", shard, seq);
+		/* shard and sequence come from the service's answer: escaped as well */
+		putchar('\t');
+		print_escaped(shard, strlen(shard));
+		putchar('\t');
+		print_escaped(seq, strlen(seq));
+		putchar('\n');
 		fflush(stdout);
 	}
 }
