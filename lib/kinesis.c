@@ -197,8 +197,13 @@ const char *kinesis_endpoint_shown(const char *endpoint, char *buf, size_t len)
 	const char *rest = strstr(endpoint, "://");
 	size_t scheme = rest ? (size_t)(rest - endpoint) + 3 : 0;
 	const char *host = endpoint + scheme;
-	const char *at = strchr(host, '@'), *slash = strchr(host, '/');
-	if (at && (!slash || at < slash))
+	/* the user info ends at the last '@' before the path (a password may hold an
+	 * unencoded '@', '?' or '#': hide more rather than part of it) */
+	const char *slash = strchr(host, '/'), *at = NULL;
+	for (const char *p = host; *p && (!slash || p < slash); p++)
+		if (*p == '@')
+			at = p;
+	if (at)
 		kinesis_fmt(buf, len, "%.*s%s", (int)scheme, endpoint, at + 1);
 	else
 		kinesis_fmt(buf, len, "%s", endpoint);

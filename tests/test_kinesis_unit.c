@@ -94,6 +94,11 @@ Test(request, endpoint_in_messages_never_shows_userinfo)
 	cr_assert_str_eq(kinesis_endpoint_shown("http://127.0.0.1:4567", b, sizeof b),
 	                 "http://127.0.0.1:4567");
 	cr_assert_str_eq(kinesis_endpoint_shown("http://h/p@q", b, sizeof b), "http://h/p@q");
+	/* a password with an unencoded '@' (or '?', '#') still shows nothing of itself */
+	cr_assert_str_eq(kinesis_endpoint_shown("https://AKID:se@cr@host/x", b, sizeof b),
+	                 "https://host/x");
+	cr_assert_str_eq(kinesis_endpoint_shown("https://AKID:s?e#c@host", b, sizeof b),
+	                 "https://host");
 }
 
 Test(request, sigv4_parameter)
