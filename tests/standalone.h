@@ -64,27 +64,27 @@ static int sa_nsuites;
 static jmp_buf sa_jump;
 static pthread_t sa_test_thread;
 
-#define Test(suite, name, ...)                                                          \
-	static void suite##_##name(void);                                               \
-	__attribute__((constructor)) static void suite##_##name##_register(void)         \
-	{                                                                               \
-		if (sa_ntests < SA_MAX_TESTS)                                               \
-			sa_tests[sa_ntests++] = (struct sa_test){                               \
-			    #suite, #name, suite##_##name, (struct sa_cfg){0, __VA_ARGS__}};    \
-		else                                                                        \
-			sa_overflow = 1;                                                        \
-	}                                                                               \
+#define Test(suite, name, ...)                                                                     \
+	static void suite##_##name(void);                                                          \
+	__attribute__((constructor)) static void suite##_##name##_register(void)                   \
+	{                                                                                          \
+		if (sa_ntests < SA_MAX_TESTS)                                                      \
+			sa_tests[sa_ntests++] = (struct sa_test){#suite, #name, suite##_##name,    \
+			                                         (struct sa_cfg){0, __VA_ARGS__}}; \
+		else                                                                               \
+			sa_overflow = 1;                                                           \
+	}                                                                                          \
 	static void suite##_##name(void)
 
-#define TestSuite(suite, ...)                                                           \
-	__attribute__((constructor)) static void suite##_suite_register(void)           \
-	{                                                                               \
-		if (sa_nsuites < 16)                                                        \
-			sa_suites[sa_nsuites++] =                                               \
-			    (struct sa_suite){#suite, (struct sa_cfg){0, __VA_ARGS__}};         \
-		else                                                                        \
-			sa_overflow = 1;                                                        \
-	}                                                                               \
+#define TestSuite(suite, ...)                                                                      \
+	__attribute__((constructor)) static void suite##_suite_register(void)                      \
+	{                                                                                          \
+		if (sa_nsuites < 16)                                                               \
+			sa_suites[sa_nsuites++] =                                                  \
+			    (struct sa_suite){#suite, (struct sa_cfg){0, __VA_ARGS__}};            \
+		else                                                                               \
+			sa_overflow = 1;                                                           \
+	}                                                                                          \
 	struct sa_suite_##suite##_unused
 
 /* Ends the test: from its own thread back to the runner (which runs .fini), from any
@@ -99,57 +99,57 @@ static inline _Noreturn void sa_fail_now(void)
 }
 
 /* Reports a failed assertion (then the caller may add detail lines) ... */
-#define SA_REPORT(cond_text, ...)                                                       \
-	do {                                                                            \
-		fprintf(stderr, "[----] %s:%d: Assertion Failed: %s\n", __FILE__, __LINE__, \
-		        cond_text);                                                         \
-		fprintf(stderr, "[----]   " __VA_ARGS__);                                   \
-		fprintf(stderr, "\n");                                                      \
+#define SA_REPORT(cond_text, ...)                                                                  \
+	do {                                                                                       \
+		fprintf(stderr, "[----] %s:%d: Assertion Failed: %s\n", __FILE__, __LINE__,        \
+		        cond_text);                                                                \
+		fprintf(stderr, "[----]   " __VA_ARGS__);                                          \
+		fprintf(stderr, "\n");                                                             \
 	} while (0)
 /* ... and ends the test. */
-#define SA_FAIL(cond_text, ...)                                                         \
-	do {                                                                            \
-		SA_REPORT(cond_text, __VA_ARGS__);                                          \
-		sa_fail_now();                                                              \
+#define SA_FAIL(cond_text, ...)                                                                    \
+	do {                                                                                       \
+		SA_REPORT(cond_text, __VA_ARGS__);                                                 \
+		sa_fail_now();                                                                     \
 	} while (0)
 
-#define cr_assert(cond, ...)                                                            \
-	do {                                                                            \
-		if (!(cond))                                                                \
-			SA_FAIL(#cond, "" __VA_ARGS__);                                     \
+#define cr_assert(cond, ...)                                                                       \
+	do {                                                                                       \
+		if (!(cond))                                                                       \
+			SA_FAIL(#cond, "" __VA_ARGS__);                                            \
 	} while (0)
-#define cr_assert_fail(...) SA_FAIL("cr_assert_fail", "" __VA_ARGS__)
-#define cr_assert_not(cond, ...) cr_assert(!(cond), __VA_ARGS__)
-#define cr_assert_eq(a, b, ...) cr_assert((a) == (b), __VA_ARGS__)
-#define cr_assert_neq(a, b, ...) cr_assert((a) != (b), __VA_ARGS__)
-#define cr_assert_gt(a, b, ...) cr_assert((a) > (b), __VA_ARGS__)
-#define cr_assert_geq(a, b, ...) cr_assert((a) >= (b), __VA_ARGS__)
-#define cr_assert_lt(a, b, ...) cr_assert((a) < (b), __VA_ARGS__)
-#define cr_assert_leq(a, b, ...) cr_assert((a) <= (b), __VA_ARGS__)
-#define cr_assert_null(p, ...) cr_assert((p) == NULL, __VA_ARGS__)
+#define cr_assert_fail(...)        SA_FAIL("cr_assert_fail", "" __VA_ARGS__)
+#define cr_assert_not(cond, ...)   cr_assert(!(cond), __VA_ARGS__)
+#define cr_assert_eq(a, b, ...)    cr_assert((a) == (b), __VA_ARGS__)
+#define cr_assert_neq(a, b, ...)   cr_assert((a) != (b), __VA_ARGS__)
+#define cr_assert_gt(a, b, ...)    cr_assert((a) > (b), __VA_ARGS__)
+#define cr_assert_geq(a, b, ...)   cr_assert((a) >= (b), __VA_ARGS__)
+#define cr_assert_lt(a, b, ...)    cr_assert((a) < (b), __VA_ARGS__)
+#define cr_assert_leq(a, b, ...)   cr_assert((a) <= (b), __VA_ARGS__)
+#define cr_assert_null(p, ...)     cr_assert((p) == NULL, __VA_ARGS__)
 #define cr_assert_not_null(p, ...) cr_assert((p) != NULL, __VA_ARGS__)
-#define cr_assert_float_eq(a, b, eps, ...)                                              \
-	do {                                                                            \
-		double sa_a_ = (double)(a), sa_b_ = (double)(b), sa_e_ = (double)(eps);     \
-		if (!(sa_a_ - sa_b_ <= sa_e_ && sa_b_ - sa_a_ <= sa_e_)) {                  \
+#define cr_assert_float_eq(a, b, eps, ...)                                                         \
+	do {                                                                                       \
+		double sa_a_ = (double)(a), sa_b_ = (double)(b), sa_e_ = (double)(eps);            \
+		if (!(sa_a_ - sa_b_ <= sa_e_ && sa_b_ - sa_a_ <= sa_e_)) {                         \
 			SA_REPORT("cr_assert_float_eq(" #a ", " #b ", " #eps ")", "" __VA_ARGS__); \
-			fprintf(stderr, "[----]   %.17g != %.17g (within %g)\n", sa_a_, sa_b_, \
-			        sa_e_);                                                     \
-			sa_fail_now();                                                      \
-		}                                                                           \
+			fprintf(stderr, "[----]   %.17g != %.17g (within %g)\n", sa_a_, sa_b_,     \
+			        sa_e_);                                                            \
+			sa_fail_now();                                                             \
+		}                                                                                  \
 	} while (0)
-#define cr_assert_str_eq(a, b, ...)                                                     \
-	do {                                                                            \
-		const char *sa_a_ = (a), *sa_b_ = (b);                                      \
-		if (strcmp(sa_a_, sa_b_) != 0) {                                            \
-			SA_REPORT("cr_assert_str_eq(" #a ", " #b ")", "" __VA_ARGS__);      \
-			fprintf(stderr, "[----]   \"%s\" != \"%s\"\n", sa_a_, sa_b_);          \
-			sa_fail_now();                                                      \
-		}                                                                           \
+#define cr_assert_str_eq(a, b, ...)                                                                \
+	do {                                                                                       \
+		const char *sa_a_ = (a), *sa_b_ = (b);                                             \
+		if (strcmp(sa_a_, sa_b_) != 0) {                                                   \
+			SA_REPORT("cr_assert_str_eq(" #a ", " #b ")", "" __VA_ARGS__);             \
+			fprintf(stderr, "[----]   \"%s\" != \"%s\"\n", sa_a_, sa_b_);              \
+			sa_fail_now();                                                             \
+		}                                                                                  \
 	} while (0)
 
-#define cr_log_info(...) (fprintf(stderr, "[----] " __VA_ARGS__), fprintf(stderr, "\n"))
-#define cr_log_warn(...) (fprintf(stderr, "[WARN] " __VA_ARGS__), fprintf(stderr, "\n"))
+#define cr_log_info(...)  (fprintf(stderr, "[----] " __VA_ARGS__), fprintf(stderr, "\n"))
+#define cr_log_warn(...)  (fprintf(stderr, "[WARN] " __VA_ARGS__), fprintf(stderr, "\n"))
 #define cr_log_error(...) (fprintf(stderr, "[ERR ] " __VA_ARGS__), fprintf(stderr, "\n"))
 
 /* In the child: .init, the test, .fini (also after a failure). Exit status 0 if all
@@ -221,18 +221,20 @@ int main(int argc, char **argv)
 				return 1;
 			}
 		clock_gettime(CLOCK_MONOTONIC, &t1);
-		double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+		double secs =
+		    (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
 		if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
 			passed++;
 			fprintf(stderr, "[PASS] %s::%s (%.2fs)\n", t->suite, t->name, secs);
 		} else if (WIFEXITED(status)) {
 			failed++;
-			fprintf(stderr, "[FAIL] %s::%s (%.2fs): exit status %d\n", t->suite, t->name,
-			        secs, WEXITSTATUS(status));
+			fprintf(stderr, "[FAIL] %s::%s (%.2fs): exit status %d\n", t->suite,
+			        t->name, secs, WEXITSTATUS(status));
 		} else {
 			crashed++;
-			fprintf(stderr, "[FAIL] %s::%s (%.2fs): crashed (signal %d, %s)\n", t->suite,
-			        t->name, secs, WTERMSIG(status), strsignal(WTERMSIG(status)));
+			fprintf(stderr, "[FAIL] %s::%s (%.2fs): crashed (signal %d, %s)\n",
+			        t->suite, t->name, secs, WTERMSIG(status),
+			        strsignal(WTERMSIG(status)));
 		}
 	}
 	fprintf(stderr, "[====] Synthesis: Tested: %d | Passing: %d | Failing: %d | Crashing: %d\n",
