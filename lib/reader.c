@@ -227,6 +227,7 @@ static scache_err list_shards(scache_reader *r, int initial, start_kind start)
 
 	do {
 		kinesis_result res;
+		const char *asked = token; /* lives in the previous page, kept in bodies */
 		json_object *req = kinesis_req_list_shards(st->stream_name, token);
 		if (!req) {
 			err = SCACHE_ENOMEM;
@@ -264,6 +265,13 @@ static scache_err list_shards(scache_reader *r, int initial, start_kind start)
 		bodies = nb;
 		bodies[nbodies++] = res.body; /* keeps the strings of ks alive */
 		res.body = NULL;
+		if (token && asked && !strcmp(token, asked)) {
+			/* it would page forever */
+			free(ks);
+			err = SCACHE_ESERVICE;
+			poll_fail(r, err, "ListShards: malformed answer (it repeats its NextToken)");
+			goto out;
+		}
 		kinesis_shard *na = realloc(all, (total + nks + 1) * sizeof *na);
 		if (!na) {
 			free(ks);

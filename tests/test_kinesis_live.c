@@ -815,6 +815,27 @@ Test(live, missing_stream_at_creation_is_named)
 	cr_assert_null(strstr(err, "test-secret"));
 }
 
+Test(live, a_list_shards_answer_repeating_its_next_token_is_refused)
+{
+	/* an answer that hands back the token it was asked with would page forever,
+	 * keeping every page in memory */
+	scache_stream_config cfg;
+	scache_reader *r = NULL;
+	char err[512];
+	kinesalite_config(&K, "loop", &cfg);
+	cr_assert_eq(kinesalite_create_stream(&K, "loop", 1, NULL, 0), 0);
+	P = faultproxy_start(K.port);
+	cr_assert_not_null(P);
+	cfg.endpoint = faultproxy_endpoint(P);
+	faultproxy_add(P, "ListShards", FAULT_CANNED, 50, 200,
+	               "{\"Shards\":[],\"NextToken\":\"AAAAsame\"}");
+	cr_assert_eq(scache_reader_new(&cfg, SCACHE_START_LATEST, NULL, &r, err, sizeof err),
+	             SCACHE_ESERVICE);
+	cr_assert_null(r);
+	cr_assert_leq(faultproxy_requests(P, "ListShards"), 2);
+	cr_assert(strstr(err, "ListShards"), "%s", err);
+}
+
 /* ---- faults -------------------------------------------------------------------------------- */
 
 static scache_reader *proxied(const char *stream, int shards, scache_stream_config *cfg, seen *s,
