@@ -307,6 +307,11 @@ static void drain_finish(scache_middleware *mw, scache_request *req, enum drain_
 	req->stream_ns = now - req->arrival_ns;
 	if (r == DRAIN_FRESH)
 		return;
+	/* Strict: this request may read the cache only when a poll that began after it
+	 * arrived succeeded. Its poll failed or did not finish in time, so it reads around
+	 * the cache (gets miss, adds are refused); the next request tries again. */
+	if (mw->cfg.poll_interval_ms == 0)
+		req->bypass = 1;
 	pthread_mutex_lock(&mw->mu);
 	int newly = 0;
 	if (now - mw->last_ok_ns > mw->cfg.max_staleness_ms * NS_PER_MS) {

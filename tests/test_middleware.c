@@ -635,7 +635,8 @@ Test(middleware, shutdown_resumes_parked_requests_so_the_daemon_can_stop)
 	scache_middleware_shutdown(mw);
 	pthread_join(t, NULL);
 	cr_assert_eq(r.status, 200, "the parked request was served");
-	cr_assert_str_eq(r.xcache, "HIT", "within the staleness bound the cache is used");
+	cr_assert_str_eq(r.xcache, "BYPASS",
+	                 "strict: its poll never completed, so it must not read the cache");
 	pthread_mutex_lock(&mw->mu);
 	cr_assert_null(mw->waiters);
 	cr_assert_eq(mw->parked, 0);
@@ -1303,5 +1304,59 @@ Test(middleware, a_request_that_skipped_the_drain_on_an_empty_cache_never_hits_a
 	cr_assert_str_eq(r.xcache, "MISS",
 	                 "R arrived after the change was announced: it must not see %s", r.body);
 	standin_set(stream, &stream->hold, 0);
+	stop();
+}
+
+/* Issue 13, item 1 (../shared/repro/strict-failed-poll.sh): in strict mode a request
+ * whose poll failed cannot show it saw every invalidation published before it arrived,
+ * so it must not read the cache, even well within max_staleness_ms. */
+static void check_strict_failed_poll(unsigned flags, unsigned pool, int suspend)
+{
+	scache_middleware_config mc = {.suspend = suspend, .max_staleness_ms = 3600000};
+	start(flags, pool, mc);
+	while (standin_drains(stream) == 0) /* a first poll succeeded */
+		usleep(1000);
+	cache_put("1", "old");
+	response r = http("GET", "/get/1", NULL);
+	cr_assert_str_eq(r.xcache, "HIT", "a poll succeeded: the cache is used");
+	/* another instance changed ID 1 and announced it; this instance's poll then fails */
+	standin_set(stream, &stream->fail, 1);
+	r = http("GET", "/get/1", NULL);
+	cr_assert_str_eq(r.xcache, "BYPASS", "the poll failed: served %s as %s", r.body,
+	                 r.xcache);
+	r = http("PUT", "/put/2", NULL);
+	cr_assert_str_eq(r.body, scache_strerror(SCACHE_EBYPASS),
+	                 "a request that read around the cache does not add to it");
+	scache_middleware_stats st;
+	scache_middleware_stats_get(mw, &st);
+	cr_assert_eq(st.bypassing, 0, "one failed poll is not an outage of the staleness bound");
+	standin_set(stream, &stream->fail, 0);
+	standin_queue(stream, "t", "1");
+	r = http("GET", "/get/1", NULL);
+	cr_assert_str_eq(r.xcache, "MISS", "the next good poll applies the invalidation");
+	stop();
+}
+
+Test(middleware, strict_read_after_a_failed_poll_bypasses_the_cache)
+{
+	check_strict_failed_poll(MHD_USE_INTERNAL_POLLING_THREAD, 0, 0);
+}
+
+Test(middleware, strict_read_after_a_failed_poll_bypasses_the_cache_when_parked)
+{
+	check_strict_failed_poll(MHD_USE_INTERNAL_POLLING_THREAD | MHD_ALLOW_SUSPEND_RESUME, 2, 1);
+}
+
+Test(middleware, bounded_read_after_a_failed_poll_uses_the_cache_within_the_bound)
+{
+	scache_middleware_config mc = {.poll_interval_ms = 50, .max_staleness_ms = 3600000};
+	start(MHD_USE_INTERNAL_POLLING_THREAD, 0, mc);
+	while (standin_drains(stream) == 0)
+		usleep(1000);
+	cache_put("1", "old");
+	standin_set(stream, &stream->fail, 1);
+	usleep(100000); /* the last good poll is now older than the interval */
+	response r = http("GET", "/get/1", NULL);
+	cr_assert_str_eq(r.xcache, "HIT", "bounded staleness: the bound, not the interval, decides");
 	stop();
 }
