@@ -170,8 +170,9 @@ static void poll_once(scache_middleware *mw)
 		efficiency_warning(mw, msg);
 	}
 	if (recovered)
-		efficiency_warning(mw, "the stream is read again: the cache was flushed and is back "
-		                       "in use");
+		efficiency_warning(mw,
+		                   "the stream is read again: the cache was flushed and is back "
+		                   "in use");
 	pthread_mutex_lock(&mw->mu);
 }
 
@@ -392,6 +393,10 @@ static scache_err resolve_config(scache_middleware_config *c, char *errbuf, size
 		c->poll_interval_ms = MAX_DURATION_MS;
 	if (c->idle_poll_ms > MAX_DURATION_MS)
 		c->idle_poll_ms = MAX_DURATION_MS;
+	if (c->load_wait_ms == 0)
+		c->load_wait_ms = 1000;
+	if (c->load_wait_ms > MAX_DURATION_MS)
+		c->load_wait_ms = MAX_DURATION_MS;
 	/* A poll older than the staleness bound is never good enough, whatever the interval */
 	if (c->poll_interval_ms > c->max_staleness_ms)
 		c->poll_interval_ms = c->max_staleness_ms;
@@ -856,22 +861,37 @@ static void flight_release(flight *f)
 	}
 }
 
+/* Run the loader and add its result under a token taken just before it. Sets *added. */
+static scache_err load_and_add(scache_request *req, const char *key, size_t klen,
+                               scache_loader_fn loader, void *loader_arg, void **value, size_t *len,
+                               uint64_t *token, int *added)
+{
+	scache_middleware *mw = req->mw;
+	*token = scache_cache_begin_load(mw->cfg.cache);
+	*value = NULL;
+	*len = 0;
+	uint64_t t0 = scache_now_ns(NULL);
+	scache_err err = loader(loader_arg, value, len);
+	uint64_t took = scache_now_ns(NULL) - t0;
+	*added = 0;
+	if (err == SCACHE_OK && !req->bypass) {
+		scache_add_opts opts = {.token = *token, .saved_ns = took};
+		*added =
+		    scache_cache_add(mw->cfg.cache, key, klen, *value, *len, &opts) == SCACHE_OK;
+	}
+	return err;
+}
+
 /* Lead a load of key: run the loader, add its result, publish it to waiters. */
 static scache_err lead_load(scache_request *req, flight *f, const char *key, size_t klen,
                             scache_loader_fn loader, void *loader_arg, void **value, size_t *len)
 {
 	scache_middleware *mw = req->mw;
-	uint64_t token = scache_cache_begin_load(mw->cfg.cache);
-	void *v = NULL;
-	size_t n = 0;
-	uint64_t t0 = scache_now_ns(NULL);
-	scache_err err = loader(loader_arg, &v, &n);
-	uint64_t took = scache_now_ns(NULL) - t0;
-	int added = 0;
-	if (err == SCACHE_OK && !req->bypass) {
-		scache_add_opts opts = {.token = token, .saved_ns = took};
-		added = scache_cache_add(mw->cfg.cache, key, klen, v, n, &opts) == SCACHE_OK;
-	}
+	void *v;
+	size_t n;
+	uint64_t token;
+	int added;
+	scache_err err = load_and_add(req, key, klen, loader, loader_arg, &v, &n, &token, &added);
 
 	pthread_mutex_lock(&mw->flight_mu);
 	f->done = 1;
@@ -966,8 +986,23 @@ scache_err scache_get_or_load(scache_request *req, const char *source, const cha
 			return err;
 		}
 		f->refs++;
+		/* Wait for the leader, but not forever: a hung loader must not block every
+		 * request for its ID. Past load_wait_ms, load alone (not as a flight). */
+		struct timespec until =
+		    to_timespec(scache_now_ns(NULL) + mw->cfg.load_wait_ms * NS_PER_MS);
 		while (!f->done)
-			pthread_cond_wait(&f->cv, &mw->flight_mu);
+			if (pthread_cond_timedwait(&f->cv, &mw->flight_mu, &until) == ETIMEDOUT)
+				break;
+		if (!f->done) {
+			flight_release(f);
+			pthread_mutex_unlock(&mw->flight_mu);
+			req->misses++;
+			uint64_t token;
+			int added;
+			err = load_and_add(req, key, klen, loader, loader_arg, value, len, &token,
+			                   &added);
+			break;
+		}
 		/* Its load is good for us if it began after our drain, or if no invalidation of
 		 * the key was applied after it began (the add was accepted) and we are synced. */
 		int usable = (f->added && synced) || f->token > req->token;

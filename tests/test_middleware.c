@@ -720,9 +720,10 @@ Test(middleware, bypasses_when_the_stream_stays_down_and_recovers_by_itself)
 		usleep(1000);
 		r = http("GET", "/get/1", NULL);
 	} while (strcmp(r.xcache, "BYPASS") == 0 && ++tries < 5000);
-	cr_assert_str_eq(r.xcache, "MISS",
-	                 "entries cached before the outage are flushed at recovery: an invalidation "
-	                 "published during it may have been lost");
+	cr_assert_str_eq(
+	    r.xcache, "MISS",
+	    "entries cached before the outage are flushed at recovery: an invalidation "
+	    "published during it may have been lost");
 	cr_assert_eq(wait_lines("warning", 2), 2, "the recovery is logged");
 	r = http("PUT", "/put/1", "new");
 	cr_assert_str_eq(r.body, scache_strerror(SCACHE_OK), "adds are accepted again");
@@ -1322,8 +1323,7 @@ static void check_strict_failed_poll(unsigned flags, unsigned pool, int suspend)
 	/* another instance changed ID 1 and announced it; this instance's poll then fails */
 	standin_set(stream, &stream->fail, 1);
 	r = http("GET", "/get/1", NULL);
-	cr_assert_str_eq(r.xcache, "BYPASS", "the poll failed: served %s as %s", r.body,
-	                 r.xcache);
+	cr_assert_str_eq(r.xcache, "BYPASS", "the poll failed: served %s as %s", r.body, r.xcache);
 	r = http("PUT", "/put/2", NULL);
 	cr_assert_str_eq(r.body, scache_strerror(SCACHE_EBYPASS),
 	                 "a request that read around the cache does not add to it");
@@ -1357,6 +1357,54 @@ Test(middleware, bounded_read_after_a_failed_poll_uses_the_cache_within_the_boun
 	standin_set(stream, &stream->fail, 1);
 	usleep(100000); /* the last good poll is now older than the interval */
 	response r = http("GET", "/get/1", NULL);
-	cr_assert_str_eq(r.xcache, "HIT", "bounded staleness: the bound, not the interval, decides");
+	cr_assert_str_eq(r.xcache, "HIT",
+	                 "bounded staleness: the bound, not the interval, decides");
+	stop();
+}
+
+static scache_err quick_loader(void *arg, void **value, size_t *len)
+{
+	(void)arg;
+	*value = strdup("alone");
+	*len = 5;
+	return SCACHE_OK;
+}
+
+Test(middleware, get_or_load_stops_waiting_for_a_hung_loader_and_loads_itself)
+{
+	scache_middleware_config mc = {.load_wait_ms = 50};
+	start(MHD_USE_INTERNAL_POLLING_THREAD, 0, mc);
+	gate g = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+	loader_call leader = {.g = &g};
+	leader.req = (scache_request){.mw = mw, .token = scache_cache_begin_load(cache)};
+	pthread_t t;
+	pthread_create(&t, NULL, call_get_or_load, &leader);
+	pthread_mutex_lock(&g.mu);
+	while (g.entered == 0)
+		pthread_cond_wait(&g.cv, &g.mu);
+	pthread_mutex_unlock(&g.mu);
+	/* the leader's loader hangs; a second request for the same ID */
+	scache_request waiter = {.mw = mw, .token = scache_cache_begin_load(cache)};
+	void *v = NULL;
+	size_t n = 0;
+	scache_outcome oc;
+	cr_assert_eq(scache_get_or_load(&waiter, "t", "hot", quick_loader, NULL, &v, &n, &oc),
+	             SCACHE_OK);
+	cr_assert_eq(n, 5);
+	cr_assert_eq(memcmp(v, "alone", 5), 0, "it ran its own loader");
+	cr_assert_eq(oc, SCACHE_OUTCOME_MISS);
+	free(v);
+	pthread_mutex_lock(&mw->flight_mu);
+	cr_assert_eq(scache_test_flight_refs(mw, "id=hot&s=t&t=data.ID"), 1,
+	             "the waiter let go of the leader's flight");
+	pthread_mutex_unlock(&mw->flight_mu);
+	pthread_mutex_lock(&g.mu);
+	g.open = 1;
+	pthread_cond_broadcast(&g.cv);
+	pthread_mutex_unlock(&g.mu);
+	pthread_join(t, NULL);
+	cr_assert_eq(leader.err, SCACHE_OK);
+	cr_assert_str_eq(leader.value, "loaded");
+	cr_assert_eq(g.runs, 1);
 	stop();
 }

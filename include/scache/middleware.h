@@ -106,6 +106,9 @@ typedef struct scache_middleware_config {
 	int quiet_requests;          /* [0] 1: no per-request lines (summaries and
 	                                warnings still go to the sink) */
 	unsigned summary_interval_s; /* [60] seconds between summary lines */
+	uint64_t load_wait_ms;       /* [1000] longest scache_get_or_load waits for another
+	                                request's load of the same ID; then it runs its own
+	                                loader (a hung loader never blocks the others) */
 } scache_middleware_config;
 
 /*
@@ -236,7 +239,8 @@ typedef enum scache_outcome {
  * result is added (unless stale or bypassed) and returned. Only one loader runs per ID
  * at a time in this middleware: concurrent misses wait for it and share its result,
  * unless that result could be stale for them (an invalidation they applied came after
- * its load began), in which case they load again. On SCACHE_OK the caller owns *value
+ * its load began), in which case they load again; a waiter waits at most
+ * config.load_wait_ms, then runs its own loader. On SCACHE_OK the caller owns *value
  * (free() it; may be NULL when *len is 0); *outcome (may be NULL) says how.
  * Errors: the loader's (SCACHE_ENOTFOUND included), SCACHE_EINVAL, SCACHE_ENOMEM.
  */
