@@ -124,6 +124,14 @@ static void poll_once(scache_middleware *mw)
 	scache_err err = mw->ops.drain(mw->ops.arg, mw, start, &info);
 	efficiency_poll_done(mw, &info, err);
 
+	/* Leaving an outage flushes the cache (below): O(entries), so not under mu, which
+	 * every request's drain takes. Requests keep bypassing until it is done. */
+	pthread_mutex_lock(&mw->mu);
+	int flushed = err == SCACHE_OK && mw->bypassing;
+	pthread_mutex_unlock(&mw->mu);
+	if (flushed)
+		scache_cache_flush(mw->cfg.cache, NULL);
+
 	pthread_mutex_lock(&mw->mu);
 	mw->polling = 0;
 	mw->last_done_ns = start;
@@ -138,12 +146,12 @@ static void poll_once(scache_middleware *mw)
 			mw->backoff_ns = 0;
 		else if (mw->backoff_ns < BACKOFF_MAX_NS)
 			mw->backoff_ns = mw->backoff_ns ? 2 * mw->backoff_ns : mw->min_interval_ns;
-		if (mw->bypassing) {
+		if (mw->bypassing && flushed) {
 			/* The stream may have been down for writers too: an invalidation whose
 			 * publish failed during the outage never reaches the stream, so entries
-			 * cached before it cannot be trusted. Flush before the cache is used
-			 * again (nothing was added while bypassed). */
-			scache_cache_flush(mw->cfg.cache, NULL);
+			 * cached before it cannot be trusted. Flushed above, before the cache is
+			 * used again (nothing was added while bypassed). An outage that began
+			 * during this poll waits for the next one's flush. */
 			mw->bypassing = 0;
 			recovered = 1;
 		}
