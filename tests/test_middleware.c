@@ -1408,3 +1408,39 @@ Test(middleware, get_or_load_stops_waiting_for_a_hung_loader_and_loads_itself)
 	cr_assert_eq(g.runs, 1);
 	stop();
 }
+
+/* A sink that reads the middleware's stats and metrics from inside the sink call. */
+static void stats_reading_sink(void *arg, const char *line, size_t len)
+{
+	capture_line(arg, line, len);
+	scache_middleware_stats st;
+	scache_middleware_stats_get(mw, &st);
+	char *text = NULL;
+	size_t n = 0;
+	cr_assert_eq(scache_middleware_metrics(mw, &text, &n), SCACHE_OK);
+	free(text);
+}
+
+Test(middleware, the_log_sink_may_read_stats_and_metrics)
+{
+	scache_cache_config cc = {0};
+	cr_assert_eq(scache_cache_new(&cc, &cache), SCACHE_OK);
+	stream = standin_new();
+	stream->fail = 1; /* the poller logs a bypass warning through the sink */
+	scache_middleware_config mc = {.cache = cache,
+	                               .handler = app_handler,
+	                               .handler_cls = &app_mu,
+	                               .log = stats_reading_sink,
+	                               .log_arg = &logs,
+	                               .max_staleness_ms = 50,
+	                               .max_polls_per_second = 100};
+	scache_stream_ops ops = {.drain = standin_drain,
+	                         .publish = standin_publish,
+	                         .destroy = standin_destroy,
+	                         .arg = stream};
+	cr_assert_eq(scache_middleware_new_with_ops(&mc, &ops, &mw, NULL, 0), SCACHE_OK);
+	cr_assert_eq(wait_lines("warning", 1), 1, "the warning went through the sink");
+	scache_middleware_free(mw);
+	scache_cache_free(cache);
+	capture_clear();
+}

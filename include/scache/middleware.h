@@ -65,7 +65,10 @@ typedef struct scache_request scache_request;
 
 /* Receives one log line: a JSON object, without the trailing newline, NUL-terminated at
  * line[len]. Called from request threads and the poller thread, one call at a time per
- * middleware (the middleware serializes its sink). */
+ * middleware (the middleware serializes its sink with a lock of its own, taken with no
+ * other middleware lock held). The sink may call scache_middleware_stats_get and
+ * scache_middleware_metrics; it must not call any other function of this middleware
+ * (they may log, and the sink's lock is not recursive: that call would deadlock). */
 typedef void (*scache_log_fn)(void *arg, const char *line, size_t len);
 
 /*
