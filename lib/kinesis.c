@@ -68,10 +68,10 @@ void kinesis_settings_clear(kinesis_settings *s)
 	free(s->endpoint);
 	free(s->access_key_id);
 	if (s->secret_access_key) /* do not leave the secret in freed memory */
-		memset(s->secret_access_key, 0, strlen(s->secret_access_key));
+		explicit_bzero(s->secret_access_key, strlen(s->secret_access_key));
 	free(s->secret_access_key);
 	if (s->session_token)
-		memset(s->session_token, 0, strlen(s->session_token));
+		explicit_bzero(s->session_token, strlen(s->session_token));
 	free(s->session_token);
 	memset(s, 0, sizeof *s);
 }
@@ -134,11 +134,10 @@ scache_err kinesis_settings_resolve(const scache_stream_config *config, int need
 	}
 	if (strncmp(endpoint, "https://", 8) != 0 && strncmp(endpoint, "http://", 7) != 0) {
 		char shown[201]; /* without user:password@ */
-		kinesis_fmt(
-		    msg, sizeof msg,
-		    "Kinesis endpoint '%s' must start with https:// (or http:// for plain "
-		    "HTTP)",
-		    kinesis_endpoint_shown(endpoint, shown, sizeof shown));
+		kinesis_fmt(msg, sizeof msg,
+		            "Kinesis endpoint '%s' must start with https:// (or http:// for plain "
+		            "HTTP)",
+		            kinesis_endpoint_shown(endpoint, shown, sizeof shown));
 		return settings_fail(out, errbuf, errlen, SCACHE_ECONFIG, msg);
 	}
 
@@ -236,7 +235,7 @@ struct curl_slist *kinesis_headers(const char *op, const char *session_token)
 			goto fail;
 		kinesis_fmt(h, n, "X-Amz-Security-Token: %s", session_token);
 		t = curl_slist_append(l, h);
-		memset(h, 0, n);
+		explicit_bzero(h, n); /* a memset before free may be optimised away */
 		free(h);
 		if (!t)
 			goto fail;
@@ -569,8 +568,17 @@ scache_err kinesis_parse_shards(json_object *body, kinesis_shard **out, size_t *
 
 /* ---- the client ---------------------------------------------------------------- */
 
+/* Where a transfer stands within one round: kept apart from its CURLcode, which may be
+ * any value (a transfer may really end with CURLE_OUT_OF_MEMORY). */
+typedef enum xfer_state {
+	XFER_IDLE = 0, /* not in the multi handle */
+	XFER_RUNNING,  /* added to the multi handle, not finished */
+	XFER_DONE      /* finished, still in the multi handle until the round ends */
+} xfer_state;
+
 typedef struct xfer {
 	CURL *h;
+	xfer_state state;
 	struct curl_slist *hdrs;
 	char *resp;
 	size_t resp_len, resp_cap;
@@ -589,6 +597,8 @@ struct kinesis_client {
 	uint64_t throttled;
 	uint64_t connects; /* new connections opened (keep-alive keeps this low) */
 };
+
+int (*kinesis_test_transfer_result)(int curl_code);
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 static CURLcode curl_init_rc;
@@ -653,11 +663,19 @@ static int xfer_setup_static(kinesis_client *c, xfer *x)
 	return bad ? -1 : 0;
 }
 
+/* Free a transfer's headers, clearing them first: one carries the session token. */
+static void headers_free(struct curl_slist *l)
+{
+	for (struct curl_slist *t = l; t; t = t->next)
+		explicit_bzero(t->data, strlen(t->data));
+	curl_slist_free_all(l);
+}
+
 static void xfer_free(xfer *x)
 {
 	if (x->h)
 		curl_easy_cleanup(x->h);
-	curl_slist_free_all(x->hdrs);
+	headers_free(x->hdrs);
 	free(x->resp);
 	memset(x, 0, sizeof *x);
 }
@@ -902,9 +920,10 @@ static void run_round(kinesis_client *c, const char *op, json_object *const *req
 		x->resp_len = 0;
 		x->overflow = 0;
 		x->errbuf[0] = '\0';
-		curl_slist_free_all(x->hdrs);
+		headers_free(x->hdrs);
 		x->hdrs = kinesis_headers(op, c->s.session_token);
-		cc[k] = CURLE_OUT_OF_MEMORY;
+		cc[k] = CURLE_OUT_OF_MEMORY; /* unless it starts */
+		assert(x->state == XFER_IDLE);
 		if (!x->hdrs || !body)
 			continue;
 		curl_easy_setopt(x->h, CURLOPT_HTTPHEADER, x->hdrs);
@@ -916,7 +935,8 @@ static void run_round(kinesis_client *c, const char *op, json_object *const *req
 		curl_easy_setopt(x->h, CURLOPT_PRIVATE, (void *)(uintptr_t)k);
 		if (curl_multi_add_handle(c->multi, x->h) != CURLM_OK)
 			continue;
-		cc[k] = CURLE_AGAIN; /* in flight */
+		x->state = XFER_RUNNING;
+		cc[k] = CURLE_RECV_ERROR; /* unless it finishes: the multi loop broke off */
 	}
 	do {
 		CURLMcode mc = curl_multi_perform(c->multi, &running);
@@ -933,14 +953,17 @@ static void run_round(kinesis_client *c, const char *op, json_object *const *req
 		void *priv = NULL;
 		curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &priv);
 		size_t k = (size_t)(uintptr_t)priv;
-		if (k < m)
-			cc[k] = msg->data.result;
+		if (k >= m || c->x[k]->state != XFER_RUNNING)
+			continue;
+		c->x[k]->state = XFER_DONE;
+		cc[k] = kinesis_test_transfer_result
+		            ? (CURLcode)kinesis_test_transfer_result(msg->data.result)
+		            : msg->data.result;
 	}
 	for (size_t k = 0; k < m; k++) {
-		if (cc[k] != CURLE_OUT_OF_MEMORY)
+		if (c->x[k]->state != XFER_IDLE)
 			curl_multi_remove_handle(c->multi, c->x[k]->h);
-		if (cc[k] == CURLE_AGAIN)
-			cc[k] = CURLE_RECV_ERROR; /* the multi loop broke off */
+		c->x[k]->state = XFER_IDLE;
 	}
 }
 

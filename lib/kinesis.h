@@ -98,6 +98,11 @@ void kinesis_call_many(kinesis_client *c, const char *op, json_object *const *re
 void kinesis_call_many_opts(kinesis_client *c, const char *op, json_object *const *reqs, size_t n,
                             kinesis_result *res, long timeout_ms, int retry_timeouts);
 
+/* Test hook, NULL outside tests: every finished transfer's libcurl result (a CURLcode)
+ * passes through it, so a test can make a transfer end as libcurl may (e.g. with
+ * CURLE_OUT_OF_MEMORY). Set it while no call is in flight. */
+extern int (*kinesis_test_transfer_result)(int curl_code);
+
 /* Total HTTP calls and throttling answers since creation. */
 uint64_t kinesis_client_calls(const kinesis_client *c);
 uint64_t kinesis_client_throttled(const kinesis_client *c);

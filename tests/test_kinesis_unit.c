@@ -403,6 +403,50 @@ Test(settings, transport_errors_do_not_show_credentials, .init = clear_env)
 	kinesis_client_free(c);
 }
 
+static int first_result_out_of_memory(int curl_code)
+{
+	static int done;
+	return done++ ? curl_code : (int)CURLE_OUT_OF_MEMORY;
+}
+
+Test(client, a_transfer_that_ends_out_of_memory_leaves_its_slot_usable, .init = clear_env)
+{
+	/* nothing listens on port 1: every transfer ends with a connection error, the first
+	 * one turned into CURLE_OUT_OF_MEMORY as libcurl may end a transfer */
+	scache_stream_config cfg = {.stream_name = "s",
+	                            .region = "us-east-1",
+	                            .endpoint = "http://127.0.0.1:1",
+	                            .access_key_id = "AKID",
+	                            .secret_access_key = "secret",
+	                            .max_retries = 1,
+	                            .backoff_base_ms = 1,
+	                            .backoff_max_ms = 2};
+	kinesis_settings s;
+	kinesis_client *c;
+	kinesis_result r;
+	cr_assert_eq(kinesis_settings_resolve(&cfg, 1, &s, NULL, 0), SCACHE_OK);
+	cr_assert_eq(kinesis_client_new(&s, &c, NULL, 0), SCACHE_OK);
+	kinesis_settings_clear(&s);
+	json_object *req = kinesis_req_stream("s");
+	kinesis_test_transfer_result = first_result_out_of_memory;
+	kinesis_call(c, "ListShards", req, &r);
+	cr_assert_eq(r.err, SCACHE_ETRANSPORT, "%s", r.message);
+	cr_assert(strstr(r.message, curl_easy_strerror(CURLE_OUT_OF_MEMORY)), "%s", r.message);
+	kinesis_result_clear(&r);
+	/* the same slot runs the next calls: they reach the network again */
+	for (int i = 0; i < 2; i++) {
+		kinesis_call(c, "ListShards", req, &r);
+		cr_assert_eq(r.fail, KINESIS_FAIL_TRANSPORT, "%s", r.message);
+		cr_assert(strstr(r.message, curl_easy_strerror(CURLE_COULDNT_CONNECT)), "%s",
+		          r.message);
+		kinesis_result_clear(&r);
+	}
+	kinesis_test_transfer_result = NULL;
+	cr_assert_eq(kinesis_client_calls(c), 5u); /* 1 (not retried), then 2 and 2 */
+	json_object_put(req);
+	kinesis_client_free(c);
+}
+
 /* ---- records ------------------------------------------------------------------------ */
 
 static scache_err parse(const char *s, record_keys *k, char *why)
