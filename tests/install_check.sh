@@ -27,6 +27,10 @@ int main(void)
 	int hit = scache_cache_get(c, key, strlen(key), &v) == SCACHE_OK;
 	scache_value_release(&v);
 	scache_cache_free(c);
+	/* the headers and the library loaded are the same version */
+	if (scache_version() != SCACHE_VERSION_HEX ||
+	    strcmp(scache_version_string(), SCACHE_VERSION_STRING) != 0)
+		return 2;
 	printf("%s %s\n", key, hit ? "hit" : "miss");
 	return hit ? 0 : 1;
 }

@@ -32,7 +32,7 @@ typedef struct scache_cache scache_cache;
 typedef uint64_t (*scache_clock_fn)(void *arg);
 
 /* scache_now_ns: CLOCK_MONOTONIC in nanoseconds (what the stream and middleware time with). */
-uint64_t scache_now_ns(void *unused);
+SCACHE_EXTERN uint64_t scache_now_ns(void *unused);
 
 /* Which lock guards each stripe. */
 typedef enum scache_lock_kind {
@@ -44,19 +44,19 @@ typedef enum scache_lock_kind {
  * Configuration. Zero-initialise it; a zero field means the default in brackets.
  */
 typedef struct scache_cache_config {
-	uint64_t min_ttl_ms;     /* [60000] shortest lifetime of an entry */
-	uint64_t max_ttl_ms;     /* [300000] longest; min <= max, both > 0 or both 0 */
-	size_t max_bytes;        /* [64 MiB] bound on keys + values + per-entry overhead */
-	unsigned stripes;        /* [16] lock stripes, rounded up to a power of two, <= 1024 */
-	scache_lock_kind lock;   /* [SCACHE_LOCK_RWLOCK] */
-	uint64_t guard_ms;       /* [60000] how long invalidations are remembered
-	                            for stale-add protection; a load slower than this is refused */
-	size_t guard_max;        /* [65536] most invalidations remembered; older ones are
-	                            forgotten early (adds that began before them are refused) */
-	scache_clock_fn clock;   /* [CLOCK_MONOTONIC_COARSE, exact to a scheduler tick]
-	                            injectable clock, for tests */
+	uint64_t min_ttl_ms;   /* [60000] shortest lifetime of an entry */
+	uint64_t max_ttl_ms;   /* [300000] longest; min <= max, both > 0 or both 0 */
+	size_t max_bytes;      /* [64 MiB] bound on keys + values + per-entry overhead */
+	unsigned stripes;      /* [16] lock stripes, rounded up to a power of two, <= 1024 */
+	scache_lock_kind lock; /* [SCACHE_LOCK_RWLOCK] */
+	uint64_t guard_ms;     /* [60000] how long invalidations are remembered
+	                          for stale-add protection; a load slower than this is refused */
+	size_t guard_max;      /* [65536] most invalidations remembered; older ones are
+	                          forgotten early (adds that began before them are refused) */
+	scache_clock_fn clock; /* [CLOCK_MONOTONIC_COARSE, exact to a scheduler tick]
+	                          injectable clock, for tests */
 	void *clock_arg;
-	uint64_t seed;           /* [from the clock and address] seed of the expiry randomness */
+	uint64_t seed; /* [from the clock and address] seed of the expiry randomness */
 } scache_cache_config;
 
 /*
@@ -65,31 +65,32 @@ typedef struct scache_cache_config {
  * Errors: SCACHE_EINVAL (out NULL; min_ttl_ms > max_ttl_ms; exactly one of them zero;
  * stripes > 1024; unknown lock), SCACHE_ENOMEM.
  */
-scache_err scache_cache_new(const scache_cache_config *config, scache_cache **out);
+SCACHE_EXTERN scache_err scache_cache_new(const scache_cache_config *config, scache_cache **out);
 
 /* scache_cache_free: free the cache and every entry. Accepts NULL. Values handed out
  * by scache_cache_get() stay valid until released. */
-void scache_cache_free(scache_cache *cache);
+SCACHE_EXTERN void scache_cache_free(scache_cache *cache);
 
 /*
  * scache_cache_expire_between: change the default expiry window for later adds
  * (scache's ExpireBetween). Errors: SCACHE_EINVAL when min_ms is 0, max_ms is 0, or
  * min_ms > max_ms; the window is then unchanged.
  */
-scache_err scache_cache_expire_between(scache_cache *cache, uint64_t min_ms, uint64_t max_ms);
+SCACHE_EXTERN scache_err scache_cache_expire_between(scache_cache *cache, uint64_t min_ms,
+                                                     uint64_t max_ms);
 
 /*
  * scache_cache_begin_load: take a load token. Call it *before* reading the data you
  * are about to add, and pass it to scache_cache_add(). Tokens increase strictly; 0 is
  * never returned. Lock-free.
  */
-uint64_t scache_cache_begin_load(scache_cache *cache);
+SCACHE_EXTERN uint64_t scache_cache_begin_load(scache_cache *cache);
 
 /* Options of one add. Zero-initialise; token is required. */
 typedef struct scache_add_opts {
-	uint64_t token;       /* from scache_cache_begin_load(), taken before the load */
-	uint64_t saved_ns;    /* how long the load took: what each hit of this entry saves */
-	uint64_t min_ttl_ms;  /* per-add expiry window; both 0 = the cache's window */
+	uint64_t token;      /* from scache_cache_begin_load(), taken before the load */
+	uint64_t saved_ns;   /* how long the load took: what each hit of this entry saves */
+	uint64_t min_ttl_ms; /* per-add expiry window; both 0 = the cache's window */
 	uint64_t max_ttl_ms;
 } scache_add_opts;
 
@@ -103,8 +104,9 @@ typedef struct scache_add_opts {
  * entry of the key stays as it was), SCACHE_ETOOBIG (larger than a stripe's share of
  * max_bytes), SCACHE_ENOMEM.
  */
-scache_err scache_cache_add(scache_cache *cache, const void *key, size_t key_len,
-                            const void *value, size_t value_len, const scache_add_opts *opts);
+SCACHE_EXTERN scache_err scache_cache_add(scache_cache *cache, const void *key, size_t key_len,
+                                          const void *value, size_t value_len,
+                                          const scache_add_opts *opts);
 
 /*
  * A value handed out by a get. data stays valid and unchanged until
@@ -112,10 +114,10 @@ scache_err scache_cache_add(scache_cache *cache, const void *key, size_t key_len
  * entry meanwhile (the entry is reference counted). Release every value exactly once.
  */
 typedef struct scache_value {
-	const void *data;     /* the bytes, with no particular alignment */
+	const void *data; /* the bytes, with no particular alignment */
 	size_t len;
-	uint64_t saved_ns;    /* the time this hit saves (from the add) */
-	void *ref_;           /* private */
+	uint64_t saved_ns; /* the time this hit saves (from the add) */
+	void *ref_;        /* private */
 } scache_value;
 
 /*
@@ -123,12 +125,12 @@ typedef struct scache_value {
  * SCACHE_ENOTFOUND (absent or expired) *out is zeroed. Counts a hit or a miss.
  * Errors: SCACHE_EINVAL (NULL cache/out, or NULL key with non-zero length).
  */
-scache_err scache_cache_get(scache_cache *cache, const void *key, size_t key_len,
-                            scache_value *out);
+SCACHE_EXTERN scache_err scache_cache_get(scache_cache *cache, const void *key, size_t key_len,
+                                          scache_value *out);
 
 /* scache_value_release: give back a value from scache_cache_get(). Accepts NULL and
  * zeroed values; zeroes *value. Any thread. */
-void scache_value_release(scache_value *value);
+SCACHE_EXTERN void scache_value_release(scache_value *value);
 
 /*
  * scache_cache_invalidate: remove key, and remember the invalidation so that adds whose
@@ -136,21 +138,22 @@ void scache_value_release(scache_value *value);
  * cached. *removed (may be NULL) is set to 1 if an entry was removed, else 0.
  * Errors: SCACHE_EINVAL.
  */
-scache_err scache_cache_invalidate(scache_cache *cache, const void *key, size_t key_len,
-                                   int *removed);
+SCACHE_EXTERN scache_err scache_cache_invalidate(scache_cache *cache, const void *key,
+                                                 size_t key_len, int *removed);
 
 /*
  * scache_cache_invalidate_many: scache_cache_invalidate() for n keys (keys[i] of
  * lens[i] bytes). *removed (may be NULL) receives the number of entries removed.
  */
-scache_err scache_cache_invalidate_many(scache_cache *cache, const void *const *keys,
-                                        const size_t *lens, size_t n, size_t *removed);
+SCACHE_EXTERN scache_err scache_cache_invalidate_many(scache_cache *cache, const void *const *keys,
+                                                      const size_t *lens, size_t n,
+                                                      size_t *removed);
 
 /*
  * scache_cache_flush: remove every entry and refuse every add whose load began before
  * the flush. *removed (may be NULL) receives the number of entries removed.
  */
-void scache_cache_flush(scache_cache *cache, size_t *removed);
+SCACHE_EXTERN void scache_cache_flush(scache_cache *cache, size_t *removed);
 
 /*
  * scache_cache_sweep: remove expired entries, examining at most `budget` entries that
@@ -160,29 +163,29 @@ void scache_cache_flush(scache_cache *cache, size_t *removed);
  * skipped (try-lock) rather than waited for. Returns the number of entries removed.
  * A get never returns an expired entry, swept or not.
  */
-size_t scache_cache_sweep(scache_cache *cache, size_t budget);
+SCACHE_EXTERN size_t scache_cache_sweep(scache_cache *cache, size_t budget);
 
 /* Counters since creation, except entries and bytes, which are current. */
 typedef struct scache_cache_stats {
 	uint64_t entries;
-	uint64_t bytes;          /* keys + values + per-entry overhead, as bounded */
+	uint64_t bytes; /* keys + values + per-entry overhead, as bounded */
 	uint64_t hits;
 	uint64_t misses;
-	uint64_t adds;           /* accepted adds */
-	uint64_t refused_adds;   /* adds refused as stale (SCACHE_ESTALE) */
-	uint64_t invalidations;  /* keys invalidated (cached or not); a flush counts 0 */
+	uint64_t adds;          /* accepted adds */
+	uint64_t refused_adds;  /* adds refused as stale (SCACHE_ESTALE) */
+	uint64_t invalidations; /* keys invalidated (cached or not); a flush counts 0 */
 	uint64_t flushes;
-	uint64_t expirations;    /* expired entries removed (by a sweep, or replaced by an add) */
-	uint64_t evictions;      /* entries removed to keep the memory bound */
-	uint64_t saved_ns;       /* sum of saved_ns over all hits */
+	uint64_t expirations; /* expired entries removed (by a sweep, or replaced by an add) */
+	uint64_t evictions;   /* entries removed to keep the memory bound */
+	uint64_t saved_ns;    /* sum of saved_ns over all hits */
 } scache_cache_stats;
 
 /* scache_cache_stats_get: a snapshot of the counters (consistent per stripe). */
-void scache_cache_stats_get(scache_cache *cache, scache_cache_stats *out);
+SCACHE_EXTERN void scache_cache_stats_get(scache_cache *cache, scache_cache_stats *out);
 
 /* scache_cache_entry_overhead: the bytes one entry costs beyond its key and value in
  * the bound's accounting (the size of the entry header). */
-size_t scache_cache_entry_overhead(void);
+SCACHE_EXTERN size_t scache_cache_entry_overhead(void);
 
 #ifdef __cplusplus
 }

@@ -31,8 +31,8 @@ extern "C" {
  * when bufsize > 0), so call once with bufsize 0 to learn the size. buf may be NULL
  * when bufsize is 0. source and id may be NULL only when their length is 0.
  */
-size_t scache_id_encode(const char *source, size_t source_len, const char *id, size_t id_len,
-                        char *buf, size_t bufsize);
+SCACHE_EXTERN size_t scache_id_encode(const char *source, size_t source_len, const char *id,
+                                      size_t id_len, char *buf, size_t bufsize);
 
 /*
  * scache_id_encode_alloc: the data-ID string of (source, id) in a new NUL-terminated
@@ -40,8 +40,9 @@ size_t scache_id_encode(const char *source, size_t source_len, const char *id, s
  * its length. Errors: SCACHE_EINVAL (out NULL, or a NULL string with non-zero length),
  * SCACHE_ENOMEM.
  */
-scache_err scache_id_encode_alloc(const char *source, size_t source_len, const char *id,
-                                  size_t id_len, char **out, size_t *out_len);
+SCACHE_EXTERN scache_err scache_id_encode_alloc(const char *source, size_t source_len,
+                                                const char *id, size_t id_len, char **out,
+                                                size_t *out_len);
 
 /* A parsed data ID. Both strings are NUL-terminated and owned by the struct. */
 typedef struct scache_id {
@@ -61,10 +62,10 @@ typedef struct scache_id {
  * Errors: SCACHE_EINVAL (NULL arguments), SCACHE_EMALFORMED (bad %-escape, or a ';'
  * separator, which Go rejects), SCACHE_ENOTID (no "t=data.ID" pair), SCACHE_ENOMEM.
  */
-scache_err scache_id_parse(const char *str, size_t len, scache_id *out);
+SCACHE_EXTERN scache_err scache_id_parse(const char *str, size_t len, scache_id *out);
 
 /* scache_id_clear: free the strings of *id and zero it. Accepts NULL and zeroed IDs. */
-void scache_id_clear(scache_id *id);
+SCACHE_EXTERN void scache_id_clear(scache_id *id);
 
 #ifdef __cplusplus
 }

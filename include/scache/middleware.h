@@ -131,8 +131,9 @@ typedef struct scache_middleware_config {
  * nothing was cached meanwhile, so no older record can concern the cache.
  * scache_invalidate meanwhile removes locally and returns the publishing error.
  */
-scache_err scache_middleware_new(const scache_middleware_config *config, scache_middleware **out,
-                                 char *errbuf, size_t errlen);
+SCACHE_EXTERN scache_err scache_middleware_new(const scache_middleware_config *config,
+                                               scache_middleware **out, char *errbuf,
+                                               size_t errlen);
 
 /*
  * scache_middleware_shutdown: with config.suspend, call it before MHD_stop_daemon():
@@ -141,14 +142,14 @@ scache_err scache_middleware_new(const scache_middleware_config *config, scache_
  * returns once libmicrohttpd has taken them all back (at most 10 s; with external select,
  * keep calling MHD_run meanwhile, e.g. from another thread). Harmless without suspend.
  */
-void scache_middleware_shutdown(scache_middleware *mw);
+SCACHE_EXTERN void scache_middleware_shutdown(scache_middleware *mw);
 
 /*
  * scache_middleware_free: stop the poller, write a last summary line if requests were
  * served since the previous one, and free the reader, the publisher and all state (not
  * the cache). Accepts NULL. Stop the MHD daemon first: no request may be in flight.
  */
-void scache_middleware_free(scache_middleware *mw);
+SCACHE_EXTERN void scache_middleware_free(scache_middleware *mw);
 
 /*
  * The two functions to give MHD_start_daemon, both with the middleware as closure:
@@ -159,12 +160,12 @@ void scache_middleware_free(scache_middleware *mw);
  * Work with every MHD thread mode (internal polling thread, thread pool,
  * thread-per-connection, external select).
  */
-enum MHD_Result scache_access_handler(void *cls, struct MHD_Connection *connection, const char *url,
-                                      const char *method, const char *version,
-                                      const char *upload_data, size_t *upload_data_size,
-                                      void **req_cls);
-void scache_request_completed(void *cls, struct MHD_Connection *connection, void **req_cls,
-                              enum MHD_RequestTerminationCode toe);
+SCACHE_EXTERN enum MHD_Result scache_access_handler(void *cls, struct MHD_Connection *connection,
+                                                    const char *url, const char *method,
+                                                    const char *version, const char *upload_data,
+                                                    size_t *upload_data_size, void **req_cls);
+SCACHE_EXTERN void scache_request_completed(void *cls, struct MHD_Connection *connection,
+                                            void **req_cls, enum MHD_RequestTerminationCode toe);
 
 /* ---- The request context ----------------------------------------------------- */
 
@@ -173,28 +174,30 @@ void scache_request_completed(void *cls, struct MHD_Connection *connection, void
  * thread, or NULL outside a handler called by the middleware. The pointer is valid until
  * the request completes.
  */
-scache_request *scache_request_current(void);
+SCACHE_EXTERN scache_request *scache_request_current(void);
 
 /*
  * scache_request_of: the context of the request in progress on `connection`, from any
  * thread (e.g. a worker finishing a suspended connection), or NULL. Valid until the
  * request completes.
  */
-scache_request *scache_request_of(scache_middleware *mw, struct MHD_Connection *connection);
+SCACHE_EXTERN scache_request *scache_request_of(scache_middleware *mw,
+                                                struct MHD_Connection *connection);
 
 /* scache_request_middleware: the middleware a request belongs to. */
-scache_middleware *scache_request_middleware(scache_request *req);
+SCACHE_EXTERN scache_middleware *scache_request_middleware(scache_request *req);
 
 /* scache_request_bypass: 1 if the cache is bypassed for this request (stream stale). */
-int scache_request_bypass(const scache_request *req);
+SCACHE_EXTERN int scache_request_bypass(const scache_request *req);
 
 /*
  * scache_queue_response: MHD_queue_response(), and remember the status for the
  * efficiency line. A handler that calls MHD_queue_response() directly gets status 0 in
  * its line. connection's request must be one the middleware wraps.
  */
-enum MHD_Result scache_queue_response(struct MHD_Connection *connection, unsigned int status,
-                                      struct MHD_Response *response);
+SCACHE_EXTERN enum MHD_Result scache_queue_response(struct MHD_Connection *connection,
+                                                    unsigned int status,
+                                                    struct MHD_Response *response);
 
 /* ---- Helpers for handlers ---------------------------------------------------- */
 /*
@@ -209,7 +212,8 @@ enum MHD_Result scache_queue_response(struct MHD_Connection *connection, unsigne
  * SCACHE_ENOTFOUND: a miss (*out zeroed). SCACHE_EBYPASS: the cache is bypassed (counts
  * as a miss of the request). SCACHE_EINVAL, SCACHE_ENOMEM.
  */
-scache_err scache_get(scache_request *req, const char *source, const char *id, scache_value *out);
+SCACHE_EXTERN scache_err scache_get(scache_request *req, const char *source, const char *id,
+                                    scache_value *out);
 
 /*
  * scache_add: cache value (len bytes, copied) under (source, id); each later hit saves
@@ -218,8 +222,8 @@ scache_err scache_get(scache_request *req, const char *source, const char *id, s
  * invalidation of that ID was applied since. Errors: SCACHE_ESTALE, SCACHE_EBYPASS,
  * SCACHE_ETOOBIG, SCACHE_EINVAL, SCACHE_ENOMEM. A refused add changes nothing.
  */
-scache_err scache_add(scache_request *req, const char *source, const char *id, const void *value,
-                      size_t len, uint64_t saved_ns);
+SCACHE_EXTERN scache_err scache_add(scache_request *req, const char *source, const char *id,
+                                    const void *value, size_t len, uint64_t saved_ns);
 
 /*
  * A loader for scache_get_or_load: read the data of the ID and return it in *value, a
@@ -247,9 +251,9 @@ typedef enum scache_outcome {
  * (free() it; may be NULL when *len is 0); *outcome (may be NULL) says how.
  * Errors: the loader's (SCACHE_ENOTFOUND included), SCACHE_EINVAL, SCACHE_ENOMEM.
  */
-scache_err scache_get_or_load(scache_request *req, const char *source, const char *id,
-                              scache_loader_fn loader, void *loader_arg, void **value, size_t *len,
-                              scache_outcome *outcome);
+SCACHE_EXTERN scache_err scache_get_or_load(scache_request *req, const char *source, const char *id,
+                                            scache_loader_fn loader, void *loader_arg, void **value,
+                                            size_t *len, scache_outcome *outcome);
 
 /*
  * scache_invalidate: announce that the data of (source, id) changed: remove it locally
@@ -259,16 +263,17 @@ scache_err scache_get_or_load(scache_request *req, const char *source, const cha
  * ...): never success for an invalidation other instances will not see. Call it after
  * the change is committed.
  */
-scache_err scache_invalidate(scache_request *req, const char *source, const char *id);
+SCACHE_EXTERN scache_err scache_invalidate(scache_request *req, const char *source, const char *id);
 
 /* scache_invalidate_many: scache_invalidate() of n IDs (sources[i], ids[i]) in as few
  * records as the stream allows. */
-scache_err scache_invalidate_many(scache_request *req, const char *const *sources,
-                                  const char *const *ids, size_t n);
+SCACHE_EXTERN scache_err scache_invalidate_many(scache_request *req, const char *const *sources,
+                                                const char *const *ids, size_t n);
 
 /* The same two without a request (from a background job); any thread. */
-scache_err scache_middleware_invalidate(scache_middleware *mw, const char *const *sources,
-                                        const char *const *ids, size_t n);
+SCACHE_EXTERN scache_err scache_middleware_invalidate(scache_middleware *mw,
+                                                      const char *const *sources,
+                                                      const char *const *ids, size_t n);
 
 /* ---- Metrics ----------------------------------------------------------------- */
 
@@ -295,14 +300,14 @@ typedef struct scache_middleware_stats {
 
 /* scache_middleware_stats_get: a snapshot of the counters into *out (the cache's from
  * scache_cache_stats_get). Any thread, while requests run. */
-void scache_middleware_stats_get(scache_middleware *mw, scache_middleware_stats *out);
+SCACHE_EXTERN void scache_middleware_stats_get(scache_middleware *mw, scache_middleware_stats *out);
 
 /*
  * scache_middleware_metrics: the stats as Prometheus text exposition (version 0.0.4),
  * every metric prefixed "scache_", with HELP and TYPE lines. On SCACHE_OK *out owns a
  * NUL-terminated buffer (free() it) of *len bytes (len may be NULL). SCACHE_ENOMEM.
  */
-scache_err scache_middleware_metrics(scache_middleware *mw, char **out, size_t *len);
+SCACHE_EXTERN scache_err scache_middleware_metrics(scache_middleware *mw, char **out, size_t *len);
 
 #ifdef __cplusplus
 }

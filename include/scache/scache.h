@@ -9,6 +9,7 @@
 #ifndef SCACHE_SCACHE_H
 #define SCACHE_SCACHE_H
 
+#include "scache/version.h" /* generated: in the build tree, not beside this file */
 #include "error.h"
 #include "id.h"
 #include "cache.h"

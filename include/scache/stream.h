@@ -22,7 +22,7 @@ extern "C" {
 
 /* Record formats the reader understands. */
 typedef enum scache_record_format {
-	SCACHE_RECORD_SCACHE = 0  /* scache's {"keys":[...],"ts":"..."} */
+	SCACHE_RECORD_SCACHE = 0 /* scache's {"keys":[...],"ts":"..."} */
 } scache_record_format;
 
 /*
@@ -38,17 +38,17 @@ typedef enum scache_record_format {
 typedef struct scache_stream_config {
 	const char *stream_name;
 	const char *region;
-	const char *endpoint;            /* "https://..." or "http://..." (plain only if said) */
+	const char *endpoint; /* "https://..." or "http://..." (plain only if said) */
 	const char *access_key_id;
 	const char *secret_access_key;
-	const char *session_token;       /* sent as X-Amz-Security-Token */
-	long connect_timeout_ms;         /* [2000] */
-	long timeout_ms;                 /* [10000] total per HTTP call */
-	unsigned max_retries;            /* [5] retries of throttling/5xx/connection errors */
-	unsigned backoff_base_ms;        /* [50] first backoff; doubles, full jitter */
-	unsigned backoff_max_ms;         /* [2000] cap of one backoff */
-	unsigned list_shards_interval_ms;/* [60000] slow timer for ListShards */
-	scache_record_format format;     /* [SCACHE_RECORD_SCACHE] */
+	const char *session_token;        /* sent as X-Amz-Security-Token */
+	long connect_timeout_ms;          /* [2000] */
+	long timeout_ms;                  /* [10000] total per HTTP call */
+	unsigned max_retries;             /* [5] retries of throttling/5xx/connection errors */
+	unsigned backoff_base_ms;         /* [50] first backoff; doubles, full jitter */
+	unsigned backoff_max_ms;          /* [2000] cap of one backoff */
+	unsigned list_shards_interval_ms; /* [60000] slow timer for ListShards */
+	scache_record_format format;      /* [SCACHE_RECORD_SCACHE] */
 } scache_stream_config;
 
 /* ---- Reader ------------------------------------------------------------------ */
@@ -57,8 +57,7 @@ typedef struct scache_reader scache_reader;
 
 /* Receives the keys (data-ID strings) of one or more records, in stream order per
  * shard. Called from the thread doing the poll; must not call back into the reader. */
-typedef void (*scache_keys_fn)(void *arg, const char *const *keys, const size_t *lens,
-                               size_t n);
+typedef void (*scache_keys_fn)(void *arg, const char *const *keys, const size_t *lens, size_t n);
 /* Told when the reader cannot prove it saw every record: the owner must flush. `why` is
  * a human-readable reason. Called from the polling thread. */
 typedef void (*scache_gap_fn)(void *arg, const char *why);
@@ -76,10 +75,7 @@ typedef struct scache_reader_callbacks {
 } scache_reader_callbacks;
 
 /* Where a new reader starts on every shard. */
-typedef enum scache_start_at {
-	SCACHE_START_LATEST = 0,
-	SCACHE_START_TRIM_HORIZON
-} scache_start_at;
+typedef enum scache_start_at { SCACHE_START_LATEST = 0, SCACHE_START_TRIM_HORIZON } scache_start_at;
 
 /*
  * scache_reader_new: create a reader positioned at `start` on every shard (it lists the
@@ -87,25 +83,26 @@ typedef enum scache_start_at {
  * receives a message naming what failed: the missing setting, or the AWS error name,
  * message and endpoint. Credentials never appear in messages.
  */
-scache_err scache_reader_new(const scache_stream_config *config, scache_start_at start,
-                             const scache_reader_callbacks *callbacks, scache_reader **out,
-                             char *errbuf, size_t errlen);
+SCACHE_EXTERN scache_err scache_reader_new(const scache_stream_config *config,
+                                           scache_start_at start,
+                                           const scache_reader_callbacks *callbacks,
+                                           scache_reader **out, char *errbuf, size_t errlen);
 
 /* scache_reader_free: stop and free. Accepts NULL. No poll may be in flight. */
-void scache_reader_free(scache_reader *reader);
+SCACHE_EXTERN void scache_reader_free(scache_reader *reader);
 
 /* What one poll did (see scache_reader_sync). */
 typedef struct scache_poll_info {
-	uint64_t started_ns;    /* scache_now_ns() when the poll began */
+	uint64_t started_ns; /* scache_now_ns() when the poll began */
 	uint64_t finished_ns;
-	uint64_t keys;          /* keys delivered to on_keys */
-	uint64_t records;       /* records read */
-	uint64_t bad_records;   /* records skipped as malformed */
-	uint64_t calls;         /* HTTP calls made */
-	int gap;                /* on_gap was called */
-	int shared;             /* this caller waited for another caller's poll */
-	scache_err err;         /* SCACHE_OK when every shard was read to caught-up */
-	char message[256];      /* error details when err != SCACHE_OK */
+	uint64_t keys;        /* keys delivered to on_keys */
+	uint64_t records;     /* records read */
+	uint64_t bad_records; /* records skipped as malformed */
+	uint64_t calls;       /* HTTP calls made */
+	int gap;              /* on_gap was called */
+	int shared;           /* this caller waited for another caller's poll */
+	scache_err err;       /* SCACHE_OK when every shard was read to caught-up */
+	char message[256];    /* error details when err != SCACHE_OK */
 } scache_poll_info;
 
 /*
@@ -117,30 +114,30 @@ typedef struct scache_poll_info {
  * Waits at most timeout_ms (0: no limit) and returns SCACHE_ETRANSPORT-class errors from
  * the poll it relied on. since_ns = 0 accepts any completed poll.
  */
-scache_err scache_reader_sync(scache_reader *reader, uint64_t since_ns, uint64_t timeout_ms,
-                              scache_poll_info *info);
+SCACHE_EXTERN scache_err scache_reader_sync(scache_reader *reader, uint64_t since_ns,
+                                            uint64_t timeout_ms, scache_poll_info *info);
 
 /* scache_reader_fresh: has a poll that began at or after since_ns completed successfully?
  * Never blocks. */
-int scache_reader_fresh(scache_reader *reader, uint64_t since_ns);
+SCACHE_EXTERN int scache_reader_fresh(scache_reader *reader, uint64_t since_ns);
 
 /* Counters of a reader since creation. */
 typedef struct scache_reader_stats {
-	uint64_t polls;           /* polls completed (successful or not) */
-	uint64_t poll_errors;     /* polls that ended in an error */
-	uint64_t calls;           /* HTTP calls */
-	uint64_t throttled;       /* throttling answers seen (each retried) */
+	uint64_t polls;       /* polls completed (successful or not) */
+	uint64_t poll_errors; /* polls that ended in an error */
+	uint64_t calls;       /* HTTP calls */
+	uint64_t throttled;   /* throttling answers seen (each retried) */
 	uint64_t records;
 	uint64_t bad_records;
 	uint64_t keys;
 	uint64_t gaps;
-	uint64_t shards;          /* shards currently tracked */
+	uint64_t shards;                  /* shards currently tracked */
 	uint64_t last_success_started_ns; /* start of the newest successful poll, 0 if none */
 } scache_reader_stats;
 
 /* scache_reader_stats_get: a snapshot of the reader's counters into *out (zeroed when
  * reader is NULL). Any thread, also while a poll is in flight. */
-void scache_reader_stats_get(scache_reader *reader, scache_reader_stats *out);
+SCACHE_EXTERN void scache_reader_stats_get(scache_reader *reader, scache_reader_stats *out);
 
 /* ---- Publisher --------------------------------------------------------------- */
 
@@ -152,18 +149,18 @@ typedef struct scache_publisher scache_publisher;
  * publisher. Errors: SCACHE_EINVAL (out NULL), SCACHE_ECONFIG (no stream name, region or
  * credentials: errbuf, which may be NULL, names what is missing), SCACHE_ENOMEM.
  */
-scache_err scache_publisher_new(const scache_stream_config *config, scache_publisher **out,
-                                char *errbuf, size_t errlen);
+SCACHE_EXTERN scache_err scache_publisher_new(const scache_stream_config *config,
+                                              scache_publisher **out, char *errbuf, size_t errlen);
 
 /* scache_publisher_free: free the publisher. Accepts NULL. No publish may be in flight. */
-void scache_publisher_free(scache_publisher *publisher);
+SCACHE_EXTERN void scache_publisher_free(scache_publisher *publisher);
 
 /* Where one published key went. */
 typedef struct scache_publish_result {
-	scache_err err;            /* SCACHE_OK if the key's record was stored */
+	scache_err err; /* SCACHE_OK if the key's record was stored */
 	char shard_id[64];
 	char sequence[128];
-	char message[160];         /* AWS error name and message when err != SCACHE_OK */
+	char message[160]; /* AWS error name and message when err != SCACHE_OK */
 } scache_publish_result;
 
 /*
@@ -173,8 +170,9 @@ typedef struct scache_publish_result {
  * only if every key was stored, else SCACHE_EPUBLISH (or the transport/config error).
  * Thread-safe.
  */
-scache_err scache_publish_keys(scache_publisher *publisher, const char *const *keys,
-                               const size_t *lens, size_t n, scache_publish_result *results);
+SCACHE_EXTERN scache_err scache_publish_keys(scache_publisher *publisher, const char *const *keys,
+                                             const size_t *lens, size_t n,
+                                             scache_publish_result *results);
 
 #ifdef __cplusplus
 }
