@@ -2,7 +2,7 @@
  * Efficiency: does the cache pay for itself? Each request costs the time it waited for
  * the stream (stream_ms) and earns the load time its hits avoided (saved_ms). This file
  * writes one JSON line per request, a summary line per period with a verdict, warning
- * lines, and the Prometheus metrics.
+ * lines (the counters behind them are read by metrics.c).
  *
  * Every string that comes from outside (method, path, error messages) goes through
  * strbuf_json_string: quotes, backslashes and control characters are escaped and
@@ -12,133 +12,10 @@
  */
 #include "middleware_internal.h"
 
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-/* ---- A growable string ------------------------------------------------------------ */
-
-static void strbuf_reserve(strbuf *b, size_t more)
-{
-	if (b->failed)
-		return;
-	if (b->len + more + 1 <= b->cap)
-		return;
-	size_t cap = b->cap ? b->cap : 256;
-	while (cap < b->len + more + 1)
-		cap *= 2;
-	char *d = realloc(b->data, cap);
-	if (!d) {
-		b->failed = 1;
-		return;
-	}
-	b->data = d;
-	b->cap = cap;
-}
-
-void strbuf_append(strbuf *b, const char *s, size_t n)
-{
-	strbuf_reserve(b, n);
-	if (b->failed)
-		return;
-	memcpy(b->data + b->len, s, n);
-	b->len += n;
-	b->data[b->len] = '\0';
-}
-
-void strbuf_puts(strbuf *b, const char *s)
-{
-	strbuf_append(b, s, strlen(s));
-}
-
-void strbuf_printf(strbuf *b, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	int n = vsnprintf(NULL, 0, fmt, ap);
-	va_end(ap);
-	if (n < 0) {
-		b->failed = 1;
-		return;
-	}
-	strbuf_reserve(b, (size_t)n);
-	if (b->failed)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
-	va_end(ap);
-	b->len += (size_t)n;
-}
-
-/* Length of the valid UTF-8 sequence at s (n bytes left), or 0 if invalid. */
-static size_t utf8_valid_len(const unsigned char *s, size_t n)
-{
-	unsigned char c = s[0];
-	size_t len;
-	unsigned min;
-	unsigned cp;
-	if (c < 0x80)
-		return 1;
-	if (c >= 0xC2 && c <= 0xDF) {
-		len = 2;
-		cp = c & 0x1Fu;
-		min = 0x80;
-	} else if (c >= 0xE0 && c <= 0xEF) {
-		len = 3;
-		cp = c & 0x0Fu;
-		min = 0x800;
-	} else if (c >= 0xF0 && c <= 0xF4) {
-		len = 4;
-		cp = c & 0x07u;
-		min = 0x10000;
-	} else {
-		return 0;
-	}
-	if (n < len)
-		return 0;
-	for (size_t i = 1; i < len; i++) {
-		if ((s[i] & 0xC0) != 0x80)
-			return 0;
-		cp = (cp << 6) | (s[i] & 0x3Fu);
-	}
-	if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-		return 0;
-	return len;
-}
-
-void strbuf_json_string(strbuf *b, const char *str, size_t n)
-{
-	const unsigned char *s = (const unsigned char *)str;
-	strbuf_append(b, "\"", 1);
-	size_t i = 0;
-	while (i < n) {
-		unsigned char c = s[i];
-		if (c == '"' || c == '\\') {
-			char esc[2] = {'\\', (char)c};
-			strbuf_append(b, esc, 2);
-			i++;
-		} else if (c < 0x20 || c == 0x7F) {
-			strbuf_printf(b, "\\u%04x", c);
-			i++;
-		} else if (c < 0x80) {
-			strbuf_append(b, (const char *)s + i, 1);
-			i++;
-		} else {
-			size_t len = utf8_valid_len(s + i, n - i);
-			if (len == 0) {
-				strbuf_append(b, "\\ufffd", 6);
-				i++;
-			} else {
-				strbuf_append(b, (const char *)s + i, len);
-				i += len;
-			}
-		}
-	}
-	strbuf_append(b, "\"", 1);
-}
-
-/* RFC 3339 UTC with milliseconds. */
 static void append_time(strbuf *b, uint64_t wall_ns)
 {
 	time_t secs = (time_t)(wall_ns / 1000000000ull);
@@ -147,13 +24,6 @@ static void append_time(strbuf *b, uint64_t wall_ns)
 	char t[32];
 	strftime(t, sizeof t, "%Y-%m-%dT%H:%M:%S", &tm);
 	strbuf_printf(b, "\"%s.%03uZ\"", t, (unsigned)(wall_ns / 1000000ull % 1000));
-}
-
-static uint64_t wall_ns_now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
 static double ms(uint64_t ns)
@@ -241,22 +111,11 @@ void efficiency_warning(scache_middleware *mw, const char *msg)
 {
 	strbuf b = {0};
 	strbuf_puts(&b, "{\"type\":\"warning\",\"time\":");
-	append_time(&b, wall_ns_now());
+	append_time(&b, mw_wall_ns());
 	strbuf_puts(&b, ",\"msg\":");
 	strbuf_json_string(&b, msg, strlen(msg));
 	strbuf_puts(&b, "}");
 	emit_buf(mw, &b);
-}
-
-static uint64_t staleness_now(scache_middleware *mw, int *bypassing)
-{
-	pthread_mutex_lock(&mw->mu);
-	uint64_t now = scache_now_ns(NULL);
-	uint64_t s = now > mw->last_ok_ns ? now - mw->last_ok_ns : 0;
-	if (bypassing)
-		*bypassing = mw->bypassing;
-	pthread_mutex_unlock(&mw->mu);
-	return s;
 }
 
 void efficiency_summary(scache_middleware *mw, int force)
@@ -274,12 +133,12 @@ void efficiency_summary(scache_middleware *mw, int force)
 	scache_cache_stats cs;
 	scache_cache_stats_get(mw->cfg.cache, &cs);
 	int bypassing = 0;
-	uint64_t staleness = staleness_now(mw, &bypassing);
+	uint64_t staleness = mw_staleness_ns(mw, &bypassing);
 	uint64_t lookups = p.hits + p.misses;
 
 	strbuf b = {0};
 	strbuf_puts(&b, "{\"type\":\"summary\",\"time\":");
-	append_time(&b, wall_ns_now());
+	append_time(&b, mw_wall_ns());
 	strbuf_printf(&b,
 	              ",\"period_s\":%.3f,\"requests\":%llu,\"hits\":%llu,\"misses\":%llu,"
 	              "\"hit_ratio\":%.4f,\"bypass_requests\":%llu,\"stream_ms\":%.3f,"
@@ -310,88 +169,4 @@ void efficiency_summary(scache_middleware *mw, int force)
 	}
 	strbuf_puts(&b, "}");
 	emit_buf(mw, &b);
-}
-
-/* ---- Stats and metrics ---------------------------------------------------------- */
-
-void scache_middleware_stats_get(scache_middleware *mw, scache_middleware_stats *out)
-{
-	if (!out)
-		return;
-	memset(out, 0, sizeof *out);
-	if (!mw)
-		return;
-	pthread_mutex_lock(&mw->stats_mu);
-	*out = mw->totals;
-	pthread_mutex_unlock(&mw->stats_mu);
-	scache_cache_stats_get(mw->cfg.cache, &out->cache);
-	out->staleness_ns = staleness_now(mw, &out->bypassing);
-}
-
-static void metric(strbuf *b, const char *name, const char *type, const char *help, double v)
-{
-	strbuf_printf(b, "# HELP scache_%s %s\n# TYPE scache_%s %s\nscache_%s %.17g\n", name, help,
-	              name, type, name, v);
-}
-
-scache_err scache_middleware_metrics(scache_middleware *mw, char **out, size_t *len)
-{
-	if (!mw || !out)
-		return SCACHE_EINVAL;
-	scache_middleware_stats s;
-	scache_middleware_stats_get(mw, &s);
-	strbuf b = {0};
-	const scache_cache_stats *c = &s.cache;
-	metric(&b, "hits_total", "counter", "Cache hits.", (double)c->hits);
-	metric(&b, "misses_total", "counter", "Cache misses.", (double)c->misses);
-	metric(&b, "entries", "gauge", "Entries in the cache.", (double)c->entries);
-	metric(&b, "bytes", "gauge", "Bytes in the cache (keys, values, overhead).",
-	       (double)c->bytes);
-	metric(&b, "adds_total", "counter", "Adds accepted.", (double)c->adds);
-	metric(&b, "refused_adds_total", "counter",
-	       "Adds refused as stale (the ID was invalidated after the load began).",
-	       (double)c->refused_adds);
-	metric(&b, "evictions_total", "counter", "Entries evicted to keep the memory bound.",
-	       (double)c->evictions);
-	metric(&b, "expirations_total", "counter", "Entries removed because they expired.",
-	       (double)c->expirations);
-	metric(&b, "invalidations_total", "counter", "IDs invalidated (cached or not).",
-	       (double)c->invalidations);
-	metric(&b, "flushes_total", "counter", "Cache flushes (after stream gaps).",
-	       (double)c->flushes);
-	metric(&b, "requests_total", "counter", "Requests served through the middleware.",
-	       (double)s.requests);
-	metric(&b, "bypass_requests_total", "counter",
-	       "Requests served with the cache bypassed (stream too stale).",
-	       (double)s.bypass_requests);
-	metric(&b, "polls_total", "counter", "Polls of the invalidation stream.", (double)s.polls);
-	metric(&b, "poll_errors_total", "counter", "Polls that failed.", (double)s.poll_errors);
-	metric(&b, "throttled_polls_total", "counter",
-	       "Polls the service throttled (the poll rate backed off).",
-	       (double)s.throttled_polls);
-	metric(&b, "kinesis_calls_total", "counter", "HTTP calls made by polls.",
-	       (double)s.kinesis_calls);
-	metric(&b, "gaps_total", "counter", "Stream gaps (each flushed the cache).",
-	       (double)s.gaps);
-	metric(&b, "stream_keys_total", "counter", "Invalidated IDs received from the stream.",
-	       (double)s.keys_applied);
-	metric(&b, "published_keys_total", "counter", "IDs published as invalidations.",
-	       (double)s.published_keys);
-	metric(&b, "publish_errors_total", "counter", "Invalidations whose publish failed.",
-	       (double)s.publish_errors);
-	metric(&b, "saved_seconds_total", "counter", "Load time saved by hits of requests.",
-	       (double)s.saved_ns / 1e9);
-	metric(&b, "stream_seconds_total", "counter", "Time requests spent waiting for the stream.",
-	       (double)s.stream_ns / 1e9);
-	metric(&b, "staleness_seconds", "gauge",
-	       "Time since the start of the newest successful poll.", (double)s.staleness_ns / 1e9);
-	metric(&b, "bypassing", "gauge", "1 while the cache is bypassed.", (double)s.bypassing);
-	if (b.failed) {
-		free(b.data);
-		return SCACHE_ENOMEM;
-	}
-	*out = b.data;
-	if (len)
-		*len = b.len;
-	return SCACHE_OK;
 }

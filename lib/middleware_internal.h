@@ -7,10 +7,12 @@
 #define SCACHE_MIDDLEWARE_INTERNAL_H
 
 #include "scache/middleware.h"
+#include "strbuf.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <time.h>
 
 #include <uthash.h>
 
@@ -55,7 +57,24 @@ void scache_middleware_apply_gap(void *mw, const char *why);
  * if none. Call with flight_mu held. */
 unsigned scache_test_flight_refs(scache_middleware *mw, const char *key);
 
-/* ---- State shared by middleware.c and efficiency.c ---------------------------- */
+/* ---- State shared by the middleware's files ------------------------------------ */
+
+#define NS_PER_MS 1000000ull
+
+/*
+ * Locks of a middleware, and their order. A thread holding one may take only those
+ * listed after it; none is held across a call into the source, a loader or the
+ * application's handler.
+ *   1. mu         the poll state and the parked requests (poller.c). Held across
+ *                 MHD_suspend_connection / MHD_resume_connection, which take
+ *                 libmicrohttpd's own connection mutex: that one comes after mu.
+ *   2. flight_mu  the loads in flight (loads.c).
+ *   3. reg_mu     the requests by connection (middleware_mhd.c).
+ *   4. stats_mu   the counters (efficiency.c and the files that count).
+ *   5. log_mu     the log sink (efficiency.c), taken with no other lock held.
+ * The cache's stripe locks (cache.c) are taken with at most mu held (the outage flush
+ * is done without it). No two of 2-5 are ever held together.
+ */
 
 typedef struct request_entry {
 	struct MHD_Connection *connection;
@@ -141,20 +160,37 @@ struct scache_middleware {
 	pthread_mutex_t log_mu; /* one sink call at a time */
 };
 
-/* efficiency.c */
+/* middleware.c: helpers */
+void mw_set_err(char *errbuf, size_t errlen, const char *msg);
+/* Absolute CLOCK_MONOTONIC deadline for pthread_cond_timedwait (conds use it). */
+struct timespec mw_timespec(uint64_t ns);
+/* A condition variable on CLOCK_MONOTONIC; 0 or an errno. */
+int mw_init_cond(pthread_cond_t *c);
+/* CLOCK_REALTIME in nanoseconds, for the times written in log lines. */
+uint64_t mw_wall_ns(void);
 
-/* Append the JSON string literal of s (len bytes) to buf: quotes, backslash and control
- * characters escaped, invalid UTF-8 replaced by U+FFFD, so no input forges a field.
- * Returns 0, or -1 when out of memory. */
-typedef struct strbuf {
-	char *data;
-	size_t len, cap;
-	int failed;
-} strbuf;
-void strbuf_append(strbuf *b, const char *s, size_t n);
-void strbuf_puts(strbuf *b, const char *s);
-void strbuf_printf(strbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void strbuf_json_string(strbuf *b, const char *s, size_t n);
+/* poller.c */
+enum drain_result { DRAIN_FRESH, DRAIN_FAILED, DRAIN_TIMEOUT, DRAIN_STOPPED };
+/* The poller thread's body (arg: the middleware). */
+void *mw_poller_main(void *arg);
+/* First half of the drain, before the handler runs: 1 if the request must wait for a
+ * poll that began at or after req->since_ns (until req->deadline_ns), 0 if it may go on. */
+int mw_drain_begin(scache_middleware *mw, scache_request *req);
+/* Block until a poll that began at or after since_ns completed, or the deadline; sets
+ * *removed to the entries that poll removed. */
+enum drain_result mw_wait_for_poll(scache_middleware *mw, uint64_t since_ns, uint64_t deadline_ns,
+                                   uint64_t *removed);
+/* Park the request's connection until its poll completes (the poller resumes it); 0
+ * when parking is over (shutdown began): then wait with mw_wait_for_poll. */
+int mw_park(scache_middleware *mw, scache_request *req);
+/* Second half, after the wait: what the poll (or its absence) means for the request. */
+void mw_drain_finish(scache_middleware *mw, scache_request *req, enum drain_result r,
+                     uint64_t removed);
+/* Time since the start of the newest successful poll; *bypassing (may be NULL) is set
+ * while the cache is bypassed. */
+uint64_t mw_staleness_ns(scache_middleware *mw, int *bypassing);
+
+/* efficiency.c */
 
 /* Write one line to the sink (or stderr). */
 void efficiency_emit(scache_middleware *mw, const char *line, size_t len);

@@ -1,0 +1,176 @@
+/*
+ * middleware_mhd.c: the libmicrohttpd glue. Wraps the application's access handler:
+ * the first call of a request drains (or parks the connection until its poll), every
+ * call then runs the application's handler with the request context current on its
+ * thread; the completion callback writes the request's log line.
+ *
+ * The wrapped handler's own req_cls lives in our per-request state; MHD's req_cls slot
+ * holds that state. The application's completion callback is chained with a pointer to
+ * its own req_cls, so it sees exactly what it would without the middleware. Requests are
+ * also registered by connection, so scache_request_of works from any thread.
+ */
+#include "middleware_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static _Thread_local scache_request *current_request;
+
+/* ---- MHD glue -------------------------------------------------------------------- */
+
+static void request_free(scache_request *req)
+{
+	if (!req)
+		return;
+	free(req->method);
+	free(req->path);
+	free(req);
+}
+
+static scache_request *request_begin(scache_middleware *mw, struct MHD_Connection *connection,
+                                     const char *url, const char *method)
+{
+	scache_request *req = calloc(1, sizeof *req);
+	if (!req)
+		return NULL;
+	req->mw = mw;
+	req->connection = connection;
+	req->method = strdup(method ? method : "");
+	req->path = strdup(url ? url : "");
+	if (!req->method || !req->path) {
+		request_free(req);
+		return NULL;
+	}
+	req->wall_ns = mw_wall_ns();
+	req->arrival_ns = scache_now_ns(NULL);
+
+	req->reg.connection = connection;
+	req->reg.req = req;
+	pthread_mutex_lock(&mw->reg_mu);
+	request_entry *old = NULL;
+	HASH_FIND_PTR(mw->registry, &connection, old);
+	if (old)
+		HASH_DEL(mw->registry, old);
+	HASH_ADD_PTR(mw->registry, connection, &req->reg);
+	pthread_mutex_unlock(&mw->reg_mu);
+	return req;
+}
+
+enum MHD_Result scache_access_handler(void *cls, struct MHD_Connection *connection, const char *url,
+                                      const char *method, const char *version,
+                                      const char *upload_data, size_t *upload_data_size,
+                                      void **req_cls)
+{
+	scache_middleware *mw = cls;
+	scache_request *req = *req_cls;
+	if (!req) {
+		req = request_begin(mw, connection, url, method);
+		if (!req)
+			return MHD_NO; /* out of memory: MHD closes the connection */
+		*req_cls = req;
+		if (mw_drain_begin(mw, req)) {
+			if (mw->cfg.suspend && mw_park(mw, req))
+				return MHD_YES; /* MHD calls us again once resumed: the branch below
+				                 */
+			uint64_t removed = 0;
+			enum drain_result r =
+			    mw_wait_for_poll(mw, req->since_ns, req->deadline_ns, &removed);
+			mw_drain_finish(mw, req, r, removed);
+		}
+		req->token = scache_cache_begin_load(mw->cfg.cache);
+	} else if (req->waiting == WAIT_RESUMED) {
+		uint64_t removed = req->resume_removed;
+		enum drain_result r = (enum drain_result)req->resume_result;
+		pthread_mutex_lock(&mw->mu);
+		mw->parked--;
+		pthread_cond_broadcast(&mw->poll_done);
+		pthread_mutex_unlock(&mw->mu);
+		req->waiting = WAIT_NONE;
+		mw_drain_finish(mw, req, r, removed);
+		req->token = scache_cache_begin_load(mw->cfg.cache);
+	}
+	scache_request *outer = current_request;
+	current_request = req;
+	enum MHD_Result r = mw->cfg.handler(mw->cfg.handler_cls, connection, url, method, version,
+	                                    upload_data, upload_data_size, &req->app_req_cls);
+	current_request = outer;
+	return r;
+}
+
+void scache_request_completed(void *cls, struct MHD_Connection *connection, void **req_cls,
+                              enum MHD_RequestTerminationCode toe)
+{
+	scache_middleware *mw = cls;
+	scache_request *req = req_cls ? *req_cls : NULL;
+	if (!req) {
+		/* The handler never ran for this request: chain with the app's (NULL) pointer. */
+		if (mw->cfg.completed)
+			mw->cfg.completed(mw->cfg.completed_cls, connection, req_cls, toe);
+		return;
+	}
+	if (mw->cfg.completed)
+		mw->cfg.completed(mw->cfg.completed_cls, connection, &req->app_req_cls, toe);
+
+	if (req->waiting != WAIT_NONE) { /* closed while parked or just resumed */
+		pthread_mutex_lock(&mw->mu);
+		for (scache_request **link = &mw->waiters; *link; link = &(*link)->next_waiter) {
+			if (*link == req) {
+				*link = req->next_waiter;
+				break;
+			}
+		}
+		mw->parked--;
+		pthread_cond_broadcast(&mw->poll_done);
+		pthread_mutex_unlock(&mw->mu);
+	}
+
+	pthread_mutex_lock(&mw->reg_mu);
+	request_entry *e = NULL;
+	HASH_FIND_PTR(mw->registry, &connection, e);
+	if (e == &req->reg)
+		HASH_DEL(mw->registry, e);
+	pthread_mutex_unlock(&mw->reg_mu);
+
+	efficiency_request_done(mw, req);
+	request_free(req);
+	*req_cls = NULL;
+}
+
+scache_request *scache_request_current(void)
+{
+	return current_request;
+}
+
+scache_request *scache_request_of(scache_middleware *mw, struct MHD_Connection *connection)
+{
+	if (!mw || !connection)
+		return NULL;
+	if (current_request && current_request->mw == mw &&
+	    current_request->connection == connection)
+		return current_request;
+	pthread_mutex_lock(&mw->reg_mu);
+	request_entry *e = NULL;
+	HASH_FIND_PTR(mw->registry, &connection, e);
+	scache_request *req = e ? e->req : NULL;
+	pthread_mutex_unlock(&mw->reg_mu);
+	return req;
+}
+
+scache_middleware *scache_request_middleware(scache_request *req)
+{
+	return req ? req->mw : NULL;
+}
+
+int scache_request_bypass(const scache_request *req)
+{
+	return req ? req->bypass : 0;
+}
+
+enum MHD_Result scache_queue_response(struct MHD_Connection *connection, unsigned int status,
+                                      struct MHD_Response *response)
+{
+	scache_request *req = current_request;
+	if (req && req->connection == connection)
+		req->status = status;
+	return MHD_queue_response(connection, status, response);
+}

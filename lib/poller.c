@@ -1,0 +1,440 @@
+/*
+ * poller.c: when requests may read the cache. One poller thread per middleware runs
+ * every poll of the invalidation source; requests never poll themselves, they only wait
+ * (with a deadline) for a poll that began late enough.
+ *
+ * Design. That gives single-flight for free (all waiters share the next poll), puts the
+ * poll budget (max_polls_per_second, with backoff after failures and throttling) in one
+ * place, and lets a request stop waiting when the staleness bound says so, even while a
+ * poll is stuck in retries. The cost is a thread handoff per poll (tens of microseconds),
+ * small next to an HTTP call to the service. A request either blocks its thread
+ * (mw_wait_for_poll) or is parked with MHD_suspend_connection (mw_park) and resumed by
+ * the poller when its poll completes or its deadline passes.
+ *
+ * The drain policy (strict, bounded staleness, empty cache, outage bypass) is decided
+ * here, in mw_drain_begin and mw_drain_finish; what the source delivers during a poll
+ * (keys, gaps) is applied here too. Locks: see middleware_internal.h.
+ */
+#include "middleware_internal.h"
+
+#include "scache/id.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define BACKOFF_MAX_NS (5000ull * NS_PER_MS)
+
+/* ---- The poller ------------------------------------------------------------------ */
+
+static uint64_t resume_waiters(scache_middleware *mw, uint64_t now);
+
+/* When the next poll may start: the budget interval plus backoff after the last start. */
+static uint64_t poll_allowed_at(const scache_middleware *mw)
+{
+	if (mw->last_start_ns == 0)
+		return 0;
+	return mw->last_start_ns + mw->min_interval_ns + mw->backoff_ns;
+}
+
+/* When the next poll is due, wanted or not (periodic polls). */
+static uint64_t poll_due_at(const scache_middleware *mw)
+{
+	uint64_t allowed = poll_allowed_at(mw);
+	if (mw->want)
+		return allowed;
+	uint64_t period = mw->cfg.idle_poll_ms * NS_PER_MS;
+	if (mw->cfg.poll_interval_ms > 0 && mw->cfg.poll_interval_ms * NS_PER_MS < period)
+		period = mw->cfg.poll_interval_ms * NS_PER_MS;
+	/* after failures keep retrying at the backoff pace, so recovery is noticed */
+	if (mw->last_done_ns != mw->last_ok_ns && mw->min_interval_ns + mw->backoff_ns < period)
+		period = mw->min_interval_ns + mw->backoff_ns;
+	uint64_t due = mw->last_start_ns + period;
+	return due > allowed ? due : allowed;
+}
+
+/* Run one poll; mu is held on entry and on return. */
+static void poll_once(scache_middleware *mw)
+{
+	uint64_t start = scache_now_ns(NULL);
+	mw->polling = 1;
+	mw->want = 0;
+	mw->last_start_ns = start;
+	atomic_store(&mw->poll_removed, 0);
+	atomic_store(&mw->poll_throttled, 0);
+	pthread_mutex_unlock(&mw->mu);
+
+	scache_poll_info info;
+	memset(&info, 0, sizeof info);
+	scache_err err = mw->ops.drain(mw->ops.arg, mw, start, &info);
+	efficiency_poll_done(mw, &info, err);
+
+	/* Leaving an outage flushes the cache (below): O(entries), so not under mu, which
+	 * every request's drain takes. Requests keep bypassing until it is done. */
+	pthread_mutex_lock(&mw->mu);
+	int flushed = err == SCACHE_OK && mw->bypassing;
+	pthread_mutex_unlock(&mw->mu);
+	if (flushed)
+		scache_cache_flush(mw->cfg.cache, NULL);
+
+	pthread_mutex_lock(&mw->mu);
+	mw->polling = 0;
+	mw->last_done_ns = start;
+	mw->last_removed = atomic_load(&mw->poll_removed);
+	int recovered = 0, stale = 0;
+	uint64_t now = scache_now_ns(NULL);
+	int throttled = atomic_load(&mw->poll_throttled);
+	if (err == SCACHE_OK) {
+		mw->last_ok_ns = start;
+		/* a throttled poll that succeeded on retry still slows the next ones down */
+		if (!throttled)
+			mw->backoff_ns = 0;
+		else if (mw->backoff_ns < BACKOFF_MAX_NS)
+			mw->backoff_ns = mw->backoff_ns ? 2 * mw->backoff_ns : mw->min_interval_ns;
+		if (mw->bypassing && flushed) {
+			/* The stream may have been down for writers too: an invalidation whose
+			 * publish failed during the outage never reaches the stream, so entries
+			 * cached before it cannot be trusted. Flushed above, before the cache is
+			 * used again (nothing was added while bypassed). An outage that began
+			 * during this poll waits for the next one's flush. */
+			mw->bypassing = 0;
+			recovered = 1;
+		}
+	} else {
+		mw->backoff_ns = mw->backoff_ns ? mw->backoff_ns * 2 : mw->min_interval_ns;
+		if (mw->backoff_ns > BACKOFF_MAX_NS)
+			mw->backoff_ns = BACKOFF_MAX_NS;
+		if (!mw->bypassing && now - mw->last_ok_ns > mw->cfg.max_staleness_ms * NS_PER_MS) {
+			mw->bypassing = 1;
+			stale = 1;
+		}
+	}
+	pthread_cond_broadcast(&mw->poll_done);
+	resume_waiters(mw, now);
+	pthread_mutex_unlock(&mw->mu);
+
+	if (stale) {
+		char msg[512];
+		snprintf(msg, sizeof msg,
+		         "no successful poll of the stream for over %llu ms: bypassing the cache "
+		         "until polls succeed again (last error: %s%s%s)",
+		         (unsigned long long)mw->cfg.max_staleness_ms, scache_strerror(err),
+		         info.message[0] ? ": " : "", info.message);
+		efficiency_warning(mw, msg);
+	}
+	if (recovered)
+		efficiency_warning(mw,
+		                   "the stream is read again: the cache was flushed and is back "
+		                   "in use");
+	pthread_mutex_lock(&mw->mu);
+}
+
+void *mw_poller_main(void *arg)
+{
+	scache_middleware *mw = arg;
+	pthread_mutex_lock(&mw->mu);
+	while (!mw->stop) {
+		uint64_t now = scache_now_ns(NULL);
+		if (now >= mw->next_summary_ns) {
+			mw->next_summary_ns =
+			    now + (uint64_t)mw->cfg.summary_interval_s * 1000000000ull;
+			pthread_mutex_unlock(&mw->mu);
+			efficiency_summary(mw, 0);
+			pthread_mutex_lock(&mw->mu);
+			continue;
+		}
+		uint64_t deadline = resume_waiters(mw, now);
+		uint64_t due = poll_due_at(mw);
+		if (now >= due) {
+			poll_once(mw);
+			continue;
+		}
+		uint64_t until = due < mw->next_summary_ns ? due : mw->next_summary_ns;
+		if (deadline < until)
+			until = deadline;
+		struct timespec ts = mw_timespec(until);
+		pthread_cond_timedwait(&mw->wake, &mw->mu, &ts);
+	}
+	pthread_mutex_unlock(&mw->mu);
+	return NULL;
+}
+
+/* Ask for a poll newer than the last one started; mu held. */
+static void want_poll(scache_middleware *mw)
+{
+	if (!mw->want) {
+		mw->want = 1;
+		pthread_cond_signal(&mw->wake);
+	}
+}
+
+/* Wait until a poll that began at or after since_ns completed, or the deadline. Sets
+ * *removed to the entries that poll removed. */
+enum drain_result mw_wait_for_poll(scache_middleware *mw, uint64_t since_ns, uint64_t deadline_ns,
+                                   uint64_t *removed)
+{
+	enum drain_result r;
+	pthread_mutex_lock(&mw->mu);
+	for (;;) {
+		if (mw->last_ok_ns >= since_ns) {
+			r = DRAIN_FRESH;
+			break;
+		}
+		if (mw->last_done_ns >= since_ns) {
+			r = DRAIN_FAILED;
+			break;
+		}
+		if (mw->stop) {
+			r = DRAIN_STOPPED;
+			break;
+		}
+		if (!(mw->polling && mw->last_start_ns >= since_ns))
+			want_poll(mw);
+		if (scache_now_ns(NULL) >= deadline_ns) {
+			r = DRAIN_TIMEOUT;
+			break;
+		}
+		struct timespec ts = mw_timespec(deadline_ns);
+		pthread_cond_timedwait(&mw->poll_done, &mw->mu, &ts);
+	}
+	*removed = r == DRAIN_FRESH || r == DRAIN_FAILED ? mw->last_removed : 0;
+	pthread_mutex_unlock(&mw->mu);
+	return r;
+}
+
+/* First half of the drain, before the handler runs: expire what is due, then decide.
+ * Returns 1 if the request must wait for a poll that began at or after req->since_ns
+ * (until req->deadline_ns), 0 if it may go on now (fresh enough, nothing cached, or
+ * bypassed during an outage). */
+int mw_drain_begin(scache_middleware *mw, scache_request *req)
+{
+	scache_cache *cache = mw->cfg.cache;
+	req->evicted += scache_cache_sweep(cache, mw->cfg.sweep_budget);
+
+	uint64_t arrival = req->arrival_ns;
+	uint64_t since = arrival;
+	if (mw->cfg.poll_interval_ms > 0) {
+		uint64_t iv = mw->cfg.poll_interval_ms * NS_PER_MS;
+		since = arrival > iv ? arrival - iv : 1;
+	}
+	req->since_ns = since;
+	req->deadline_ns = arrival + mw->cfg.max_staleness_ms * NS_PER_MS;
+
+	pthread_mutex_lock(&mw->mu);
+	int bypassing = mw->bypassing;
+	int fresh = mw->last_ok_ns >= since;
+	if (bypassing)
+		want_poll(mw); /* keep trying, so recovery is noticed */
+	pthread_mutex_unlock(&mw->mu);
+	if (bypassing) {
+		req->bypass = 1; /* do not wait during an outage: serve from the database */
+		return 0;
+	}
+	if (fresh)
+		return 0;
+
+	/* Look at the cache before asking for a poll, so the poll this request will wait
+	 * for cannot empty the cache first (its removals belong to this request's line). */
+	scache_cache_stats st;
+	scache_cache_stats_get(cache, &st);
+	if (st.entries == 0) {
+		/* nothing to evict: go on, but keep the stream positions moving. Another request
+		 * may add old data before that poll applies its invalidation: until the poll
+		 * has succeeded this request's gets miss (see request_synced). */
+		req->unsynced = 1;
+		pthread_mutex_lock(&mw->mu);
+		want_poll(mw);
+		pthread_mutex_unlock(&mw->mu);
+		return 0;
+	}
+	return 1; /* the wait (wait_for_poll or park) asks for the poll */
+}
+
+/* Second half, after the wait: what the poll (or its absence) means for the request. */
+void mw_drain_finish(scache_middleware *mw, scache_request *req, enum drain_result r,
+                     uint64_t removed)
+{
+	req->evicted += removed;
+	uint64_t now = scache_now_ns(NULL);
+	req->stream_ns = now - req->arrival_ns;
+	if (r == DRAIN_FRESH)
+		return;
+	/* Strict: this request may read the cache only when a poll that began after it
+	 * arrived succeeded. Its poll failed or did not finish in time, so it reads around
+	 * the cache (gets miss, adds are refused); the next request tries again. */
+	if (mw->cfg.poll_interval_ms == 0)
+		req->bypass = 1;
+	pthread_mutex_lock(&mw->mu);
+	int newly = 0;
+	if (now - mw->last_ok_ns > mw->cfg.max_staleness_ms * NS_PER_MS) {
+		req->bypass = 1;
+		if (!mw->bypassing) {
+			mw->bypassing = 1;
+			newly = 1;
+		}
+	}
+	pthread_mutex_unlock(&mw->mu);
+	if (newly)
+		efficiency_warning(mw, "a request waited the whole staleness bound for a poll of "
+		                       "the stream: bypassing the cache until polls succeed again");
+}
+
+/* The outcome for a resumed request, from the poll state; mu held. */
+static enum drain_result drain_outcome(const scache_middleware *mw, const scache_request *req,
+                                       uint64_t *removed)
+{
+	enum drain_result r = mw->last_ok_ns >= req->since_ns     ? DRAIN_FRESH
+	                      : mw->last_done_ns >= req->since_ns ? DRAIN_FAILED
+	                                                          : DRAIN_TIMEOUT;
+	*removed = r == DRAIN_TIMEOUT ? 0 : mw->last_removed;
+	return r;
+}
+
+/* Suspended requests: resume those whose poll completed or whose deadline passed. mu
+ * held. Returns the earliest deadline among those still waiting (UINT64_MAX if none). */
+static uint64_t resume_waiters(scache_middleware *mw, uint64_t now)
+{
+	uint64_t earliest = UINT64_MAX;
+	scache_request **link = &mw->waiters;
+	while (*link) {
+		scache_request *req = *link;
+		if (mw->last_done_ns >= req->since_ns || now >= req->deadline_ns || mw->no_park) {
+			*link = req->next_waiter;
+			req->next_waiter = NULL;
+			req->waiting = WAIT_RESUMED;
+			/* the outcome now, before a later poll changes last_removed */
+			req->resume_result = (int)drain_outcome(mw, req, &req->resume_removed);
+			MHD_resume_connection(req->connection);
+		} else {
+			if (req->deadline_ns < earliest)
+				earliest = req->deadline_ns;
+			link = &req->next_waiter;
+		}
+	}
+	return earliest;
+}
+
+/* Park the request's connection until its poll completes; the poller resumes it. Under
+ * mu, so the poller cannot resume it before it is suspended. Returns 0 (do not park)
+ * once scache_middleware_shutdown() has begun. */
+int mw_park(scache_middleware *mw, scache_request *req)
+{
+	pthread_mutex_lock(&mw->mu);
+	if (mw->no_park) {
+		pthread_mutex_unlock(&mw->mu);
+		return 0;
+	}
+	req->waiting = WAIT_SUSPENDED;
+	req->next_waiter = mw->waiters;
+	mw->waiters = req;
+	mw->parked++;
+	if (mw->last_done_ns < req->since_ns &&
+	    !(mw->polling && mw->last_start_ns >= req->since_ns))
+		want_poll(mw); /* unless the poll in flight (or just done) will do */
+	pthread_cond_signal(&mw->wake);
+	MHD_suspend_connection(req->connection);
+	pthread_mutex_unlock(&mw->mu);
+	return 1;
+}
+
+void scache_middleware_shutdown(scache_middleware *mw)
+{
+	if (!mw)
+		return;
+	pthread_mutex_lock(&mw->mu);
+	mw->no_park = 1;
+	uint64_t deadline = scache_now_ns(NULL) + 10000 * NS_PER_MS;
+	resume_waiters(mw, scache_now_ns(NULL));
+	while (mw->parked > 0 && scache_now_ns(NULL) < deadline) {
+		struct timespec ts = mw_timespec(scache_now_ns(NULL) + 10 * NS_PER_MS);
+		pthread_cond_timedwait(&mw->poll_done, &mw->mu, &ts);
+	}
+	pthread_mutex_unlock(&mw->mu);
+}
+
+uint64_t mw_staleness_ns(scache_middleware *mw, int *bypassing)
+{
+	pthread_mutex_lock(&mw->mu);
+	uint64_t now = scache_now_ns(NULL);
+	uint64_t s = now > mw->last_ok_ns ? now - mw->last_ok_ns : 0;
+	if (bypassing)
+		*bypassing = mw->bypassing;
+	pthread_mutex_unlock(&mw->mu);
+	return s;
+}
+
+/* ---- Stream callbacks ------------------------------------------------------------ */
+
+/* The cache key of a data-ID string from the stream: its canonical encoding (pairs
+ * sorted, escaped as Go does), since another writer may order the pairs or escape bytes
+ * differently (%20, lower-case hex) and still name the same ID. NULL when the string
+ * does not parse (it is then used as it is) or out of memory (*oom set). */
+static char *canonical_key(const char *key, size_t len, size_t *out_len, int *oom)
+{
+	scache_id id;
+	char *canon = NULL;
+	scache_err err = scache_id_parse(key, len, &id);
+	if (err == SCACHE_OK)
+		err = scache_id_encode_alloc(id.source, id.source_len, id.id, id.id_len, &canon,
+		                             out_len);
+	scache_id_clear(&id);
+	if (err == SCACHE_ENOMEM)
+		*oom = 1;
+	return err == SCACHE_OK ? canon : NULL;
+}
+
+void scache_middleware_apply_keys(void *arg, const char *const *keys, const size_t *lens, size_t n)
+{
+	scache_middleware *mw = arg;
+	size_t removed = 0;
+	const char **use = calloc(n ? n : 1, sizeof *use);
+	size_t *use_lens = calloc(n ? n : 1, sizeof *use_lens);
+	char **owned = calloc(n ? n : 1, sizeof *owned);
+	int oom = !use || !use_lens || !owned;
+	for (size_t i = 0; i < n && !oom; i++) {
+		owned[i] = canonical_key(keys[i], lens[i], &use_lens[i], &oom);
+		use[i] = owned[i] ? owned[i] : keys[i];
+		if (!owned[i])
+			use_lens[i] = lens[i];
+	}
+	if (oom) {
+		/* the keys cannot all be matched: forget everything rather than lose one */
+		scache_cache_flush(mw->cfg.cache, &removed);
+		atomic_fetch_add(&mw->poll_removed, removed);
+	} else if (scache_cache_invalidate_many(mw->cfg.cache, (const void *const *)use, use_lens,
+	                                        n, &removed) == SCACHE_OK) {
+		atomic_fetch_add(&mw->poll_removed, removed);
+	}
+	for (size_t i = 0; owned && i < n; i++)
+		free(owned[i]);
+	free(owned);
+	free(use);
+	free(use_lens);
+	pthread_mutex_lock(&mw->stats_mu);
+	mw->totals.keys_applied += n;
+	pthread_mutex_unlock(&mw->stats_mu);
+}
+
+void scache_middleware_note_throttled(scache_middleware *mw)
+{
+	atomic_store(&mw->poll_throttled, 1);
+	pthread_mutex_lock(&mw->stats_mu);
+	mw->totals.throttled_polls++;
+	pthread_mutex_unlock(&mw->stats_mu);
+}
+
+void scache_middleware_apply_gap(void *arg, const char *why)
+{
+	scache_middleware *mw = arg;
+	size_t removed = 0;
+	scache_cache_flush(mw->cfg.cache, &removed);
+	atomic_fetch_add(&mw->poll_removed, removed);
+	pthread_mutex_lock(&mw->stats_mu);
+	mw->totals.gaps++;
+	pthread_mutex_unlock(&mw->stats_mu);
+	char msg[512];
+	snprintf(msg, sizeof msg, "invalidations may have been missed (%s): cache flushed",
+	         why ? why : "no reason given");
+	efficiency_warning(mw, msg);
+}
