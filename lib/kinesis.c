@@ -281,19 +281,64 @@ static void printable(char *dst, size_t dstlen, const char *s, size_t len)
 	dst[j] = '\0';
 }
 
-void kinesis_parse_error(const char *body, size_t len, char *name, size_t namelen, char *msg,
-                         size_t msglen)
+/* Does a credential of length cl start at text[i..len)? Its length there when it is
+ * whole, or cut off by the end of text after at least 4 characters; else 0. */
+static size_t credential_at(const char *text, size_t len, size_t i, const char *cred, size_t cl)
+{
+	size_t n = len - i < cl ? len - i : cl;
+	if (!cl || !(n == cl || n >= 4) || memcmp(text + i, cred, n))
+		return 0;
+	return n;
+}
+
+char *kinesis_redact(char *dst, size_t dstlen, const char *text, size_t len, const char *key_id,
+                     const char *secret, const char *token)
+{
+	const char *creds[] = {secret, token, key_id};
+	size_t j = 0;
+
+	if (!dstlen)
+		return dst;
+	for (size_t i = 0; i < len && j + 1 < dstlen;) {
+		char mask[16] = "";
+		size_t n = 0;
+		for (size_t k = 0; k < 3 && !n; k++) {
+			size_t cl = creds[k] ? strlen(creds[k]) : 0;
+			n = credential_at(text, len, i, creds[k], cl);
+			if (n && k == 2 && n == cl && cl > 8) /* the key ID keeps its last 4 */
+				kinesis_fmt(mask, sizeof mask, "****%s", creds[k] + cl - 4);
+			else if (n)
+				kinesis_fmt(mask, sizeof mask, "****");
+		}
+		if (n) {
+			for (const char *m = mask; *m && j + 1 < dstlen; m++)
+				dst[j++] = *m;
+			i += n;
+			continue;
+		}
+		unsigned char ch = (unsigned char)text[i++];
+		dst[j++] = ch < 0x20 || ch == 0x7f ? '?' : (char)ch;
+	}
+	dst[j] = '\0';
+	return dst;
+}
+
+/* The error name of an answer into name, and its message text, neither cut nor masked:
+ * *text points into the returned object (put it), or into body when the answer is not
+ * a JSON object (then at most excerpt bytes of it). */
+static json_object *parse_error_text(const char *body, size_t len, char *name, size_t namelen,
+                                     size_t excerpt, const char **text, size_t *textlen)
 {
 	json_tokener *tok;
 	json_object *o = NULL;
-	const char *type, *text;
+	const char *type;
 
 	if (namelen)
 		name[0] = '\0';
-	if (msglen)
-		msg[0] = '\0';
+	*text = "";
+	*textlen = 0;
 	if (!body || !len)
-		return;
+		return NULL;
 	tok = json_tokener_new();
 	if (tok && len <= (size_t)INT32_MAX)
 		o = json_tokener_parse_ex(tok, body, (int)len);
@@ -301,8 +346,9 @@ void kinesis_parse_error(const char *body, size_t len, char *name, size_t namele
 		json_tokener_free(tok);
 	if (!o || !json_object_is_type(o, json_type_object)) {
 		json_object_put(o);
-		printable(msg, msglen, body, len < 200 ? len : 200);
-		return;
+		*text = body;
+		*textlen = len < excerpt ? len : excerpt;
+		return NULL;
 	}
 	type = kinesis_json_str(o, "__type");
 	if (!type)
@@ -316,11 +362,23 @@ void kinesis_parse_error(const char *body, size_t len, char *name, size_t namele
 		size_t tl = colon ? (size_t)(colon - type) : strlen(type);
 		printable(name, namelen, type, tl);
 	}
-	text = kinesis_json_str(o, "message");
-	if (!text)
-		text = kinesis_json_str(o, "Message");
-	if (text)
-		printable(msg, msglen, text, strlen(text));
+	const char *t = kinesis_json_str(o, "message");
+	if (!t)
+		t = kinesis_json_str(o, "Message");
+	if (t) {
+		*text = t;
+		*textlen = strlen(t);
+	}
+	return o;
+}
+
+void kinesis_parse_error(const char *body, size_t len, char *name, size_t namelen, char *msg,
+                         size_t msglen)
+{
+	const char *text;
+	size_t tl;
+	json_object *o = parse_error_text(body, len, name, namelen, 200, &text, &tl);
+	printable(msg, msglen, text, tl);
 	json_object_put(o);
 }
 
@@ -813,32 +871,24 @@ static void sleep_ms(unsigned ms)
 		;
 }
 
-/* Mask every occurrence of secret in msg, and a cut-off start of it at msg's end. */
-static void redact(char *msg, const char *secret)
+/* text into dst with the client's credentials masked, then cut to fit. */
+static void redact_into(const kinesis_client *c, char *dst, size_t dstlen, const char *text,
+                        size_t len)
 {
-	size_t sl = secret ? strlen(secret) : 0, ml = strlen(msg);
-	if (!sl)
-		return;
-	for (size_t i = 0; i < ml; i++) {
-		size_t n = ml - i < sl ? ml - i : sl;
-		if ((n == sl || n >= 4) && !memcmp(msg + i, secret, n)) {
-			memset(msg + i, '*', n);
-			i += n - 1;
-		}
-	}
+	kinesis_redact(dst, dstlen, text, len, c->s.access_key_id, c->s.secret_access_key,
+	               c->s.session_token);
 }
 
-static void redact_credentials(const kinesis_client *c, char *msg)
+void kinesis_client_redact(const kinesis_client *c, char *dst, size_t dstlen, const char *text)
 {
-	redact(msg, c->s.secret_access_key);
-	redact(msg, c->s.session_token);
+	redact_into(c, dst, dstlen, text ? text : "", text ? strlen(text) : 0);
 }
 
 /* Judge one finished transfer into res; returns 1 if it should be retried. */
 static int judge(kinesis_client *c, const char *op, xfer *x, CURLcode cc, kinesis_result *res,
                  unsigned attempt, int retry_timeouts)
 {
-	char name[64], msg[200];
+	char name[64], msg[sizeof res->message], full[sizeof res->message + CURL_ERROR_SIZE + 64];
 	long status = 0;
 
 	json_object_put(res->body);
@@ -853,10 +903,10 @@ static int judge(kinesis_client *c, const char *op, xfer *x, CURLcode cc, kinesi
 		res->fail = x->overflow ? KINESIS_FAIL_OTHER : KINESIS_FAIL_TRANSPORT;
 		res->http_status = 0;
 		res->name[0] = '\0';
-		kinesis_fmt(res->message, sizeof res->message, "%s at %s: %s%s%s", op, c->shown,
+		kinesis_fmt(full, sizeof full, "%s at %s: %s%s%s", op, c->shown,
 		            x->overflow ? "answer too large" : curl_easy_strerror(cc),
 		            x->errbuf[0] ? ": " : "", x->errbuf);
-		redact_credentials(c, res->message);
+		kinesis_client_redact(c, res->message, sizeof res->message, full);
 		return res->fail == KINESIS_FAIL_TRANSPORT && transport_retryable(cc) &&
 		       (retry_timeouts || cc != CURLE_OPERATION_TIMEDOUT) &&
 		       attempt < c->s.max_retries;
@@ -888,13 +938,19 @@ static int judge(kinesis_client *c, const char *op, xfer *x, CURLcode cc, kinesi
 		res->message[0] = '\0';
 		return 0;
 	}
-	kinesis_parse_error(x->resp, x->resp_len, name, sizeof name, msg, sizeof msg);
-	redact_credentials(c, msg); /* an answer may quote the signed request's headers */
-	res->fail = kinesis_classify(status, name);
-	kinesis_fmt(res->name, sizeof res->name, "%s", name);
-	kinesis_fmt(res->message, sizeof res->message, "%s at %s: %s%s%s (HTTP %ld)", op, c->shown,
-	            name[0] ? name : "error", msg[0] ? ": " : "", msg, status);
-	redact_credentials(c, res->message);
+	/* An answer may quote the signed request's headers: mask its whole text, then cut
+	 * it; the error name comes first, so a long message cannot push it out. */
+	const char *text;
+	size_t tl;
+	json_object *eo =
+	    parse_error_text(x->resp, x->resp_len, name, sizeof name, 4096, &text, &tl);
+	redact_into(c, msg, sizeof msg, text, tl);
+	json_object_put(eo);
+	kinesis_client_redact(c, res->name, sizeof res->name, name);
+	res->fail = kinesis_classify(status, res->name);
+	kinesis_fmt(full, sizeof full, "%s at %s: %s%s%s (HTTP %ld)", op, c->shown,
+	            res->name[0] ? res->name : "error", msg[0] ? ": " : "", msg, status);
+	kinesis_client_redact(c, res->message, sizeof res->message, full);
 	if (res->fail == KINESIS_FAIL_THROTTLE) {
 		res->throttled++;
 		c->throttled++;

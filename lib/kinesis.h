@@ -63,7 +63,8 @@ typedef struct kinesis_result {
 	kinesis_fail fail;
 	long http_status;   /* 0 when no HTTP answer */
 	char name[64];      /* AWS error name without its namespace, or "" */
-	char message[256];  /* "<Op> at <endpoint>: <Name>: <message>", never credentials */
+	char message[256];  /* "<Op> at <endpoint>: <Name>: <message> (HTTP <status>)" or
+	                     * "<Op> at <endpoint>: <transport error>"; credentials masked */
 	json_object *body;  /* parsed answer on success: the caller puts it */
 	unsigned attempts;  /* HTTP calls made for this result */
 	unsigned throttled; /* throttling answers among them */
@@ -103,6 +104,10 @@ void kinesis_call_many_opts(kinesis_client *c, const char *op, json_object *cons
  * CURLE_OUT_OF_MEMORY). Set it while no call is in flight. */
 extern int (*kinesis_test_transfer_result)(int curl_code);
 
+/* kinesis_client_redact: text into dst (dstlen bytes) with the client's credentials
+ * masked, then cut to fit (see kinesis_redact); for messages built from an answer. */
+void kinesis_client_redact(const kinesis_client *c, char *dst, size_t dstlen, const char *text);
+
 /* Total HTTP calls and throttling answers since creation. */
 uint64_t kinesis_client_calls(const kinesis_client *c);
 uint64_t kinesis_client_throttled(const kinesis_client *c);
@@ -130,6 +135,18 @@ struct curl_slist *kinesis_headers(const char *op, const char *session_token);
  */
 void kinesis_parse_error(const char *body, size_t len, char *name, size_t namelen, char *msg,
                          size_t msglen);
+
+/*
+ * kinesis_redact: copy text[0..len) into dst (dstlen bytes, always NUL-terminated when
+ * dstlen > 0), masking credentials first and cutting to fit only then, so a cut never
+ * shows part of one and masked credentials take little room: each occurrence of secret or
+ * token (either may be NULL) becomes "****", and each occurrence of key_id "****" followed
+ * by its last 4 characters (all masked when it has 8 or fewer). A start of any of them
+ * (4 characters or more) cut off at the end of text is masked too. Control bytes become
+ * '?'. Returns dst.
+ */
+char *kinesis_redact(char *dst, size_t dstlen, const char *text, size_t len, const char *key_id,
+                     const char *secret, const char *token);
 
 /* kinesis_classify: the failure class of an HTTP status and error name. */
 kinesis_fail kinesis_classify(long http_status, const char *name);

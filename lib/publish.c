@@ -205,10 +205,12 @@ static void put_call(kinesis_client *c, prec **recs, size_t n)
 				continue;
 			}
 			const char *em = kinesis_json_str(e, "ErrorMessage");
+			char shown[sizeof pending[i]->msg];
 			pending[i]->err = SCACHE_EPUBLISH;
+			kinesis_client_redact(c, shown, sizeof shown, em); /* before cutting */
 			kinesis_fmt(pending[i]->msg, sizeof pending[i]->msg,
 			            "PutRecords at %s: %s: %s", kinesis_client_endpoint(c),
-			            code ? code : "no SequenceNumber", em ? em : "");
+			            code ? code : "no SequenceNumber", shown);
 			pending[keep++] = pending[i];
 		}
 		kinesis_result_clear(&res);

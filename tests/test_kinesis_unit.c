@@ -192,6 +192,41 @@ Test(errors, body_that_is_not_json_is_kept_as_printable_text)
 	cr_assert_str_eq(msg, "");
 }
 
+Test(errors, credentials_are_masked_before_a_message_is_cut)
+{
+	const char *key = "AKIDEXAMPLE12345", *secret = "wJalrXUtnFEMIbPxRfiCY", *token = "FQoGZX";
+	const char *echo = "refused; headers: X-Amz-Security-Token: FQoGZX; Authorization: "
+	                   "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE12345/20261201/us-east-1/"
+	                   "kinesis/aws4_request, with secret wJalrXUtnFEMIbPxRfiCY\tend";
+	char out[512];
+	kinesis_redact(out, sizeof out, echo, strlen(echo), key, secret, token);
+	cr_assert_str_eq(out, "refused; headers: X-Amz-Security-Token: ****; Authorization: "
+	                      "AWS4-HMAC-SHA256 Credential=****2345/20261201/us-east-1/"
+	                      "kinesis/aws4_request, with secret ****?end");
+
+	/* cut after masking: never a start of a credential at the cut */
+	char small[40];
+	kinesis_redact(small, sizeof small, "Credential=AKIDEXAMPLE12345/x", 29, key, secret,
+	               token);
+	cr_assert_str_eq(small, "Credential=****2345/x");
+	kinesis_redact(small, 16, "Credential=AKIDEXAMPLE12345/x", 29, key, secret, token);
+	cr_assert_str_eq(small, "Credential=****");
+
+	/* a credential cut off at the end of the text (4 characters or more) */
+	kinesis_redact(out, sizeof out, "Credential=AKIDEXAM", 19, key, secret, token);
+	cr_assert_str_eq(out, "Credential=****");
+	kinesis_redact(out, sizeof out, "secret wJalrX", 13, key, secret, token);
+	cr_assert_str_eq(out, "secret ****");
+	kinesis_redact(out, sizeof out, "ends in AKI", 11, key, secret, token);
+	cr_assert_str_eq(out, "ends in AKI"); /* 3 characters tell nothing */
+
+	/* a short key ID is masked whole; absent credentials mask nothing */
+	kinesis_redact(out, sizeof out, "Credential=AKID1234/", 20, "AKID1234", NULL, NULL);
+	cr_assert_str_eq(out, "Credential=****/");
+	kinesis_redact(out, sizeof out, "plain", 5, NULL, NULL, NULL);
+	cr_assert_str_eq(out, "plain");
+}
+
 Test(errors, classification)
 {
 	cr_assert_eq(kinesis_classify(200, ""), KINESIS_FAIL_NONE);
