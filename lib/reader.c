@@ -32,8 +32,10 @@
  * arrived" instead of polling itself, and keeps N threads from multiplying GetRecords
  * calls (the service allows 5 per second per shard, for all readers together).
  */
+#include <assert.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,14 +47,23 @@
 #include "scache/cache.h"
 #include "scache/stream.h"
 
-#define GET_RECORDS_LIMIT       10000
-#define MAX_ROUNDS              64 /* rounds of calls within one poll */
-#define MAX_ITER_RETRIES        3  /* fresh iterators for one shard within one poll */
+#define GET_RECORDS_LIMIT 10000
+#define MAX_ROUNDS        64 /* rounds of calls within one poll */
+#define MAX_ITER_RETRIES  3  /* fresh iterators for one shard within one poll */
 /* 30 s for propagation, plus the 5 minutes of clock skew SigV4 lets a client have: a
  * time is taken from our clock and compared with the service's arrival times */
 #define AT_TIMESTAMP_MARGIN_S   330.0
 #define RETENTION_MARGIN_S      300.0
 #define AT_TIMESTAMP_TIMEOUT_MS 3000L /* see at_timestamp_fallback */
+/* One listing: MaxResults is 10000 a page, so 1000 pages hold any real stream; the bounds
+ * keep a malformed answer from paging (and growing) forever. */
+#define MAX_LIST_PAGES  1000
+#define MAX_LIST_SHARDS 100000
+/* The stream check (DescribeStreamSummary: 20 calls a second per account): */
+#define STREAM_CHECK_DEFAULT_MS 10000u
+#define STREAM_CHECK_MIN_MS     1000u /* at most once a second, whatever is configured */
+#define LOG_REPEAT_S            30.0  /* the same message at most once per this long */
+#define LOG_SLOTS               16    /* messages remembered for that */
 
 typedef enum start_kind { START_LATEST, START_TRIM_HORIZON, START_AT_TIMESTAMP } start_kind;
 
@@ -73,6 +84,13 @@ typedef struct shard {
 	int more;            /* scratch: behind, read again in this poll */
 } shard;
 
+/* A message recently shown, to drop its repeats (see reader_log). */
+typedef struct log_slot {
+	uint64_t hash; /* of the message's key, 0 when the slot is free */
+	uint64_t shown_ns;
+	unsigned dropped; /* repeats dropped since it was shown */
+} log_slot;
+
 struct scache_reader {
 	kinesis_client *c;
 	scache_reader_callbacks cb;
@@ -82,8 +100,17 @@ struct scache_reader {
 	uint64_t last_list_ns;
 	double retention_s;
 	double retention_margin_s;
-	int stream_missing;    /* deleted: a gap was reported; restart at TRIM_HORIZON */
+	/* a gap was reported for the whole stream (deleted, or recreated): the next listing
+	 * restarts every shard at TRIM_HORIZON */
+	int stream_missing;
+	double created_ts;          /* StreamCreationTimestamp, 0 when unknown */
+	uint64_t check_interval_ns; /* see check_stream */
+	uint64_t last_check_ns;
+	size_t max_list_pages, max_list_shards;
 	scache_poll_info *cur; /* the poll in progress (poller thread only) */
+	/* messages: touched by the thread polling (or creating), one at a time */
+	log_slot log[LOG_SLOTS];
+	double log_repeat_s;
 
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
@@ -109,6 +136,80 @@ static void copy_str(char *dst, size_t len, const char *src)
 	kinesis_fmt(dst, len, "%s", src ? src : "");
 }
 
+/* ---- messages -------------------------------------------------------------------- */
+
+static uint64_t hash_str(const char *s)
+{
+	uint64_t h = 14695981039346656037ull; /* FNV-1a */
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211ull;
+	return h ? h : 1;
+}
+
+/* The default sink: one line on stderr, control bytes shown as \xNN so that text from
+ * the service's answers cannot forge lines. */
+static void log_stderr(const char *msg)
+{
+	char line[1200];
+	size_t n = 0;
+	for (const char *p = msg; *p && n + 5 < sizeof line; p++) {
+		unsigned char ch = (unsigned char)*p;
+		if (ch < 0x20 || ch == 0x7f)
+			n += (size_t)snprintf(line + n, sizeof line - n, "\\x%02x", ch);
+		else
+			line[n++] = (char)ch;
+	}
+	line[n] = '\0';
+	fprintf(stderr, "libscache: %s\n", line);
+}
+
+/*
+ * Tell a message to on_log (or stderr). A message whose key (the message itself when key
+ * is NULL; callers pass a key without the parts that vary, such as a sequence number)
+ * was shown less than log_repeat_s ago is dropped and counted; the next one shown says
+ * how many were dropped.
+ */
+__attribute__((format(printf, 3, 4))) static void reader_log(scache_reader *r, const char *key,
+                                                             const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	int len = vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	if (len < 0)
+		return;
+	uint64_t h = hash_str(key ? key : msg), now = scache_now_ns(NULL);
+	uint64_t repeat_ns = (uint64_t)(r->log_repeat_s * 1e9);
+	log_slot *slot = NULL, *victim = NULL; /* a free slot, else the one shown longest ago */
+	for (size_t i = 0; i < LOG_SLOTS && !slot; i++) {
+		log_slot *l = &r->log[i];
+		if (l->hash == h)
+			slot = l;
+		else if (!victim || (victim->hash && (!l->hash || l->shown_ns < victim->shown_ns)))
+			victim = l;
+	}
+	if (slot && now - slot->shown_ns < repeat_ns) {
+		slot->dropped++;
+		return;
+	}
+	if (!slot) {
+		slot = victim; /* forgets the repeats it dropped, if any */
+		slot->hash = h;
+		slot->dropped = 0;
+	}
+	if (slot->dropped && (size_t)len < sizeof msg)
+		kinesis_fmt(msg + len, sizeof msg - (size_t)len,
+		            " (%u more like it in the last %.0f s not shown)", slot->dropped,
+		            (double)(now - slot->shown_ns) / 1e9);
+	slot->shown_ns = now;
+	slot->dropped = 0;
+	if (r->cb.on_log)
+		r->cb.on_log(r->cb.arg, msg);
+	else
+		log_stderr(msg);
+}
+
 /* ---- poll bookkeeping ------------------------------------------------------------ */
 
 static void poll_fail(scache_reader *r, scache_err err, const char *msg)
@@ -125,8 +226,10 @@ static void report_gap(scache_reader *r, const char *why)
 	pthread_mutex_lock(&r->mu);
 	r->stats.gaps++;
 	pthread_mutex_unlock(&r->mu);
-	fprintf(stderr, "libscache: stream '%s': gap: %s\n",
-	        kinesis_client_settings(r->c)->stream_name, why);
+	/* a sink of messages that also has on_gap learns of the gap there */
+	if (!r->cb.on_log || !r->cb.on_gap)
+		reader_log(r, NULL, "stream '%s': gap: %s",
+		           kinesis_client_settings(r->c)->stream_name, why);
 	if (r->cb.on_gap)
 		r->cb.on_gap(r->cb.arg, why);
 }
@@ -210,24 +313,58 @@ static void shard_finish(scache_reader *r, shard *s)
 	r->need_list = 1; /* learn its children */
 }
 
+static int cmp_str_ptr(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* The ID of a shard the listing names twice, or NULL. *oom when out of memory. */
+static const char *listed_twice(const kinesis_shard *all, size_t total, int *oom)
+{
+	const char *dup = NULL;
+	/* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
+	const char **ids = malloc((total ? total : 1) * sizeof *ids);
+	*oom = !ids;
+	if (!ids)
+		return NULL;
+	for (size_t i = 0; i < total; i++)
+		ids[i] = all[i].id;
+	qsort(ids, total, sizeof *ids, cmp_str_ptr);
+	for (size_t i = 1; i < total && !dup; i++)
+		if (!strcmp(ids[i - 1], ids[i]))
+			dup = ids[i];
+	free(ids);
+	return dup;
+}
+
 /*
- * List the shards and reconcile. initial: the first listing at creation, where shards
- * start at `start` and closed ones are finished when starting at LATEST.
+ * Fetch every page of one listing into *all (*total shards; their strings live in the
+ * answers kept in *bodies). A listing that would not end is refused: a NextToken seen
+ * before in the same listing, more than max_list_pages pages or max_list_shards shards.
  */
-static scache_err list_shards(scache_reader *r, int initial, start_kind start)
+static scache_err list_pages(scache_reader *r, int initial, kinesis_shard **all, size_t *total,
+                             json_object ***bodies, size_t *nbodies)
 {
 	const kinesis_settings *st = kinesis_client_settings(r->c);
-	kinesis_shard *all = NULL, *ks;
-	size_t total = 0, nks;
-	json_object **bodies = NULL;
-	size_t nbodies = 0;
+	kinesis_shard *ks;
+	size_t nks;
 	const char *token = NULL;
+	const char **tokens = NULL; /* asked so far, in bodies */
 	scache_err err = SCACHE_OK;
 	char why[320];
 
 	do {
 		kinesis_result res;
-		const char *asked = token; /* lives in the previous page, kept in bodies */
+		if (*nbodies >= r->max_list_pages) {
+			err = SCACHE_ESERVICE;
+			kinesis_fmt(
+			    why, sizeof why,
+			    "ListShards: stream '%s' still has a NextToken after %zu pages: "
+			    "the listing is refused",
+			    st->stream_name, *nbodies);
+			poll_fail(r, err, why);
+			goto out;
+		}
 		json_object *req = kinesis_req_list_shards(st->stream_name, token);
 		if (!req) {
 			err = SCACHE_ENOMEM;
@@ -237,7 +374,7 @@ static scache_err list_shards(scache_reader *r, int initial, start_kind start)
 		kinesis_call(r->c, "ListShards", req, &res);
 		json_object_put(req);
 		if (res.err) {
-			if (res.fail == KINESIS_FAIL_NOTFOUND && !initial && nbodies == 0) {
+			if (res.fail == KINESIS_FAIL_NOTFOUND && !initial && *nbodies == 0) {
 				if (!r->stream_missing) {
 					kinesis_fmt(why, sizeof why,
 					            "stream '%s' not found (deleted?): %s",
@@ -253,41 +390,105 @@ static scache_err list_shards(scache_reader *r, int initial, start_kind start)
 			goto out;
 		}
 		/* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
-		json_object **nb = realloc(bodies, (nbodies + 1) * sizeof *nb);
-		if (!nb || kinesis_parse_shards(res.body, &ks, &nks, &token)) {
-			if (nb)
-				bodies = nb;
+		json_object **nb = realloc(*bodies, (*nbodies + 1) * sizeof *nb);
+		/* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
+		const char **nt = realloc(tokens, (*nbodies + 1) * sizeof *nt);
+		if (nb)
+			*bodies = nb;
+		if (nt)
+			tokens = nt;
+		if (!nb || !nt) {
+			kinesis_result_clear(&res);
+			err = SCACHE_ENOMEM;
+			poll_fail(r, err, "out of memory");
+			goto out;
+		}
+		tokens[*nbodies] = token; /* NULL for the first page */
+		if (kinesis_parse_shards(res.body, &ks, &nks, &token)) {
 			kinesis_result_clear(&res);
 			err = SCACHE_ESERVICE;
 			poll_fail(r, err, "ListShards: malformed answer");
 			goto out;
 		}
-		bodies = nb;
-		bodies[nbodies++] = res.body; /* keeps the strings of ks alive */
+		(*bodies)[(*nbodies)++] = res.body; /* keeps the strings of ks and token alive */
 		res.body = NULL;
-		if (token && asked && !strcmp(token, asked)) {
+		for (size_t k = 0; token && k < *nbodies; k++) {
+			if (!tokens[k] || strcmp(tokens[k], token) != 0)
+				continue;
 			/* it would page forever */
 			free(ks);
 			err = SCACHE_ESERVICE;
-			poll_fail(r, err, "ListShards: malformed answer (it repeats its NextToken)");
+			kinesis_fmt(
+			    why, sizeof why,
+			    "ListShards: malformed answer: page %zu of stream '%s' hands back "
+			    "the NextToken '%.40s%s' of page %zu (a cycle): the listing is "
+			    "refused",
+			    *nbodies, st->stream_name, token, strlen(token) > 40 ? "..." : "",
+			    k + 1);
+			poll_fail(r, err, why);
 			goto out;
 		}
-		kinesis_shard *na = realloc(all, (total + nks + 1) * sizeof *na);
+		if (nks > r->max_list_shards - *total) {
+			free(ks);
+			err = SCACHE_ESERVICE;
+			kinesis_fmt(
+			    why, sizeof why,
+			    "ListShards: stream '%s' lists more than %zu shards: the listing "
+			    "is refused",
+			    st->stream_name, r->max_list_shards);
+			poll_fail(r, err, why);
+			goto out;
+		}
+		kinesis_shard *na = realloc(*all, (*total + nks + 1) * sizeof *na);
 		if (!na) {
 			free(ks);
 			err = SCACHE_ENOMEM;
 			poll_fail(r, err, "out of memory");
 			goto out;
 		}
-		all = na;
-		memcpy(all + total, ks, nks * sizeof *ks);
-		total += nks;
+		*all = na;
+		memcpy(*all + *total, ks, nks * sizeof *ks);
+		*total += nks;
 		free(ks);
 	} while (token);
+out:
+	free(tokens);
+	return err;
+}
+
+/*
+ * List the shards and reconcile. initial: the first listing at creation, where shards
+ * start at `start` and closed ones are finished when starting at LATEST.
+ */
+static scache_err list_shards(scache_reader *r, int initial, start_kind start)
+{
+	const kinesis_settings *st = kinesis_client_settings(r->c);
+	kinesis_shard *all = NULL;
+	size_t total = 0;
+	json_object **bodies = NULL;
+	size_t nbodies = 0;
+	scache_err err;
+	char why[320];
+	int restarted = 0, oom;
+
+	err = list_pages(r, initial, &all, &total, &bodies, &nbodies);
+	if (err)
+		goto out;
+	const char *dup = listed_twice(all, total, &oom);
+	if (oom || dup) {
+		err = oom ? SCACHE_ENOMEM : SCACHE_ESERVICE;
+		kinesis_fmt(why, sizeof why,
+		            "ListShards: malformed answer: stream '%s' lists shard %s twice: the "
+		            "listing is refused",
+		            st->stream_name, dup ? dup : "");
+		poll_fail(r, err, oom ? "out of memory" : why);
+		goto out;
+	}
 
 	if (r->stream_missing) {
 		/* the stream is back: everything in it is newer than the gap reported */
 		r->stream_missing = 0;
+		r->created_ts = 0; /* the next check learns the new stream's */
 		initial = 1;
 		start = START_TRIM_HORIZON;
 	}
@@ -295,15 +496,27 @@ static scache_err list_shards(scache_reader *r, int initial, start_kind start)
 		r->shards[i].listed = 0;
 	for (size_t i = 0; i < total; i++) {
 		shard *s = shard_find(r, all[i].id);
+		const char *sign = NULL;
 		if (s && all[i].starting_seq && s->start_seq[0] &&
-		    strcmp(s->start_seq, all[i].starting_seq) != 0) {
-			kinesis_fmt(
-			    why, sizeof why,
-			    "stream '%s' was recreated (shard %s has a new starting sequence "
-			    "number)",
-			    st->stream_name, s->id);
+		    strcmp(s->start_seq, all[i].starting_seq) != 0)
+			sign = "has a new starting sequence number";
+		/* a stream gains shards only by resharding, and those have a parent */
+		else if (!s && !initial && !all[i].parent && !all[i].adjacent_parent)
+			sign = "is new and has no parent";
+		if (sign) {
+			/* each shard is listed once, and all are new after this: at most once */
+			assert(!restarted);
+			if (restarted) {
+				err = SCACHE_ESERVICE;
+				poll_fail(r, err, "ListShards: the listing contradicts itself");
+				goto out;
+			}
+			restarted = 1;
+			kinesis_fmt(why, sizeof why, "stream '%s' was recreated (shard %s %s)",
+			            st->stream_name, all[i].id, sign);
 			report_gap(r, why);
 			shards_clear(r);
+			r->created_ts = 0; /* the next check learns the new stream's */
 			initial = 1;
 			start = START_TRIM_HORIZON;
 			i = (size_t)-1; /* start over: every shard is new */
@@ -364,10 +577,10 @@ static int shard_readable(scache_reader *r, const shard *s)
  */
 static void at_timestamp_fallback(scache_reader *r, shard *s, const char *message)
 {
-	fprintf(stderr,
-	        "libscache: stream '%s' shard %s: no AT_TIMESTAMP iterator (%s): resuming "
-	        "from TRIM_HORIZON\n",
-	        kinesis_client_settings(r->c)->stream_name, s->id, message);
+	reader_log(r, NULL,
+	           "stream '%s' shard %s: no AT_TIMESTAMP iterator (%s): resuming from "
+	           "TRIM_HORIZON",
+	           kinesis_client_settings(r->c)->stream_name, s->id, message);
 	s->start = START_TRIM_HORIZON;
 	s->start_ts = 0;
 }
@@ -494,16 +707,17 @@ static int deliver_record(scache_reader *r, shard *s, json_object *rec)
 	unsigned char *raw = NULL;
 	size_t rawlen = 0;
 	record_keys keys;
-	char why[128];
+	char why[128], key[128];
 	scache_err err = SCACHE_ERECORD;
+
+	/* the repeats of a malformed record differ in sequence number only */
+	kinesis_fmt(key, sizeof key, "malformed record in shard %s", s->id);
 
 	r->cur->records++;
 	if (!seq) {
 		r->cur->bad_records++;
-		fprintf(stderr,
-		        "libscache: stream '%s' shard %s: record without sequence number "
-		        "skipped\n",
-		        st->stream_name, s->id);
+		reader_log(r, key, "stream '%s' shard %s: record without sequence number skipped",
+		           st->stream_name, s->id);
 		return 0;
 	}
 	if (data)
@@ -521,10 +735,11 @@ static int deliver_record(scache_reader *r, shard *s, json_object *rec)
 	if (err == SCACHE_OK) {
 		if (keys.bad) {
 			r->cur->bad_records++;
-			fprintf(stderr,
-			        "libscache: stream '%s' shard %s sequence %s: malformed record "
-			        "(%s): its %zu valid keys still invalidate\n",
-			        st->stream_name, s->id, seq, why, keys.n);
+			reader_log(
+			    r, key,
+			    "stream '%s' shard %s sequence %s: malformed record (%s): its %zu "
+			    "valid keys still invalidate",
+			    st->stream_name, s->id, seq, why, keys.n);
 		}
 		if (keys.n) {
 			if (r->cb.on_record)
@@ -538,10 +753,8 @@ static int deliver_record(scache_reader *r, shard *s, json_object *rec)
 		record_keys_clear(&keys);
 	} else {
 		r->cur->bad_records++;
-		fprintf(stderr,
-		        "libscache: stream '%s' shard %s sequence %s: malformed record "
-		        "skipped: %s\n",
-		        st->stream_name, s->id, seq, why);
+		reader_log(r, key, "stream '%s' shard %s sequence %s: malformed record skipped: %s",
+		           st->stream_name, s->id, seq, why);
 	}
 	copy_str(s->last_seq, sizeof s->last_seq, seq);
 	return 0;
@@ -695,6 +908,80 @@ static void check_retention(scache_reader *r)
 	}
 }
 
+static size_t open_shards(const scache_reader *r)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < r->n; i++)
+		n += !r->shards[i].finished && !r->shards[i].end_seq[0];
+	return n;
+}
+
+/* Read StreamCreationTimestamp (0 when absent) and OpenShardCount (-1 when absent) from a
+ * DescribeStreamSummary answer. */
+static void parse_summary(json_object *body, double *created, long *open)
+{
+	json_object *sum, *v;
+	*created = 0;
+	*open = -1;
+	if (!json_object_object_get_ex(body, "StreamDescriptionSummary", &sum))
+		return;
+	if (json_object_object_get_ex(sum, "StreamCreationTimestamp", &v))
+		*created = json_object_get_double(v);
+	if (json_object_object_get_ex(sum, "OpenShardCount", &v))
+		*open = (long)json_object_get_int64(v);
+}
+
+/*
+ * A stream deleted and recreated under the same name between two polls: on AWS the old
+ * iterators and positions fail, but kinesalite keeps them working on the new stream, and
+ * either way the records put to the old one after our last read are lost. So, every
+ * check_interval_ns, one DescribeStreamSummary: a new StreamCreationTimestamp is a gap;
+ * an OpenShardCount unlike ours lists the shards, which tells a reshard (children with
+ * parents) from a recreation (shards without parents, or new starting sequence numbers:
+ * kinesalite's creation times are whole seconds, so a quick recreation can keep its
+ * timestamp). Any failure lists the shards too: ListShards tells a deleted stream, and
+ * it allows 1000 calls a second per stream where this allows 20 per account.
+ */
+static void check_stream(scache_reader *r)
+{
+	const kinesis_settings *st = kinesis_client_settings(r->c);
+	uint64_t now = scache_now_ns(NULL);
+	kinesis_result res;
+	double created;
+	long open;
+	char why[320];
+
+	if (now - r->last_check_ns < r->check_interval_ns || r->stream_missing)
+		return;
+	r->last_check_ns = now;
+	json_object *req = kinesis_req_stream(st->stream_name);
+	if (!req) {
+		r->need_list = 1;
+		return;
+	}
+	kinesis_call(r->c, "DescribeStreamSummary", req, &res);
+	json_object_put(req);
+	parse_summary(res.err ? NULL : res.body, &created, &open);
+	kinesis_result_clear(&res);
+	if (created <= 0 || open < 0) { /* failed (or an odd answer) */
+		r->need_list = 1;
+		return;
+	}
+	if (r->created_ts > 0 && created != r->created_ts) {
+		kinesis_fmt(why, sizeof why,
+		            "stream '%s' was recreated (created at %.3f, not %.3f as when it was "
+		            "read before)",
+		            st->stream_name, created, r->created_ts);
+		report_gap(r, why);
+		shards_clear(r);
+		r->stream_missing = 1; /* the next listing starts every shard at TRIM_HORIZON */
+		r->need_list = 1;
+	} else if ((size_t)open != open_shards(r)) {
+		r->need_list = 1;
+	}
+	r->created_ts = created;
+}
+
 static void do_poll(scache_reader *r, scache_poll_info *info)
 {
 	uint64_t calls0 = kinesis_client_calls(r->c), thr0 = kinesis_client_throttled(r->c);
@@ -702,6 +989,7 @@ static void do_poll(scache_reader *r, scache_poll_info *info)
 
 	r->cur = info;
 	check_retention(r);
+	check_stream(r);
 	if (!r->need_list && scache_now_ns(NULL) - r->last_list_ns >=
 	                         (uint64_t)st->list_shards_interval_ms * 1000000u)
 		r->need_list = 1;
@@ -782,6 +1070,16 @@ scache_err scache_reader_new(const scache_stream_config *config, scache_start_at
 		r->cb = *callbacks;
 	r->retention_s = 24 * 3600.0;
 	r->retention_margin_s = RETENTION_MARGIN_S;
+	r->log_repeat_s = LOG_REPEAT_S;
+	r->max_list_pages = MAX_LIST_PAGES;
+	r->max_list_shards = MAX_LIST_SHARDS;
+	unsigned check_ms = config && config->stream_check_interval_ms
+	                        ? config->stream_check_interval_ms
+	                        : STREAM_CHECK_DEFAULT_MS;
+	if (check_ms < STREAM_CHECK_MIN_MS)
+		check_ms = STREAM_CHECK_MIN_MS;
+	r->check_interval_ns = (uint64_t)check_ms * 1000000u;
+	r->last_check_ns = scache_now_ns(NULL); /* the summary below is the first check */
 	pthread_mutex_init(&r->mu, NULL);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -802,6 +1100,8 @@ scache_err scache_reader_new(const scache_stream_config *config, scache_start_at
 	    json_object_object_get_ex(sum, "RetentionPeriodHours", &hours) &&
 	    json_object_get_int(hours) > 0)
 		r->retention_s = json_object_get_int(hours) * 3600.0;
+	long open_ignored;
+	parse_summary(res.err ? NULL : res.body, &r->created_ts, &open_ignored);
 	/* only a missing stream is fatal here; other failures show again in ListShards */
 	err = res.fail == KINESIS_FAIL_NOTFOUND ? res.err : SCACHE_OK;
 	if (err && errbuf && errlen)
@@ -991,4 +1291,19 @@ uint64_t reader_test_connects(scache_reader *r)
 	uint64_t n = kinesis_client_connects(r->c);
 	pthread_mutex_unlock(&r->mu);
 	return n;
+}
+
+void reader_test_set_list_limits(scache_reader *r, size_t max_pages, size_t max_shards)
+{
+	pthread_mutex_lock(&r->mu);
+	r->max_list_pages = max_pages;
+	r->max_list_shards = max_shards;
+	pthread_mutex_unlock(&r->mu);
+}
+
+void reader_test_set_log_repeat(scache_reader *r, double seconds)
+{
+	pthread_mutex_lock(&r->mu);
+	r->log_repeat_s = seconds;
+	pthread_mutex_unlock(&r->mu);
 }

@@ -25,4 +25,11 @@ size_t reader_test_positions(scache_reader *r, char (*ids)[64], char (*seqs)[128
 /* New HTTP connections the reader's client opened so far. */
 uint64_t reader_test_connects(scache_reader *r);
 
+/* Bound one ListShards listing at max_pages pages and max_shards shards (1000 and
+ * 100000 otherwise). */
+void reader_test_set_list_limits(scache_reader *r, size_t max_pages, size_t max_shards);
+
+/* Drop a message repeating within `seconds` (30 otherwise). */
+void reader_test_set_log_repeat(scache_reader *r, double seconds);
+
 #endif

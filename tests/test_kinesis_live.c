@@ -775,6 +775,114 @@ Test(live, stream_recreated_under_a_reader_with_nothing_read_yet_is_a_gap)
 	seen_free(&s);
 }
 
+Test(live, a_stream_recreated_under_working_iterators_is_a_gap_at_the_next_check)
+{
+	/* kinesalite keeps the old iterators working on the new stream and the reader lists
+	 * shards only on its slow timer (60 s): the stream check must notice, within its
+	 * interval, that the stream is another one (and the record put just before the
+	 * deletion is lost: a gap) */
+	scache_stream_config cfg;
+	seen s;
+	kinesalite_config(&K, "reborn", &cfg);
+	cfg.stream_check_interval_ms = 1; /* taken as 1000 */
+	cr_assert_eq(kinesalite_create_stream(&K, "reborn", 1, NULL, 0), 0);
+	seen_init(&s);
+	scache_reader *r = reader_on(&cfg, &s, SCACHE_START_LATEST);
+	scache_publisher *p = publisher_on(&cfg);
+	publish1(p, "one");
+	sync_ok(r);
+	expect_once(&s, "one");
+	publish1(p, "lost"); /* never read: the stream goes away first */
+	cr_assert_eq(kinesalite_delete_stream(&K, "reborn", NULL, 0), 0);
+	sleep(1); /* kinesalite's creation times are in whole seconds */
+	usleep(100000);
+	cr_assert_eq(kinesalite_create_stream(&K, "reborn", 1, NULL, 0), 0);
+	publish1(p, "two");
+	scache_poll_info info = sync_ok(r);
+	cr_assert_eq(info.gap, 1, "the recreation went unnoticed");
+	cr_assert_eq(s.gaps, 1);
+	cr_assert(strstr(s.why, "stream 'reborn' was recreated"), "%s", s.why);
+	expect_once(&s, "two");
+	cr_assert_eq(seen_count(&s, "id=lost&s=db.t.id&t=data.ID"), 0);
+	/* and then read on as usual, without another gap */
+	publish1(p, "three");
+	sync_ok(r);
+	expect_once(&s, "three");
+	usleep(1100000);
+	sync_ok(r);
+	cr_assert_eq(s.gaps, 1);
+	scache_publisher_free(p);
+	scache_reader_free(r);
+	seen_free(&s);
+}
+
+Test(live, a_stream_recreated_at_once_with_more_shards_is_a_gap_at_the_next_check)
+{
+	/* deleted and recreated within the same second (kinesalite's creation times are whole
+	 * seconds, so the creation time may not change) with 4 shards instead of 1: the new
+	 * shards have no parent, which no reshard makes */
+	scache_stream_config cfg;
+	seen s;
+	kinesalite_config(&K, "reborn4", &cfg);
+	cfg.stream_check_interval_ms = 1000;
+	cr_assert_eq(kinesalite_create_stream(&K, "reborn4", 1, NULL, 0), 0);
+	seen_init(&s);
+	scache_reader *r = reader_on(&cfg, &s, SCACHE_START_LATEST);
+	scache_publisher *p = publisher_on(&cfg);
+	publish1(p, "one");
+	sync_ok(r);
+	cr_assert_eq(kinesalite_delete_stream(&K, "reborn4", NULL, 0), 0);
+	cr_assert_eq(kinesalite_create_stream(&K, "reborn4", 4, NULL, 0), 0);
+	const char *ids[] = {"a", "b", "c", "d", "e", "f", "g", "h"};
+	for (size_t i = 0; i < 8; i++)
+		publish1(p, ids[i]); /* random partition keys: over the 4 shards */
+	usleep(1100000);             /* the check's interval */
+	scache_poll_info info = sync_ok(r);
+	cr_assert_eq(info.gap, 1, "the recreation went unnoticed");
+	cr_assert_eq(s.gaps, 1);
+	cr_assert(strstr(s.why, "stream 'reborn4' was recreated"), "%s", s.why);
+	for (size_t i = 0; i < 8; i++)
+		expect_once(&s, ids[i]);
+	scache_reader_stats st;
+	scache_reader_stats_get(r, &st);
+	cr_assert_eq(st.shards, 4);
+	scache_publisher_free(p);
+	scache_reader_free(r);
+	seen_free(&s);
+}
+
+Test(live, the_stream_check_runs_at_most_once_a_second)
+{
+	/* DescribeStreamSummary: 20 calls a second per account, for all readers together */
+	scache_stream_config cfg;
+	seen s;
+	scache_publisher *p;
+	scache_reader *r = proxied("checked", 1, &cfg, &s, &p);
+	/* proxied() made the reader with a zero interval: the default, 10 s */
+	cr_assert_eq(faultproxy_requests(P, "DescribeStreamSummary"), 1); /* at creation */
+	for (int i = 0; i < 5; i++)
+		sync_ok(r);
+	cr_assert_eq(faultproxy_requests(P, "DescribeStreamSummary"), 1);
+	scache_reader_free(r);
+
+	cfg.stream_check_interval_ms = 1; /* asks for every poll: taken as 1000 */
+	r = reader_on(&cfg, &s, SCACHE_START_LATEST);
+	unsigned before = faultproxy_requests(P, "DescribeStreamSummary");
+	uint64_t t0 = scache_now_ns(NULL);
+	for (int i = 0; i < 20; i++)
+		sync_ok(r);
+	usleep(1100000);
+	sync_ok(r); /* more than a second after the creation: one check */
+	double elapsed_s = (double)(scache_now_ns(NULL) - t0) / 1e9;
+	unsigned checks = faultproxy_requests(P, "DescribeStreamSummary") - before;
+	cr_assert_geq(checks, 1, "no check in %.1f s", elapsed_s);
+	cr_assert_leq(checks, (unsigned)elapsed_s + 1, "%u checks in %.1f s", checks, elapsed_s);
+	cr_assert_eq(s.gaps, 0);
+	scache_publisher_free(p);
+	scache_reader_free(r);
+	seen_free(&s);
+}
+
 Test(live, position_older_than_the_retention_is_a_gap)
 {
 	scache_stream_config cfg;
@@ -834,6 +942,281 @@ Test(live, a_list_shards_answer_repeating_its_next_token_is_refused)
 	cr_assert_null(r);
 	cr_assert_leq(faultproxy_requests(P, "ListShards"), 2);
 	cr_assert(strstr(err, "ListShards"), "%s", err);
+}
+
+/* Append a ListShards entry of shard i to body (cap bytes in all), then `tail`. */
+static void append_shard(char *body, size_t cap, int i, const char *start_seq, const char *tail)
+{
+	size_t n = strlen(body);
+	int w = snprintf(body + n, cap - n,
+	                 "{\"ShardId\":\"shardId-%012d\",\"HashKeyRange\":{\"StartingHashKey\":"
+	                 "\"0\",\"EndingHashKey\":\"340282366920938463463374607431768211455\"},"
+	                 "\"SequenceNumberRange\":{\"StartingSequenceNumber\":\"%s\"}}%s",
+	                 i, start_seq, tail);
+	cr_assert(w > 0 && (size_t)w < cap - n);
+}
+
+#define SEQ0 "49650000000000000000000000000000000000000000000000000000"
+#define SEQ1 "49650000000000000000000000000000000000000000000000000001"
+
+Test(live, a_list_shards_answer_naming_a_shard_twice_is_refused, .timeout = 30)
+{
+	/* the second entry, with another starting sequence number, looked like a recreation:
+	 * the reconciliation started over and over, forever */
+	scache_stream_config cfg;
+	scache_reader *r = NULL;
+	char err[512], body[1024];
+	kinesalite_config(&K, "twice", &cfg);
+	cr_assert_eq(kinesalite_create_stream(&K, "twice", 1, NULL, 0), 0);
+	P = faultproxy_start(K.port);
+	cr_assert_not_null(P);
+	cfg.endpoint = faultproxy_endpoint(P);
+	snprintf(body, sizeof body, "{\"Shards\":[");
+	append_shard(body, sizeof body, 0, SEQ0, ",");
+	append_shard(body, sizeof body, 0, SEQ1, "]}");
+	faultproxy_add(P, "ListShards", FAULT_CANNED, 1, 200, body);
+	cr_assert_eq(scache_reader_new(&cfg, SCACHE_START_LATEST, NULL, &r, err, sizeof err),
+	             SCACHE_ESERVICE);
+	cr_assert_null(r);
+	cr_assert_eq(faultproxy_requests(P, "ListShards"), 1);
+	cr_assert(strstr(err, "ListShards: malformed answer: stream 'twice' lists shard "
+	                      "shardId-000000000000 twice"),
+	          "%s", err);
+}
+
+Test(live, a_later_listing_naming_a_shard_twice_fails_the_poll_and_keeps_the_shards, .timeout = 30)
+{
+	scache_stream_config cfg;
+	seen s;
+	char body[1024];
+	kinesalite_config(&K, "twice2", &cfg);
+	cfg.list_shards_interval_ms = 1; /* list on every poll */
+	cr_assert_eq(kinesalite_create_stream(&K, "twice2", 1, NULL, 0), 0);
+	P = faultproxy_start(K.port);
+	cr_assert_not_null(P);
+	cfg.endpoint = faultproxy_endpoint(P);
+	seen_init(&s);
+	scache_reader *r = reader_on(&cfg, &s, SCACHE_START_LATEST);
+	scache_publisher *p = publisher_on(&cfg);
+	publish1(p, "one");
+	/* the same entry twice, as kinesalite would list it */
+	char *answer, err[256];
+	cr_assert_eq(kinesalite_call(K.endpoint, "ListShards", "{\"StreamName\":\"twice2\"}",
+	                             &answer, err, sizeof err),
+	             0, "%s", err);
+	json_object *o = json_tokener_parse(answer), *shards;
+	free(answer);
+	cr_assert(json_object_object_get_ex(o, "Shards", &shards));
+	cr_assert_eq(json_object_array_length(shards), 1);
+	json_object_array_add(shards, json_object_get(json_object_array_get_idx(shards, 0)));
+	snprintf(body, sizeof body, "%s",
+	         json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+	json_object_put(o);
+	faultproxy_add(P, "ListShards", FAULT_CANNED, 1, 200, body);
+	scache_poll_info info;
+	cr_assert_eq(scache_reader_sync(r, scache_now_ns(NULL), 0, &info), SCACHE_ESERVICE);
+	cr_assert(strstr(info.message, "lists shard shardId-000000000000 twice"), "%s",
+	          info.message);
+	cr_assert_eq(info.gap, 0);
+	cr_assert_eq(s.gaps, 0);
+	/* the next listing is the real one: nothing was lost */
+	sync_ok(r);
+	expect_once(&s, "one");
+	cr_assert_eq(s.gaps, 0);
+	scache_reader_stats st;
+	scache_reader_stats_get(r, &st);
+	cr_assert_eq(st.shards, 1);
+	scache_publisher_free(p);
+	scache_reader_free(r);
+	seen_free(&s);
+}
+
+Test(live, a_list_shards_next_token_cycle_is_refused_naming_the_token, .timeout = 30)
+{
+	/* page 1 -> TOKEN-B, page 2 -> TOKEN-A, page 3 -> TOKEN-B again: it would page forever */
+	scache_stream_config cfg;
+	scache_reader *r = NULL;
+	char err[512];
+	kinesalite_config(&K, "cycle", &cfg);
+	cr_assert_eq(kinesalite_create_stream(&K, "cycle", 1, NULL, 0), 0);
+	P = faultproxy_start(K.port);
+	cr_assert_not_null(P);
+	cfg.endpoint = faultproxy_endpoint(P);
+	for (int i = 0; i < 20; i++)
+		faultproxy_add(P, "ListShards", FAULT_CANNED, 1, 200,
+		               i % 2 ? "{\"Shards\":[],\"NextToken\":\"TOKEN-A\"}"
+		                     : "{\"Shards\":[],\"NextToken\":\"TOKEN-B\"}");
+	cr_assert_eq(scache_reader_new(&cfg, SCACHE_START_LATEST, NULL, &r, err, sizeof err),
+	             SCACHE_ESERVICE);
+	cr_assert_null(r);
+	cr_assert_eq(faultproxy_requests(P, "ListShards"), 3);
+	cr_assert(strstr(err, "ListShards: malformed answer: page 3 of stream 'cycle' hands back "
+	                      "the NextToken 'TOKEN-B' of page 2 (a cycle)"),
+	          "%s", err);
+}
+
+Test(live, a_listing_beyond_its_bounds_of_pages_or_shards_is_refused, .timeout = 30)
+{
+	scache_stream_config cfg;
+	seen s;
+	char page[128], body[1024];
+	kinesalite_config(&K, "bounds", &cfg);
+	cfg.list_shards_interval_ms = 1; /* list on every poll */
+	cr_assert_eq(kinesalite_create_stream(&K, "bounds", 1, NULL, 0), 0);
+	P = faultproxy_start(K.port);
+	cr_assert_not_null(P);
+	cfg.endpoint = faultproxy_endpoint(P);
+	seen_init(&s);
+	scache_reader *r = reader_on(&cfg, &s, SCACHE_START_LATEST);
+	reader_test_set_list_limits(r, 3, 100000);
+	/* tokens that never repeat */
+	for (int i = 0; i < 5; i++) {
+		snprintf(page, sizeof page, "{\"Shards\":[],\"NextToken\":\"T%d\"}", i);
+		faultproxy_add(P, "ListShards", FAULT_CANNED, 1, 200, page);
+	}
+	unsigned before = faultproxy_requests(P, "ListShards");
+	scache_poll_info info;
+	cr_assert_eq(scache_reader_sync(r, scache_now_ns(NULL), 0, &info), SCACHE_ESERVICE);
+	cr_assert_eq(faultproxy_requests(P, "ListShards") - before, 3);
+	cr_assert(strstr(info.message, "ListShards: stream 'bounds' still has a NextToken after 3 "
+	                               "pages"),
+	          "%s", info.message);
+
+	reader_test_set_list_limits(r, 1000, 2);
+	snprintf(body, sizeof body, "{\"Shards\":[");
+	append_shard(body, sizeof body, 0, SEQ0, ",");
+	append_shard(body, sizeof body, 1, SEQ0, ",");
+	append_shard(body, sizeof body, 2, SEQ0, "]}");
+	faultproxy_add(P, "ListShards", FAULT_CANNED, 1, 200,
+	               "{\"Shards\":[],\"NextToken\":\"T9\"}");
+	faultproxy_add(P, "ListShards", FAULT_CANNED, 1, 200, body);
+	cr_assert_eq(scache_reader_sync(r, scache_now_ns(NULL), 0, &info), SCACHE_ESERVICE);
+	cr_assert(strstr(info.message, "ListShards: stream 'bounds' lists more than 2 shards"),
+	          "%s", info.message);
+	cr_assert_eq(s.gaps, 0);
+	scache_reader_free(r);
+	seen_free(&s);
+}
+
+/* ---- messages ------------------------------------------------------------------------------ */
+
+typedef struct messages {
+	char text[8][1024];
+	int n;
+} messages;
+
+static void on_log(void *arg, const char *message)
+{
+	messages *m = arg;
+	if (m->n < 8)
+		snprintf(m->text[m->n], sizeof m->text[0], "%s", message);
+	m->n++;
+}
+
+static void on_log_keys(void *arg, const char *const *keys, const size_t *lens, size_t n)
+{
+	(void)arg;
+	(void)keys;
+	(void)lens;
+	(void)n;
+}
+
+/* Run sync_ok with stderr sent to a file; returns how many bytes reached stderr. */
+static long sync_capturing_stderr(scache_reader *r)
+{
+	FILE *tmp = tmpfile();
+	cr_assert_not_null(tmp);
+	fflush(stderr);
+	int saved = dup(2);
+	cr_assert_geq(saved, 0);
+	dup2(fileno(tmp), 2);
+	scache_poll_info info;
+	scache_err e = scache_reader_sync(r, scache_now_ns(NULL), 0, &info);
+	fflush(stderr);
+	dup2(saved, 2);
+	close(saved);
+	fseek(tmp, 0, SEEK_END);
+	long n = ftell(tmp);
+	fclose(tmp);
+	cr_assert_eq(e, SCACHE_OK, "%s", info.message);
+	return n;
+}
+
+Test(live, reader_messages_go_to_on_log_and_a_repeating_one_is_shown_once_with_a_count)
+{
+	scache_stream_config cfg;
+	messages m = {0};
+	scache_reader *r = NULL;
+	char err[512];
+	kinesalite_config(&K, "chatty", &cfg);
+	cr_assert_eq(kinesalite_create_stream(&K, "chatty", 1, NULL, 0), 0);
+	scache_reader_callbacks cb = {.on_keys = on_log_keys, .arg = &m, .on_log = on_log};
+	cr_assert_eq(scache_reader_new(&cfg, SCACHE_START_LATEST, &cb, &r, err, sizeof err),
+	             SCACHE_OK, "%s", err);
+	for (int i = 0; i < 3; i++)
+		cr_assert_eq(kinesalite_put_raw(&K, "chatty", "not json", 8, NULL, 0, NULL, 0), 0);
+	cr_assert_eq(sync_capturing_stderr(r), 0, "the reader wrote to stderr");
+	cr_assert_eq(m.n, 1, "%d messages", m.n);
+	cr_assert(strstr(m.text[0], "stream 'chatty' shard shardId-000000000000 sequence "), "%s",
+	          m.text[0]);
+	cr_assert(strstr(m.text[0], ": malformed record skipped: "), "%s", m.text[0]);
+	cr_assert_null(strchr(m.text[0], '\n'));
+	cr_assert_null(strstr(m.text[0], "more like it"), "%s", m.text[0]);
+
+	/* once the repeat interval has passed, the next one is shown with the count */
+	reader_test_set_log_repeat(r, 0);
+	cr_assert_eq(kinesalite_put_raw(&K, "chatty", "not json", 8, NULL, 0, NULL, 0), 0);
+	cr_assert_eq(sync_capturing_stderr(r), 0, "the reader wrote to stderr");
+	cr_assert_eq(m.n, 2, "%d messages", m.n);
+	cr_assert(strstr(m.text[1], ": malformed record skipped: "), "%s", m.text[1]);
+	cr_assert(strstr(m.text[1], " (2 more like it in the last "), "%s", m.text[1]);
+
+	/* a gap goes to on_log when there is no on_gap (the malformed records read again
+	 * from TRIM_HORIZON after it repeat the message shown just now) */
+	reader_test_set_log_repeat(r, 30);
+	reader_test_set_retention(r, 0.2, 0);
+	usleep(300000);
+	cr_assert_eq(sync_capturing_stderr(r), 0, "the reader wrote to stderr");
+	cr_assert_eq(m.n, 3, "%d messages: %s | %s | %s", m.n, m.text[2], m.text[3], m.text[4]);
+	cr_assert(strstr(m.text[2], "stream 'chatty': gap: shard shardId-000000000000 was last "
+	                            "read"),
+	          "%s", m.text[2]);
+	scache_reader_free(r);
+}
+
+/* seen first: on_keys and on_gap take arg as a seen */
+typedef struct seen_and_messages {
+	seen s;
+	messages m;
+} seen_and_messages;
+
+static void on_log_beside_seen(void *arg, const char *message)
+{
+	on_log(&((seen_and_messages *)arg)->m, message);
+}
+
+Test(live, with_on_gap_and_on_log_a_gap_goes_to_on_gap_only)
+{
+	scache_stream_config cfg;
+	seen_and_messages sm;
+	memset(&sm, 0, sizeof sm);
+	scache_reader *r = NULL;
+	char err[512];
+	kinesalite_config(&K, "gapped", &cfg);
+	cr_assert_eq(kinesalite_create_stream(&K, "gapped", 1, NULL, 0), 0);
+	seen_init(&sm.s);
+	scache_reader_callbacks cb = {
+	    .on_keys = on_keys, .on_gap = on_gap, .arg = &sm, .on_log = on_log_beside_seen};
+	cr_assert_eq(scache_reader_new(&cfg, SCACHE_START_LATEST, &cb, &r, err, sizeof err),
+	             SCACHE_OK, "%s", err);
+	reader_test_set_retention(r, 0.2, 0);
+	usleep(300000);
+	cr_assert_eq(sync_capturing_stderr(r), 0, "the reader wrote to stderr");
+	cr_assert_eq(sm.s.gaps, 1);
+	cr_assert(strstr(sm.s.why, "retention"), "%s", sm.s.why);
+	cr_assert_eq(sm.m.n, 0, "%s", sm.m.text[0]);
+	scache_reader_free(r);
+	seen_free(&sm.s);
 }
 
 /* ---- faults -------------------------------------------------------------------------------- */
@@ -1295,11 +1678,12 @@ Test(live, scachectl_tail_escapes_control_bytes_of_the_answer)
 	pid_t pid = fork();
 	cr_assert_geq(pid, 0);
 	if (pid == 0) {
-		snprintf(cmd, sizeof cmd,
-		         "exec env -u AWS_ENDPOINT_URL_KINESIS AWS_ENDPOINT_URL=%s "
-		         "AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=AKIDT AWS_SECRET_ACCESS_KEY=secret "
-		         "SCACHE_STREAM=ctlesc %s tail --interval 50 > %s 2>/dev/null",
-		         faultproxy_endpoint(P), bin, tailout);
+		snprintf(
+		    cmd, sizeof cmd,
+		    "exec env -u AWS_ENDPOINT_URL_KINESIS AWS_ENDPOINT_URL=%s "
+		    "AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=AKIDT AWS_SECRET_ACCESS_KEY=secret "
+		    "SCACHE_STREAM=ctlesc %s tail --interval 50 > %s 2>/dev/null",
+		    faultproxy_endpoint(P), bin, tailout);
 		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
 		_exit(127);
 	}

@@ -49,6 +49,20 @@ typedef struct scache_stream_config {
 	unsigned backoff_max_ms;          /* [2000] cap of one backoff */
 	unsigned list_shards_interval_ms; /* [60000] slow timer for ListShards */
 	scache_record_format format;      /* [SCACHE_RECORD_SCACHE] */
+	/* [10000; the middleware: half its max_staleness_ms] how often (ms) a poll first asks
+	 * DescribeStreamSummary whether the stream was deleted and recreated under the same
+	 * name: a new StreamCreationTimestamp is a gap, and the new stream is read from
+	 * TRIM_HORIZON; an OpenShardCount unlike the shards known lists the shards (a new
+	 * shard without parent is a recreation too). At most once a second whatever is
+	 * asked: the service allows 20 such calls a second per account, for all its readers
+	 * together, so N readers make N x 1000 / interval of them (10 readers at 5000 ms:
+	 * 2/s). A failed check falls back to ListShards (1000 calls a second per stream). */
+	unsigned stream_check_interval_ms;
+	/* [5000] bound (ms) of one scache_publish_keys, its retries and backoff included:
+	 * each HTTP attempt's timeout is cut to the time left (timeout_ms still bounds each),
+	 * and no retry starts after it. Concurrent publishes run side by side, each bounded
+	 * alone. 0: the default. */
+	long publish_timeout_ms;
 } scache_stream_config;
 
 /* ---- Reader ------------------------------------------------------------------ */
@@ -67,11 +81,20 @@ typedef void (*scache_gap_fn)(void *arg, const char *why);
 typedef void (*scache_record_fn)(void *arg, const char *shard_id, const char *sequence,
                                  const char *const *keys, const size_t *lens, size_t n);
 
+/* Optional, told each message of the reader (a malformed record skipped, a fallback
+ * taken, a gap): one line of plain text without a newline, NUL-terminated, not escaped
+ * (it may quote the service's answer: escaping is the sink's job). A message repeating
+ * within 30 s is dropped; the next one shown says how many were dropped. When on_gap is
+ * set, gaps go to on_gap only. NULL: every message, gaps too, is written to stderr as
+ * "libscache: <message>" with control bytes shown as \xNN. Same thread rules as on_gap. */
+typedef void (*scache_message_fn)(void *arg, const char *message);
+
 typedef struct scache_reader_callbacks {
 	scache_keys_fn on_keys;
 	scache_gap_fn on_gap;
 	void *arg;
 	scache_record_fn on_record; /* may be NULL (added after the first draft of this API) */
+	scache_message_fn on_log;   /* may be NULL: messages go to stderr (see scache_message_fn) */
 } scache_reader_callbacks;
 
 /* Where a new reader starts on every shard. */
