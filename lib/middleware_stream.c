@@ -13,6 +13,7 @@
  */
 #include "middleware_internal.h"
 
+#include <limits.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,12 +42,36 @@ static void box_gap(void *arg, const char *why)
 		scache_middleware_apply_gap(box->mw, why);
 }
 
+/* The reader's messages (already rate-limited by it) become the middleware's warnings,
+ * in its log sink, which escapes them. The reader created in scache_middleware_new runs
+ * before the middleware exists: it polls only later, through stream_drain, but should
+ * it speak before, the message goes to stderr, control bytes shown as '?'. */
+static void box_log(void *arg, const char *message)
+{
+	stream_box *box = arg;
+	if (box->mw) {
+		efficiency_warning(box->mw, message);
+		return;
+	}
+	fputs("libscache: ", stderr);
+	for (const char *p = message; *p; p++)
+		fputc((unsigned char)*p < 0x20 || *p == 0x7f ? '?' : *p, stderr);
+	fputc('\n', stderr);
+}
+
+static scache_reader_callbacks box_callbacks(stream_box *box)
+{
+	scache_reader_callbacks cb = {
+	    .on_keys = box_keys, .on_gap = box_gap, .arg = box, .on_log = box_log};
+	return cb;
+}
+
 /* Create the reader late, from the poller. It starts at LATEST whatever start_at says:
  * while it did not exist the cache was bypassed, so nothing was cached and the cache is
  * empty now; records older than this moment cannot invalidate anything in it. */
 static scache_err stream_connect(stream_box *box, scache_poll_info *info)
 {
-	scache_reader_callbacks cb = {.on_keys = box_keys, .on_gap = box_gap, .arg = box};
+	scache_reader_callbacks cb = box_callbacks(box);
 	scache_err err = scache_reader_new(&box->config, SCACHE_START_LATEST, &cb, &box->reader,
 	                                   info->message, sizeof info->message);
 	scache_reader_stats st;
@@ -175,8 +200,17 @@ scache_err scache_middleware_new(const scache_middleware_config *config, scache_
 		stream_destroy(box);
 		return err;
 	}
+	/* a stream recreated under the same name is noticed within half the staleness bound
+	 * (the reader checks at most once a second) */
+	if (!box->config.stream_check_interval_ms) {
+		uint64_t bound_ms = config->max_staleness_ms
+		                        ? config->max_staleness_ms
+		                        : 10000; /* its default (middleware.h) */
+		box->config.stream_check_interval_ms =
+		    bound_ms / 2 > UINT_MAX ? UINT_MAX : (unsigned)(bound_ms / 2);
+	}
 	char why[256] = "";
-	scache_reader_callbacks cb = {.on_keys = box_keys, .on_gap = box_gap, .arg = box};
+	scache_reader_callbacks cb = box_callbacks(box);
 	err = scache_reader_new(&box->config, config->start_at, &cb, &box->reader, why, sizeof why);
 	if (err && reader_error_is_final(err)) {
 		if (errbuf && errlen)

@@ -1868,3 +1868,85 @@ Test(live, a_shard_vanishing_before_its_end_is_a_gap)
 	scache_reader_free(r);
 	seen_free(&s);
 }
+
+/* ---- through the middleware ------------------------------------------------------------------ */
+
+typedef struct sink {
+	pthread_mutex_t mu;
+	char lines[64][640];
+	int n;
+} sink;
+
+static void sink_log(void *arg, const char *line, size_t len)
+{
+	sink *k = arg;
+	pthread_mutex_lock(&k->mu);
+	if (k->n < 64)
+		snprintf(k->lines[k->n++], sizeof k->lines[0], "%.*s", (int)len, line);
+	pthread_mutex_unlock(&k->mu);
+}
+
+static int sink_find(sink *k, const char *needle, char *out, size_t len)
+{
+	int found = 0;
+	pthread_mutex_lock(&k->mu);
+	for (int i = 0; i < k->n && !found; i++)
+		if (strstr(k->lines[i], needle)) {
+			found = 1;
+			snprintf(out, len, "%s", k->lines[i]);
+		}
+	pthread_mutex_unlock(&k->mu);
+	return found;
+}
+
+static enum MHD_Result no_handler(void *cls, struct MHD_Connection *connection, const char *url,
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **req_cls)
+{
+	(void)cls, (void)connection, (void)url, (void)method, (void)version;
+	(void)upload_data, (void)upload_data_size, (void)req_cls;
+	return MHD_NO;
+}
+
+Test(live, the_middleware_logs_reader_messages_as_warnings_and_checks_within_half_its_bound)
+{
+	scache_stream_config cfg;
+	scache_cache *cache = NULL;
+	scache_middleware *mw = NULL;
+	sink k = {.n = 0};
+	char err[512], line[640];
+	pthread_mutex_init(&k.mu, NULL);
+	kinesalite_config(&K, "mwlog", &cfg);
+	cr_assert_eq(kinesalite_create_stream(&K, "mwlog", 1, NULL, 0), 0);
+	P = faultproxy_start(K.port);
+	cr_assert_not_null(P);
+	cfg.endpoint = faultproxy_endpoint(P);
+	cr_assert_eq(scache_cache_new(NULL, &cache), SCACHE_OK);
+	scache_middleware_config mc = {.cache = cache,
+	                               .stream = &cfg,
+	                               .handler = no_handler,
+	                               .max_staleness_ms = 2000, /* checks every second */
+	                               .idle_poll_ms = 100,
+	                               .log = sink_log,
+	                               .log_arg = &k,
+	                               .quiet_requests = 1};
+	cr_assert_eq(scache_middleware_new(&mc, &mw, err, sizeof err), SCACHE_OK, "%s", err);
+	cr_assert_eq(kinesalite_put_raw(&K, "mwlog", "not json", 8, NULL, 0, NULL, 0), 0);
+	/* the idle polls read it (up to 5 s), and check the stream (the reader's own default
+	 * would wait 10 s) */
+	int logged = 0;
+	for (int i = 0; i < 50 && !(logged && faultproxy_requests(P, "DescribeStreamSummary") >= 2);
+	     i++) {
+		usleep(100000);
+		logged = sink_find(&k, "malformed record skipped", line, sizeof line);
+	}
+	cr_assert(logged, "the reader's message did not reach the sink");
+	cr_assert(strstr(line, "{\"type\":\"warning\","), "%s", line);
+	cr_assert(strstr(line, "\"msg\":\"stream 'mwlog' shard shardId-000000000000 sequence "),
+	          "%s", line);
+	cr_assert_geq(faultproxy_requests(P, "DescribeStreamSummary"), 2,
+	              "no stream check within 5 s of a 2 s staleness bound");
+	scache_middleware_free(mw);
+	scache_cache_free(cache);
+	pthread_mutex_destroy(&k.mu);
+}
