@@ -21,9 +21,23 @@
  *
  * Gaps. Whenever the reader cannot prove it saw every record since its position it calls
  * on_gap and restarts at TRIM_HORIZON where it can: the stream was deleted (and maybe
- * recreated: a shard's StartingSequenceNumber changed, or a sequence number "did not come
- * from this stream"), a shard vanished before it was read to its end, or a position is
- * older than the stream's retention (RetentionPeriodHours, read at creation).
+ * recreated: a shard's StartingSequenceNumber changed, a sequence number "did not come
+ * from this stream", or check_stream saw it), a shard vanished before it was read to its
+ * end, or a position is older than the stream's retention (RetentionPeriodHours, read at
+ * creation).
+ *
+ * Recreation. AWS fails the old iterators of a recreated stream, but kinesalite keeps them
+ * working on the new one, and either way what was put to the old stream after our last
+ * read is lost. So every stream_check_interval_ms (at most once a second:
+ * DescribeStreamSummary allows 20 calls a second per account, for all readers) a poll
+ * first compares the stream's creation time and open shard count (see check_stream).
+ *
+ * Listings. A ListShards listing is refused, failing the poll and keeping the shards
+ * known, when it names a shard twice, hands back a NextToken it gave before, or runs past
+ * MAX_LIST_PAGES pages or MAX_LIST_SHARDS shards: a malformed answer must not loop.
+ *
+ * Messages go to on_log, else stderr; one repeating within LOG_REPEAT_S is dropped and
+ * counted (see reader_log).
  *
  * Polls. One poll reads every readable shard concurrently (curl multi) until caught up
  * (MillisBehindLatest 0 and a short page), following NextShardIterator. Polls are
