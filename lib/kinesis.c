@@ -23,6 +23,7 @@
 #include <assert.h>
 #include <ctype.h>
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -160,6 +161,7 @@ scache_err kinesis_settings_resolve(const scache_stream_config *config, int need
 	out->list_shards_interval_ms =
 	    cfg->list_shards_interval_ms ? cfg->list_shards_interval_ms : 60000;
 	out->format = cfg->format;
+	out->publish_timeout_ms = cfg->publish_timeout_ms > 0 ? cfg->publish_timeout_ms : 5000;
 	return SCACHE_OK;
 }
 
@@ -983,8 +985,7 @@ static void run_round(kinesis_client *c, const char *op, json_object *const *req
 		if (!x->hdrs || !body)
 			continue;
 		curl_easy_setopt(x->h, CURLOPT_HTTPHEADER, x->hdrs);
-		curl_easy_setopt(x->h, CURLOPT_TIMEOUT_MS,
-		                 timeout_ms > 0 ? timeout_ms : c->s.timeout_ms);
+		curl_easy_setopt(x->h, CURLOPT_TIMEOUT_MS, timeout_ms);
 		curl_easy_setopt(x->h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
 		/* COPYPOSTFIELDS: the JSON text belongs to reqs[], which may change later */
 		curl_easy_setopt(x->h, CURLOPT_COPYPOSTFIELDS, body);
@@ -1023,14 +1024,47 @@ static void run_round(kinesis_client *c, const char *op, json_object *const *req
 	}
 }
 
+uint64_t kinesis_now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Milliseconds left until deadline_ns (0: none, LONG_MAX), at least 0. */
+static long ms_left(uint64_t deadline_ns)
+{
+	if (!deadline_ns)
+		return LONG_MAX;
+	uint64_t now = kinesis_now_ns();
+	return now >= deadline_ns ? 0 : (long)((deadline_ns - now + 999999) / 1000000);
+}
+
+static void call_many(kinesis_client *c, const char *op, json_object *const *reqs, size_t n,
+                      kinesis_result *res, long timeout_ms, int retry_timeouts,
+                      uint64_t deadline_ns);
+
 void kinesis_call_many(kinesis_client *c, const char *op, json_object *const *reqs, size_t n,
                        kinesis_result *res)
 {
-	kinesis_call_many_opts(c, op, reqs, n, res, 0, 1);
+	call_many(c, op, reqs, n, res, 0, 1, 0);
 }
 
 void kinesis_call_many_opts(kinesis_client *c, const char *op, json_object *const *reqs, size_t n,
                             kinesis_result *res, long timeout_ms, int retry_timeouts)
+{
+	call_many(c, op, reqs, n, res, timeout_ms, retry_timeouts, 0);
+}
+
+void kinesis_call_until(kinesis_client *c, const char *op, json_object *req, kinesis_result *res,
+                        uint64_t deadline_ns)
+{
+	call_many(c, op, &req, 1, res, 0, 1, deadline_ns);
+}
+
+static void call_many(kinesis_client *c, const char *op, json_object *const *reqs, size_t n,
+                      kinesis_result *res, long timeout_ms, int retry_timeouts,
+                      uint64_t deadline_ns)
 {
 	size_t *todo, m = n;
 	CURLcode *cc;
@@ -1053,10 +1087,15 @@ void kinesis_call_many_opts(kinesis_client *c, const char *op, json_object *cons
 	}
 	for (size_t i = 0; i < n; i++)
 		todo[i] = i;
+	if (timeout_ms <= 0)
+		timeout_ms = c->s.timeout_ms;
 	for (unsigned attempt = 0; m; attempt++) {
 		size_t keep = 0;
 		unsigned wait = 0;
-		run_round(c, op, reqs, todo, m, cc, timeout_ms);
+		long left = ms_left(deadline_ns);
+		/* the first attempt always goes out, with at least 1 ms */
+		run_round(c, op, reqs, todo, m, cc,
+		          left < timeout_ms ? (left ? left : 1) : timeout_ms);
 		for (size_t k = 0; k < m; k++) {
 			if (judge(c, op, c->x[k], cc[k], &res[todo[k]], attempt, retry_timeouts)) {
 				unsigned w =
@@ -1068,6 +1107,8 @@ void kinesis_call_many_opts(kinesis_client *c, const char *op, json_object *cons
 			}
 		}
 		m = keep;
+		if (m && (long)wait >= ms_left(deadline_ns))
+			break; /* no time left for another attempt: keep the last outcome */
 		if (m)
 			sleep_ms(wait);
 	}

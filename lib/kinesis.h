@@ -3,7 +3,8 @@
  *
  * Used by the reader, the publisher, scachectl, the tests and the benchmarks. Nothing
  * here is installed or stable. Every function documents ownership; a kinesis_client is
- * used by one thread at a time (the reader and publisher serialise their calls).
+ * used by one thread at a time (the reader serialises its calls; the publisher keeps a
+ * pool of clients, one per publish in flight).
  */
 #ifndef SCACHE_KINESIS_H
 #define SCACHE_KINESIS_H
@@ -31,6 +32,7 @@ typedef struct kinesis_settings {
 	unsigned backoff_max_ms;
 	unsigned list_shards_interval_ms;
 	scache_record_format format;
+	long publish_timeout_ms;
 } kinesis_settings;
 
 /*
@@ -93,6 +95,18 @@ void kinesis_call(kinesis_client *c, const char *op, json_object *req, kinesis_r
  */
 void kinesis_call_many(kinesis_client *c, const char *op, json_object *const *reqs, size_t n,
                        kinesis_result *res);
+
+/*
+ * kinesis_call_until: kinesis_call bounded by deadline_ns (a kinesis_now_ns() value):
+ * each attempt's timeout is cut to the time left, and no retry starts, nor a backoff that
+ * would end, after it. The outcome is the last attempt's (a transport timeout when the
+ * deadline cut it). With deadline_ns 0, kinesis_call.
+ */
+void kinesis_call_until(kinesis_client *c, const char *op, json_object *req, kinesis_result *res,
+                        uint64_t deadline_ns);
+
+/* CLOCK_MONOTONIC in nanoseconds, for deadlines. */
+uint64_t kinesis_now_ns(void);
 
 /* kinesis_call_many with a total timeout of its own per call (0: the configured one),
  * and, when retry_timeouts is 0, no retry of a call that timed out. */

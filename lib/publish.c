@@ -12,6 +12,16 @@
  *
  * Keys are checked to be data IDs first (scache_id_parse): a reader would skip anything
  * else, so publishing it would only look like success.
+ *
+ * A publish is bounded by publish_timeout_ms, retries and backoff included: each HTTP
+ * attempt's timeout is cut to the time left, and no retry starts after it; calls not
+ * yet made then fail as not attempted. A hung endpoint costs a writer that long, not
+ * timeout_ms times max_retries. Publishes never wait for each other: each takes a
+ * kinesis_client of its own (one curl multi handle and its connections) from a small
+ * pool, under a mutex held only to take or give back one, never across the network. The
+ * pool keeps up to PUBLISH_IDLE_MAX idle clients (their connections stay alive); more
+ * concurrent publishes create clients that are freed when they end. The trade-off: up to
+ * one connection per concurrent publish instead of one shared queue.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -25,9 +35,16 @@
 #include "scache/id.h"
 #include "scache/stream.h"
 
+/* Idle clients kept for later publishes (each keeps its connections alive); a client
+ * returned beyond this is freed. */
+#define PUBLISH_IDLE_MAX 8
+
 struct scache_publisher {
-	kinesis_client *client;
-	pthread_mutex_t mu;
+	kinesis_settings s;
+	pthread_mutex_t mu; /* guards idle, nidle and calls_freed; never held over a call */
+	kinesis_client *idle[PUBLISH_IDLE_MAX];
+	size_t nidle;
+	uint64_t calls_freed; /* HTTP calls of clients freed meanwhile */
 };
 
 typedef struct prec {
@@ -44,27 +61,28 @@ typedef struct prec {
 scache_err scache_publisher_new(const scache_stream_config *config, scache_publisher **out,
                                 char *errbuf, size_t errlen)
 {
-	kinesis_settings s;
 	scache_err err;
 	scache_publisher *p;
 
 	if (!out)
 		return SCACHE_EINVAL;
 	*out = NULL;
-	err = kinesis_settings_resolve(config, 1, &s, errbuf, errlen);
-	if (err)
-		return err;
 	p = calloc(1, sizeof *p);
-	if (!p) {
-		kinesis_settings_clear(&s);
+	if (!p)
 		return SCACHE_ENOMEM;
-	}
-	err = kinesis_client_new(&s, &p->client, errbuf, errlen);
-	kinesis_settings_clear(&s);
+	err = kinesis_settings_resolve(config, 1, &p->s, errbuf, errlen);
 	if (err) {
 		free(p);
 		return err;
 	}
+	/* the first client now: its errors are errors of the configuration */
+	err = kinesis_client_new(&p->s, &p->idle[0], errbuf, errlen);
+	if (err) {
+		kinesis_settings_clear(&p->s);
+		free(p);
+		return err;
+	}
+	p->nidle = 1;
 	pthread_mutex_init(&p->mu, NULL);
 	*out = p;
 	return SCACHE_OK;
@@ -74,9 +92,38 @@ void scache_publisher_free(scache_publisher *p)
 {
 	if (!p)
 		return;
-	kinesis_client_free(p->client);
+	for (size_t i = 0; i < p->nidle; i++)
+		kinesis_client_free(p->idle[i]);
+	kinesis_settings_clear(&p->s);
 	pthread_mutex_destroy(&p->mu);
 	free(p);
+}
+
+/* An idle client, or a new one (NULL when out of memory): one per publish in flight, so
+ * no publish waits for another's network waits. */
+static kinesis_client *client_take(scache_publisher *p)
+{
+	kinesis_client *c = NULL;
+	pthread_mutex_lock(&p->mu);
+	if (p->nidle)
+		c = p->idle[--p->nidle];
+	pthread_mutex_unlock(&p->mu);
+	if (!c && kinesis_client_new(&p->s, &c, NULL, 0) != SCACHE_OK)
+		c = NULL;
+	return c;
+}
+
+static void client_give_back(scache_publisher *p, kinesis_client *c)
+{
+	pthread_mutex_lock(&p->mu);
+	if (p->nidle < PUBLISH_IDLE_MAX) {
+		p->idle[p->nidle++] = c;
+		c = NULL;
+	} else {
+		p->calls_freed += kinesis_client_calls(c);
+	}
+	pthread_mutex_unlock(&p->mu);
+	kinesis_client_free(c);
 }
 
 void publish_partition_key(char out[PUBLISH_PARTITION_KEY_LEN + 1])
@@ -150,8 +197,8 @@ static void sleep_ms(unsigned ms)
 	nanosleep(&ts, NULL);
 }
 
-/* Put recs[0..n) (one call's worth), retrying failed entries only. */
-static void put_call(kinesis_client *c, prec **recs, size_t n)
+/* Put recs[0..n) (one call's worth), retrying failed entries only, until deadline_ns. */
+static void put_call(kinesis_client *c, prec **recs, size_t n, uint64_t deadline_ns)
 {
 	const kinesis_settings *s = kinesis_client_settings(c);
 	prec **pending = malloc(n * sizeof *pending); /* NOLINT(bugprone-sizeof-expression) */
@@ -176,7 +223,7 @@ static void put_call(kinesis_client *c, prec **recs, size_t n)
 			}
 			break;
 		}
-		kinesis_call(c, "PutRecords", req, &res);
+		kinesis_call_until(c, "PutRecords", req, &res, deadline_ns);
 		json_object_put(req);
 		json_object *arr = res.err ? NULL : kinesis_json_array(res.body, "Records");
 		if (res.err || !arr || json_object_array_length(arr) != m) {
@@ -215,11 +262,14 @@ static void put_call(kinesis_client *c, prec **recs, size_t n)
 		}
 		kinesis_result_clear(&res);
 		m = keep;
-		if (m && attempt < s->max_retries)
-			sleep_ms(kinesis_backoff_ms(s->backoff_base_ms, s->backoff_max_ms, attempt,
-			                            kinesis_random()));
-		else
+		if (!m || attempt >= s->max_retries)
 			break;
+		unsigned wait = kinesis_backoff_ms(s->backoff_base_ms, s->backoff_max_ms, attempt,
+		                                   kinesis_random());
+		uint64_t now = kinesis_now_ns();
+		if (now >= deadline_ns || (uint64_t)wait * 1000000u >= deadline_ns - now)
+			break; /* the publish timeout: these entries keep their error */
+		sleep_ms(wait);
 	}
 	free(pending);
 }
@@ -235,8 +285,8 @@ static void result_set(scache_publish_result *r, scache_err err, const char *sha
 	kinesis_fmt(r->message, sizeof r->message, "%s", msg ? msg : "");
 }
 
-static scache_err publish_locked(scache_publisher *p, const char *const *keys, const size_t *lens,
-                                 size_t n, scache_publish_result *results)
+static scache_err publish_with(kinesis_client *c, const char *const *keys, const size_t *lens,
+                               size_t n, scache_publish_result *results, uint64_t deadline_ns)
 {
 	size_t *valid = malloc(n * sizeof *valid), *sizes = malloc(n * sizeof *sizes);
 	size_t *starts = malloc(n * sizeof *starts), m = 0, nrec = 0;
@@ -309,7 +359,18 @@ static scache_err publish_locked(scache_publisher *p, const char *const *keys, c
 	size_t ncalls = publish_pack_calls(sizes, nput, starts);
 	for (size_t k = 0; k < ncalls; k++) {
 		size_t end = k + 1 < ncalls ? starts[k + 1] : nput;
-		put_call(p->client, order + starts[k], end - starts[k]);
+		if (k && kinesis_now_ns() >= deadline_ns) {
+			for (size_t i = starts[k]; i < end; i++) {
+				order[i]->err = SCACHE_ETRANSPORT;
+				kinesis_fmt(order[i]->msg, sizeof order[i]->msg,
+				            "PutRecords at %s: not attempted: the publish timeout "
+				            "(%ld ms) was reached",
+				            kinesis_client_endpoint(c),
+				            kinesis_client_settings(c)->publish_timeout_ms);
+			}
+			continue;
+		}
+		put_call(c, order + starts[k], end - starts[k], deadline_ns);
 	}
 	for (size_t r = 0; r < nrec; r++) {
 		prec *x = &recs[r];
@@ -353,9 +414,16 @@ scache_err scache_publish_keys(scache_publisher *p, const char *const *keys, con
 	}
 	for (size_t i = 0; i < n; i++)
 		result_set(&results[i], SCACHE_EPUBLISH, NULL, NULL, "not attempted");
-	pthread_mutex_lock(&p->mu);
-	err = publish_locked(p, keys, lens, n, results);
-	pthread_mutex_unlock(&p->mu);
+	uint64_t deadline_ns = kinesis_now_ns() + (uint64_t)p->s.publish_timeout_ms * 1000000u;
+	kinesis_client *c = client_take(p);
+	if (!c) {
+		err = SCACHE_ENOMEM;
+		for (size_t i = 0; i < n; i++)
+			result_set(&results[i], SCACHE_ENOMEM, NULL, NULL, "out of memory");
+	} else {
+		err = publish_with(c, keys, lens, n, results, deadline_ns);
+		client_give_back(p, c);
+	}
 	free(tmp);
 	return err;
 }
@@ -363,7 +431,9 @@ scache_err scache_publish_keys(scache_publisher *p, const char *const *keys, con
 uint64_t publish_calls(scache_publisher *p)
 {
 	pthread_mutex_lock(&p->mu);
-	uint64_t n = kinesis_client_calls(p->client);
+	uint64_t n = p->calls_freed;
+	for (size_t i = 0; i < p->nidle; i++)
+		n += kinesis_client_calls(p->idle[i]);
 	pthread_mutex_unlock(&p->mu);
 	return n;
 }

@@ -23,7 +23,8 @@ void publish_partition_key(char out[PUBLISH_PARTITION_KEY_LEN + 1]);
  * (n slots) receives the first record of each call; returns the number of calls. */
 size_t publish_pack_calls(const size_t *record_sizes, size_t n, size_t *starts);
 
-/* HTTP calls made by a publisher so far (for tests and benchmarks). */
+/* HTTP calls made by a publisher's publishes that have returned (for tests and
+ * benchmarks). */
 uint64_t publish_calls(scache_publisher *p);
 
 #endif

@@ -229,3 +229,108 @@ Test(echo, a_publish_refused_with_the_signed_headers_quoted_shows_no_credential)
 	assert_no_credential(res.message);
 	scache_publisher_free(p);
 }
+
+/* ---- a hung endpoint ---------------------------------------------------------------- */
+
+/* Listening, never answering: connections complete in the kernel's backlog, requests
+ * are sent and wait. The test accepts them itself when it counts them. */
+static void start_hung(void)
+{
+	endpoint_listen(&E);
+}
+
+TestSuite(hung, .init = start_hung, .fini = endpoint_stop);
+
+static const char *const hung_key = "id=1&s=db.t.id&t=data.ID";
+
+Test(hung, a_publish_ends_within_its_publish_timeout_retrying_within_it, .timeout = 30)
+{
+	/* each attempt alone could wait 60 s, and 10 retries 11 minutes: the publish
+	 * timeout ends it (the suite's 30 s timeout would fail it otherwise) */
+	scache_stream_config cfg;
+	scache_publisher *p;
+	scache_publish_result res;
+	size_t len = strlen(hung_key);
+	config_for(&cfg);
+	cfg.timeout_ms = 60000;
+	cfg.max_retries = 10;
+	cfg.publish_timeout_ms = 1500;
+	cr_assert_eq(scache_publisher_new(&cfg, &p, NULL, 0), SCACHE_OK);
+	/* the first attempt times out at the deadline: nothing is left to retry in */
+	cr_assert_eq(scache_publish_keys(p, &hung_key, &len, 1, &res), SCACHE_EPUBLISH);
+	cr_assert_eq(res.err, SCACHE_ETRANSPORT, "%s", res.message);
+	cr_assert(strstr(res.message, "PutRecords at http://127.0.0.1:"), "%s", res.message);
+	cr_assert(strstr(res.message, "imeout"), "%s", res.message);
+	cr_assert_eq(publish_calls(p), 1);
+	scache_publisher_free(p);
+
+	/* attempts shorter than the publish timeout: retried within it */
+	cfg.timeout_ms = 200;
+	cfg.publish_timeout_ms = 1500;
+	cr_assert_eq(scache_publisher_new(&cfg, &p, NULL, 0), SCACHE_OK);
+	cr_assert_eq(scache_publish_keys(p, &hung_key, &len, 1, &res), SCACHE_EPUBLISH);
+	cr_assert_eq(res.err, SCACHE_ETRANSPORT, "%s", res.message);
+	cr_assert_geq(publish_calls(p), 2);
+	cr_assert_leq(publish_calls(p), 8); /* 1500 / 200 rounded up, and no more */
+	scache_publisher_free(p);
+}
+
+#define PUBLISHERS 4
+
+typedef struct pub_arg {
+	scache_publisher *p;
+	scache_err err;
+	scache_publish_result res;
+} pub_arg;
+
+static void *publish_one(void *arg)
+{
+	pub_arg *a = arg;
+	size_t len = strlen(hung_key);
+	a->err = scache_publish_keys(a->p, &hung_key, &len, 1, &a->res);
+	return NULL;
+}
+
+Test(hung, concurrent_publishes_wait_for_the_endpoint_side_by_side, .timeout = 60)
+{
+	scache_stream_config cfg;
+	scache_publisher *p;
+	pthread_t t[PUBLISHERS];
+	pub_arg a[PUBLISHERS];
+	config_for(&cfg);
+	cfg.timeout_ms = 20000;
+	cfg.publish_timeout_ms = 20000;
+	cr_assert_eq(scache_publisher_new(&cfg, &p, NULL, 0), SCACHE_OK);
+	for (int i = 0; i < PUBLISHERS; i++) {
+		a[i].p = p;
+		cr_assert_eq(pthread_create(&t[i], NULL, publish_one, &a[i]), 0);
+	}
+	/* every publish has its request waiting at the endpoint at once: accept them all
+	 * while none has given up (one publisher at a time would send one request, and
+	 * the next only after the first gives up 20 s later) */
+	static char req[65536];
+	while (E.nconns < PUBLISHERS) {
+		struct pollfd pf = {E.fd, POLLIN, 0};
+		if (poll(&pf, 1, 10000) <= 0)
+			break;
+		int c = accept(E.fd, NULL, NULL);
+		cr_assert_geq(c, 0);
+		E.conns[E.nconns++] = c;
+		cr_assert_gt(read_request(c, req, sizeof req), 0);
+		cr_assert(strstr(req, "PutRecords"));
+	}
+	size_t waiting = E.nconns;
+	/* now the endpoint goes away: every publish fails soon */
+	endpoint_stop();
+	for (int i = 0; i < PUBLISHERS; i++)
+		pthread_join(t[i], NULL);
+	cr_assert_eq(waiting, (size_t)PUBLISHERS,
+	             "only %zu of %d publishes reached the endpoint "
+	             "at once",
+	             waiting, PUBLISHERS);
+	for (int i = 0; i < PUBLISHERS; i++) {
+		cr_assert_eq(a[i].err, SCACHE_EPUBLISH);
+		cr_assert_eq(a[i].res.err, SCACHE_ETRANSPORT, "%s", a[i].res.message);
+	}
+	scache_publisher_free(p);
+}
