@@ -49,6 +49,7 @@ typedef struct server {
 typedef struct settings {
 	const char *port, *db, *stream, *endpoint, *region, *min_ttl, *max_ttl, *poll_interval,
 	    *max_staleness, *max_bytes, *threads, *log;
+	const char *publish_timeout;
 } settings;
 
 static const struct flag {
@@ -77,6 +78,9 @@ static const struct flag {
      "connection [4]",
      offsetof(settings, threads)},
     {"--log", "SCACHE_LOG", "efficiency log file (appended) [stderr]", offsetof(settings, log)},
+    {"--publish-timeout", "SCACHE_PUBLISH_TIMEOUT",
+     "bound of one invalidation's publish, retries included [5s]",
+     offsetof(settings, publish_timeout)},
 };
 #define NFLAGS (sizeof flags / sizeof flags[0])
 
@@ -607,6 +611,12 @@ int main(int argc, char **argv)
 		                "(durations: 250ms, 10s, 5m; min-ttl <= max-ttl)\n");
 		return 2;
 	}
+	long long publish_timeout = parse_ms(s.publish_timeout, 5000);
+	if (publish_timeout <= 0 || publish_timeout > LONG_MAX) {
+		fprintf(stderr, "users_server: bad --publish-timeout (a duration > 0: 250ms, "
+		                "5s)\n");
+		return 2;
+	}
 
 	server sv = {.hold_dir = getenv("SCACHE_TEST_HOLD_DIR"), .log = stderr};
 	pthread_mutex_init(&sv.db_mu, NULL);
@@ -631,8 +641,10 @@ int main(int argc, char **argv)
 		fprintf(stderr, "users_server: cache: %s\n", scache_strerror(err));
 		return 1;
 	}
-	scache_stream_config stream = {
-	    .stream_name = s.stream, .endpoint = s.endpoint, .region = s.region};
+	scache_stream_config stream = {.stream_name = s.stream,
+	                               .endpoint = s.endpoint,
+	                               .region = s.region,
+	                               .publish_timeout_ms = (long)publish_timeout};
 	scache_middleware_config mc = {
 	    .cache = cache,
 	    .stream = &stream,
