@@ -959,7 +959,7 @@ static void append_shard(char *body, size_t cap, int i, const char *start_seq, c
 #define SEQ0 "49650000000000000000000000000000000000000000000000000000"
 #define SEQ1 "49650000000000000000000000000000000000000000000000000001"
 
-Test(live, a_list_shards_answer_naming_a_shard_twice_is_refused, .timeout = 30)
+Test(live, a_list_shards_answer_naming_a_shard_twice_is_refused)
 {
 	/* the second entry, with another starting sequence number, looked like a recreation:
 	 * the reconciliation started over and over, forever */
@@ -984,7 +984,7 @@ Test(live, a_list_shards_answer_naming_a_shard_twice_is_refused, .timeout = 30)
 	          "%s", err);
 }
 
-Test(live, a_later_listing_naming_a_shard_twice_fails_the_poll_and_keeps_the_shards, .timeout = 30)
+Test(live, a_later_listing_naming_a_shard_twice_fails_the_poll_and_keeps_the_shards)
 {
 	scache_stream_config cfg;
 	seen s;
@@ -1031,7 +1031,7 @@ Test(live, a_later_listing_naming_a_shard_twice_fails_the_poll_and_keeps_the_sha
 	seen_free(&s);
 }
 
-Test(live, a_list_shards_next_token_cycle_is_refused_naming_the_token, .timeout = 30)
+Test(live, a_list_shards_next_token_cycle_is_refused_naming_the_token)
 {
 	/* page 1 -> TOKEN-B, page 2 -> TOKEN-A, page 3 -> TOKEN-B again: it would page forever */
 	scache_stream_config cfg;
@@ -1055,7 +1055,7 @@ Test(live, a_list_shards_next_token_cycle_is_refused_naming_the_token, .timeout 
 	          "%s", err);
 }
 
-Test(live, a_listing_beyond_its_bounds_of_pages_or_shards_is_refused, .timeout = 30)
+Test(live, a_listing_beyond_its_bounds_of_pages_or_shards_is_refused)
 {
 	scache_stream_config cfg;
 	seen s;
