@@ -518,7 +518,7 @@ static void run_row(mode md, unsigned load_us, unsigned seconds, unsigned conns,
 		printf(" %7.2f%% %7llu %8llu %9.3f %9.3f",
 		       hits + misses ? 100.0 * (double)hits / (double)(hits + misses) : 0.0,
 		       (unsigned long long)misses,
-		       (unsigned long long)(a->kinesis_calls - b->kinesis_calls),
+		       (unsigned long long)(a->source_calls - b->source_calls),
 		       (double)(a->stream_ns - b->stream_ns) / 1e9,
 		       (double)(a->saved_ns - b->saved_ns) / 1e9);
 	} else {

@@ -98,7 +98,9 @@ void efficiency_poll_done(scache_middleware *mw, const scache_poll_info *info, s
 	pthread_mutex_lock(&mw->stats_mu);
 	mw->totals.polls++;
 	mw->period.polls++;
-	mw->totals.kinesis_calls += info->calls;
+	mw->totals.source_calls += info->calls;
+	if (info->throttled)
+		mw->totals.throttled_polls++;
 	mw->period.calls += info->calls;
 	if (err) {
 		mw->totals.poll_errors++;
@@ -153,7 +155,7 @@ void efficiency_summary(scache_middleware *mw, int force)
 	else
 		strbuf_puts(&b, "\"saved_per_stream\":null,");
 	strbuf_printf(&b,
-	              "\"polls\":%llu,\"kinesis_calls\":%llu,\"kinesis_errors\":%llu,"
+	              "\"polls\":%llu,\"source_calls\":%llu,\"source_errors\":%llu,"
 	              "\"staleness_ms\":%.3f,\"bypassing\":%s,\"entries\":%llu",
 	              (unsigned long long)p.polls, (unsigned long long)p.calls,
 	              (unsigned long long)p.poll_errors, ms(staleness),
@@ -169,4 +171,16 @@ void efficiency_summary(scache_middleware *mw, int force)
 	}
 	strbuf_puts(&b, "}");
 	emit_buf(mw, &b);
+}
+
+void mw_test_set_period(scache_middleware *mw, uint64_t requests, uint64_t hits, uint64_t misses,
+                        uint64_t stream_ns, uint64_t saved_ns)
+{
+	pthread_mutex_lock(&mw->stats_mu);
+	mw->period.requests = requests;
+	mw->period.hits = hits;
+	mw->period.misses = misses;
+	mw->period.stream_ns = stream_ns;
+	mw->period.saved_ns = saved_ns;
+	pthread_mutex_unlock(&mw->stats_mu);
 }

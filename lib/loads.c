@@ -13,6 +13,7 @@
 #include "scache/id.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -306,15 +307,24 @@ scache_err scache_middleware_invalidate(scache_middleware *mw, const char *const
 		 * refuse adds of loads that began before now). */
 		err = scache_cache_invalidate_many(mw->cfg.cache, (const void *const *)keys, lens,
 		                                   n, NULL);
-		scache_err perr = mw->ops.publish(mw->ops.arg, (const char *const *)keys, lens, n);
+		char why[256];
+		scache_err perr =
+		    source_publish(mw->src, (const char *const *)keys, lens, n, why, sizeof why);
 		pthread_mutex_lock(&mw->stats_mu);
 		if (perr)
 			mw->totals.publish_errors++;
 		else
 			mw->totals.published_keys += n;
 		pthread_mutex_unlock(&mw->stats_mu);
-		if (perr)
+		if (perr) {
+			char msg[400];
+			snprintf(msg, sizeof msg,
+			         "%zu invalidation(s) could not be published (%s); removed here "
+			         "only, other instances keep them until they expire",
+			         n, why[0] ? why : scache_strerror(perr));
+			efficiency_warning(mw, msg);
 			err = perr;
+		}
 	}
 	for (size_t i = 0; keys && i < n; i++)
 		free(keys[i]);
@@ -338,9 +348,12 @@ scache_err scache_invalidate_many(scache_request *req, const char *const *source
 	return scache_middleware_invalidate(req->mw, sources, ids, n);
 }
 
-unsigned scache_test_flight_refs(scache_middleware *mw, const char *key)
+unsigned mw_test_flight_refs(scache_middleware *mw, const char *key)
 {
+	pthread_mutex_lock(&mw->flight_mu);
 	flight *f = NULL;
 	HASH_FIND(hh, mw->flights, key, strlen(key), f);
-	return f ? f->refs : 0;
+	unsigned refs = f ? f->refs : 0;
+	pthread_mutex_unlock(&mw->flight_mu);
+	return refs;
 }

@@ -57,16 +57,16 @@ scache_err scache_middleware_metrics(scache_middleware *mw, char **out, size_t *
 	metric(&b, "bypass_requests_total", "counter",
 	       "Requests served with the cache bypassed (stream too stale).",
 	       (double)s.bypass_requests);
-	metric(&b, "polls_total", "counter", "Polls of the invalidation stream.", (double)s.polls);
+	metric(&b, "polls_total", "counter", "Polls of the invalidation source.", (double)s.polls);
 	metric(&b, "poll_errors_total", "counter", "Polls that failed.", (double)s.poll_errors);
 	metric(&b, "throttled_polls_total", "counter",
 	       "Polls the service throttled (the poll rate backed off).",
 	       (double)s.throttled_polls);
-	metric(&b, "kinesis_calls_total", "counter", "HTTP calls made by polls.",
-	       (double)s.kinesis_calls);
-	metric(&b, "gaps_total", "counter", "Stream gaps (each flushed the cache).",
+	metric(&b, "source_calls_total", "counter",
+	       "Calls polls made to the invalidation source's service.", (double)s.source_calls);
+	metric(&b, "gaps_total", "counter", "Source gaps (each flushed the cache).",
 	       (double)s.gaps);
-	metric(&b, "stream_keys_total", "counter", "Invalidated IDs received from the stream.",
+	metric(&b, "stream_keys_total", "counter", "Invalidated IDs received from the source.",
 	       (double)s.keys_applied);
 	metric(&b, "published_keys_total", "counter", "IDs published as invalidations.",
 	       (double)s.published_keys);

@@ -1,13 +1,14 @@
 /*
  * middleware.c: the middleware's lifecycle: configuration defaults, creation over an
- * invalidation source, shutdown of the poller, and the small helpers its files share.
+ * invalidation source (config.source, or a Kinesis polling source made from
+ * config.stream), shutdown of the poller, and the small helpers its files share.
  * The request lifecycle is in middleware_mhd.c, the poll and drain policy in poller.c,
- * the handler helpers in loads.c, log lines and metrics in efficiency.c; the Kinesis
- * source is plugged in by middleware_stream.c.
+ * the handler helpers in loads.c, log lines in efficiency.c and metrics in metrics.c.
  */
 #include "middleware_internal.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -87,38 +88,36 @@ static scache_err resolve_config(scache_middleware_config *c, char *errbuf, size
 	return SCACHE_OK;
 }
 
-scache_err scache_middleware_new_with_ops(const scache_middleware_config *config,
-                                          const scache_stream_ops *ops, scache_middleware **out,
-                                          char *errbuf, size_t errlen)
+/* The middleware over src, which it owns from here on (freed on failure too). */
+static scache_err middleware_create(const scache_middleware_config *config, scache_source *src,
+                                    scache_middleware **out, char *errbuf, size_t errlen)
 {
-	scache_err err = SCACHE_EINVAL;
-	if (!out || !config || !ops || !ops->drain || !ops->publish) {
-		mw_set_err(errbuf, errlen, "middleware: NULL argument");
-		goto fail_ops;
-	}
-	*out = NULL;
 	scache_middleware *mw = calloc(1, sizeof *mw);
 	if (!mw) {
-		err = SCACHE_ENOMEM;
-		goto fail_ops;
+		scache_source_free(src);
+		return SCACHE_ENOMEM;
 	}
 	mw->cfg = *config;
 	mw->cfg.stream = NULL;
-	err = resolve_config(&mw->cfg, errbuf, errlen);
+	mw->cfg.source = NULL;
+	scache_err err = resolve_config(&mw->cfg, errbuf, errlen);
 	if (err) {
 		free(mw);
-		goto fail_ops;
+		scache_source_free(src);
+		return err;
 	}
-	mw->ops = *ops;
+	mw->src = src;
+	mw_sink_init(mw);
 	mw->min_interval_ns = 1000000000ull / mw->cfg.max_polls_per_second;
 	uint64_t now = scache_now_ns(NULL);
-	/* The reader was positioned when it was created: that counts as caught up. Without
-	 * a stream, staleness counts from now too (what /healthz and summaries show). */
+	/* The source was positioned when it was created: that counts as caught up. Without
+	 * one, staleness counts from now too (what /healthz and summaries show). */
 	mw->last_ok_ns = now;
 	mw->last_done_ns = now;
-	if (ops->unavailable) {
-		/* Bypassed from the start: nothing is cached until the poller has connected,
-		 * so the cache is empty then and a reader positioned at that moment misses
+	const char *unavailable = source_unavailable(src);
+	if (unavailable) {
+		/* Bypassed from the start: nothing is cached until the source is positioned,
+		 * so the cache is empty then and a source positioned at that moment misses
 		 * nothing that matters. The first retry comes after the failure back-off. */
 		mw->bypassing = 1;
 		mw->want = 1;
@@ -132,12 +131,12 @@ scache_err scache_middleware_new_with_ops(const scache_middleware_config *config
 	pthread_mutex_init(&mw->flight_mu, NULL);
 	pthread_mutex_init(&mw->stats_mu, NULL);
 	pthread_mutex_init(&mw->log_mu, NULL);
-	if (ops->unavailable) {
+	if (unavailable) {
 		char msg[640];
 		snprintf(msg, sizeof msg,
 		         "the stream cannot be read yet (%s): bypassing the cache and retrying "
 		         "until it can",
-		         ops->unavailable);
+		         unavailable);
 		efficiency_warning(mw, msg);
 	}
 	if (mw_init_cond(&mw->wake) || mw_init_cond(&mw->poll_done) ||
@@ -149,11 +148,50 @@ scache_err scache_middleware_new_with_ops(const scache_middleware_config *config
 	mw->poller_started = 1;
 	*out = mw;
 	return SCACHE_OK;
+}
 
-fail_ops:
-	if (ops && ops->destroy)
-		ops->destroy(ops->arg);
-	return err;
+scache_err scache_middleware_new(const scache_middleware_config *config, scache_middleware **out,
+                                 char *errbuf, size_t errlen)
+{
+	if (!config || !out) {
+		if (config)
+			scache_source_free(config->source);
+		mw_set_err(errbuf, errlen, "middleware: NULL argument");
+		return SCACHE_EINVAL;
+	}
+	*out = NULL;
+	scache_source *src = config->source;
+	if (!config->cache || !config->handler) {
+		scache_source_free(src);
+		mw_set_err(errbuf, errlen,
+		           "middleware: config.cache and config.handler are required");
+		return SCACHE_ECONFIG;
+	}
+	if (!src) {
+		/* the shorthand: a Kinesis polling source from config.stream */
+		if (!config->stream || !config->stream->stream_name ||
+		    !config->stream->stream_name[0]) {
+			mw_set_err(
+			    errbuf, errlen,
+			    "middleware: config.source, or config.stream with a stream_name, "
+			    "is required");
+			return SCACHE_ECONFIG;
+		}
+		/* a stream recreated under the same name is noticed within half the staleness
+		 * bound (the reader checks at most once a second) */
+		scache_stream_config sc = *config->stream;
+		if (!sc.stream_check_interval_ms) {
+			uint64_t bound_ms = config->max_staleness_ms ? config->max_staleness_ms
+			                                             : 10000; /* its default */
+			sc.stream_check_interval_ms =
+			    bound_ms / 2 > UINT_MAX ? UINT_MAX : (unsigned)(bound_ms / 2);
+		}
+		scache_err err =
+		    scache_kinesis_source_new(&sc, config->start_at, &src, errbuf, errlen);
+		if (err)
+			return err;
+	}
+	return middleware_create(config, src, out, errbuf, errlen);
 }
 
 void scache_middleware_free(scache_middleware *mw)
@@ -169,8 +207,7 @@ void scache_middleware_free(scache_middleware *mw)
 		pthread_join(mw->poller, NULL);
 		efficiency_summary(mw, 0);
 	}
-	if (mw->ops.destroy)
-		mw->ops.destroy(mw->ops.arg);
+	scache_source_free(mw->src);
 	request_entry *e, *tmp;
 	HASH_ITER(hh, mw->registry, e, tmp)
 	{

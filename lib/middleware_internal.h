@@ -1,12 +1,15 @@
 /*
- * Private to lib/middleware*.c, lib/efficiency.c and the tests: the stream interface the
- * middleware drains through, so that unit tests plug a stand-in where the Kinesis reader
- * normally goes, and the state efficiency.c reads.
+ * Private to the middleware's files (middleware.c, poller.c, middleware_mhd.c, loads.c,
+ * efficiency.c, metrics.c) and their tests: the state they share, the lock order, and
+ * a few test hooks. The middleware reads invalidations through the public source
+ * interface (scache/source.h) and nothing else.
  */
 #ifndef SCACHE_MIDDLEWARE_INTERNAL_H
 #define SCACHE_MIDDLEWARE_INTERNAL_H
 
 #include "scache/middleware.h"
+#include "scache/source.h"
+#include "source_internal.h"
 #include "strbuf.h"
 
 #include <pthread.h>
@@ -16,46 +19,21 @@
 
 #include <uthash.h>
 
-/*
- * The stream as the middleware sees it. drain() runs one poll that begins at or after
- * since_ns, delivering invalidated keys with scache_middleware_apply_keys() and gaps with
- * scache_middleware_apply_gap() before it returns; it fills *info (calls, err). Only the
- * poller thread calls drain. publish() stores n keys on the stream (SCACHE_OK only if all
- * were stored); any thread. destroy() (may be NULL) frees arg at scache_middleware_free.
- *
- * unavailable (may be NULL): the stream could not be reached when the stream was set up,
- * and this says why. The middleware then starts with the cache bypassed, logs it as one
- * warning, and polls at the failure back-off pace; drain() keeps trying to connect and
- * returns SCACHE_OK once connected (and positioned), which ends the bypass. Read only
- * during scache_middleware_new_with_ops().
- */
-typedef struct scache_stream_ops {
-	scache_err (*drain)(void *arg, scache_middleware *mw, uint64_t since_ns,
-	                    scache_poll_info *info);
-	scache_err (*publish)(void *arg, const char *const *keys, const size_t *lens, size_t n);
-	void (*destroy)(void *arg);
-	void *arg;
-	const char *unavailable;
-} scache_stream_ops;
+/* ---- Test hooks (the tests link the static library) ------------------------------ */
 
-/* scache_middleware_new_with_ops: scache_middleware_new() over any stream (config.stream
- * is ignored and may be NULL). ops is copied; ops->arg is owned by the middleware from
- * then on when destroy is set, also on failure. */
-scache_err scache_middleware_new_with_ops(const scache_middleware_config *config,
-                                          const scache_stream_ops *ops, scache_middleware **out,
-                                          char *errbuf, size_t errlen);
-
-/* Apply invalidated keys (the reader's on_keys; arg is the middleware). */
-void scache_middleware_apply_keys(void *mw, const char *const *keys, const size_t *lens, size_t n);
-/* Tell the middleware the service throttled during the poll in progress (even if its
- * retries then succeeded): the poll rate backs off as after a failure. Poller only. */
-void scache_middleware_note_throttled(scache_middleware *mw);
-/* Apply a gap (the reader's on_gap): flush the cache and log a warning. */
-void scache_middleware_apply_gap(void *mw, const char *why);
-
-/* For tests: the references held on the load in flight for key (loader + waiters), 0
- * if none. Call with flight_mu held. */
-unsigned scache_test_flight_refs(scache_middleware *mw, const char *key);
+/* Apply invalidated keys now, as a poll delivering them would (arg: the middleware). */
+void mw_apply_keys(void *mw, const char *const *keys, const size_t *lens, size_t n);
+/* The references held on the load in flight for key (loader + waiters), 0 if none. */
+unsigned mw_test_flight_refs(scache_middleware *mw, const char *key);
+/* Requests suspended now, waiting for their poll (the waiters list). */
+unsigned mw_test_waiting(scache_middleware *mw);
+/* Requests parked: suspended, or resumed and not yet called again. */
+unsigned mw_test_parked(scache_middleware *mw);
+/* What the poll budget adds to its interval now (after failures or throttling). */
+uint64_t mw_test_backoff_ns(scache_middleware *mw);
+/* Set the counters of the current summary period. */
+void mw_test_set_period(scache_middleware *mw, uint64_t requests, uint64_t hits, uint64_t misses,
+                        uint64_t stream_ns, uint64_t saved_ns);
 
 /* ---- State shared by the middleware's files ------------------------------------ */
 
@@ -118,7 +96,8 @@ typedef struct period_counters {
 
 struct scache_middleware {
 	scache_middleware_config cfg; /* defaults resolved */
-	scache_stream_ops ops;
+	scache_source *src;           /* owned */
+	scache_sink sink;             /* what src delivers to: poller.c */
 
 	/* Poll state, under mu. */
 	pthread_mutex_t mu;
@@ -138,7 +117,6 @@ struct scache_middleware {
 	pthread_t poller;
 	int poller_started;
 	_Atomic uint64_t poll_removed; /* entries removed by the poll in progress */
-	_Atomic int poll_throttled;    /* the poll in progress was throttled */
 	scache_request *waiters;       /* suspended requests, under mu */
 	unsigned parked;               /* suspended or resumed but not yet called again */
 	int no_park;                   /* scache_middleware_shutdown() began */
@@ -186,6 +164,8 @@ int mw_park(scache_middleware *mw, scache_request *req);
 /* Second half, after the wait: what the poll (or its absence) means for the request. */
 void mw_drain_finish(scache_middleware *mw, scache_request *req, enum drain_result r,
                      uint64_t removed);
+/* The sink the source delivers to during a poll (arg: the middleware). */
+void mw_sink_init(scache_middleware *mw);
 /* Time since the start of the newest successful poll; *bypassing (may be NULL) is set
  * while the cache is bypassed. */
 uint64_t mw_staleness_ns(scache_middleware *mw, int *bypassing);

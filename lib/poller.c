@@ -62,12 +62,10 @@ static void poll_once(scache_middleware *mw)
 	mw->want = 0;
 	mw->last_start_ns = start;
 	atomic_store(&mw->poll_removed, 0);
-	atomic_store(&mw->poll_throttled, 0);
 	pthread_mutex_unlock(&mw->mu);
 
 	scache_poll_info info;
-	memset(&info, 0, sizeof info);
-	scache_err err = mw->ops.drain(mw->ops.arg, mw, start, &info);
+	scache_err err = scache_source_sync(mw->src, start, &mw->sink, &info);
 	efficiency_poll_done(mw, &info, err);
 
 	/* Leaving an outage flushes the cache (below): O(entries), so not under mu, which
@@ -84,7 +82,7 @@ static void poll_once(scache_middleware *mw)
 	mw->last_removed = atomic_load(&mw->poll_removed);
 	int recovered = 0, stale = 0;
 	uint64_t now = scache_now_ns(NULL);
-	int throttled = atomic_load(&mw->poll_throttled);
+	int throttled = info.throttled;
 	if (err == SCACHE_OK) {
 		mw->last_ok_ns = start;
 		/* a throttled poll that succeeded on retry still slows the next ones down */
@@ -364,7 +362,7 @@ uint64_t mw_staleness_ns(scache_middleware *mw, int *bypassing)
 	return s;
 }
 
-/* ---- Stream callbacks ------------------------------------------------------------ */
+/* ---- The sink: what the source delivers during a poll ---------------------------- */
 
 /* The cache key of a data-ID string from the stream: its canonical encoding (pairs
  * sorted, escaped as Go does), since another writer may order the pairs or escape bytes
@@ -384,7 +382,7 @@ static char *canonical_key(const char *key, size_t len, size_t *out_len, int *oo
 	return err == SCACHE_OK ? canon : NULL;
 }
 
-void scache_middleware_apply_keys(void *arg, const char *const *keys, const size_t *lens, size_t n)
+void mw_apply_keys(void *arg, const char *const *keys, const size_t *lens, size_t n)
 {
 	scache_middleware *mw = arg;
 	size_t removed = 0;
@@ -416,15 +414,7 @@ void scache_middleware_apply_keys(void *arg, const char *const *keys, const size
 	pthread_mutex_unlock(&mw->stats_mu);
 }
 
-void scache_middleware_note_throttled(scache_middleware *mw)
-{
-	atomic_store(&mw->poll_throttled, 1);
-	pthread_mutex_lock(&mw->stats_mu);
-	mw->totals.throttled_polls++;
-	pthread_mutex_unlock(&mw->stats_mu);
-}
-
-void scache_middleware_apply_gap(void *arg, const char *why)
+static void sink_gap(void *arg, const char *why)
 {
 	scache_middleware *mw = arg;
 	size_t removed = 0;
@@ -437,4 +427,71 @@ void scache_middleware_apply_gap(void *arg, const char *why)
 	snprintf(msg, sizeof msg, "invalidations may have been missed (%s): cache flushed",
 	         why ? why : "no reason given");
 	efficiency_warning(mw, msg);
+}
+
+/* A refresh: the new value replaces the old, as an invalidation (so a load that began
+ * before it is refused) followed by an add under a token taken after it. */
+static void sink_value(void *arg, const char *key, size_t key_len, const void *value, size_t len)
+{
+	scache_middleware *mw = arg;
+	int oom = 0;
+	size_t clen = 0;
+	char *canon = canonical_key(key, key_len, &clen, &oom);
+	const char *k = canon ? canon : key;
+	size_t klen = canon ? clen : key_len;
+	size_t removed = 0;
+	if (oom) {
+		scache_cache_flush(mw->cfg.cache, &removed);
+	} else {
+		int was = 0;
+		scache_cache_invalidate(mw->cfg.cache, k, klen, &was);
+		removed = was > 0;
+		scache_add_opts opts = {.token = scache_cache_begin_load(mw->cfg.cache)};
+		scache_cache_add(mw->cfg.cache, k, klen, value, len, &opts);
+	}
+	atomic_fetch_add(&mw->poll_removed, removed);
+	free(canon);
+	pthread_mutex_lock(&mw->stats_mu);
+	mw->totals.keys_applied++;
+	pthread_mutex_unlock(&mw->stats_mu);
+}
+
+static void sink_log(void *arg, const char *message)
+{
+	efficiency_warning(arg, message);
+}
+
+void mw_sink_init(scache_middleware *mw)
+{
+	mw->sink = (scache_sink){.keys = mw_apply_keys,
+	                         .gap = sink_gap,
+	                         .value = sink_value,
+	                         .log = sink_log,
+	                         .arg = mw};
+}
+
+unsigned mw_test_waiting(scache_middleware *mw)
+{
+	pthread_mutex_lock(&mw->mu);
+	unsigned n = 0;
+	for (scache_request *r = mw->waiters; r; r = r->next_waiter)
+		n++;
+	pthread_mutex_unlock(&mw->mu);
+	return n;
+}
+
+unsigned mw_test_parked(scache_middleware *mw)
+{
+	pthread_mutex_lock(&mw->mu);
+	unsigned n = mw->parked;
+	pthread_mutex_unlock(&mw->mu);
+	return n;
+}
+
+uint64_t mw_test_backoff_ns(scache_middleware *mw)
+{
+	pthread_mutex_lock(&mw->mu);
+	uint64_t b = mw->backoff_ns;
+	pthread_mutex_unlock(&mw->mu);
+	return b;
 }

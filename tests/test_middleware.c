@@ -39,6 +39,7 @@ typedef struct standin {
 	unsigned drains;
 	unsigned holding; /* drains blocked now */
 	size_t published;
+	int unavailable_at_start;
 } standin;
 
 static standin *standin_new(void)
@@ -75,8 +76,8 @@ static unsigned standin_drains(standin *s)
 	return n;
 }
 
-static scache_err standin_drain(void *arg, scache_middleware *mw, uint64_t since_ns,
-                                scache_poll_info *info)
+static scache_err standin_sync(void *arg, uint64_t since_ns, const scache_sink *sink,
+                               scache_poll_info *info)
 {
 	(void)since_ns;
 	standin *s = arg;
@@ -104,8 +105,7 @@ static scache_err standin_drain(void *arg, scache_middleware *mw, uint64_t since
 	}
 	int gap = s->gap;
 	s->gap = 0;
-	if (s->throttle)
-		scache_middleware_note_throttled(mw);
+	info->throttled = s->throttle;
 	char *keys[64];
 	size_t lens[64], n = s->npending;
 	for (size_t i = 0; i < n; i++) {
@@ -115,21 +115,23 @@ static scache_err standin_drain(void *arg, scache_middleware *mw, uint64_t since
 	s->npending = 0;
 	pthread_mutex_unlock(&s->mu);
 	if (gap)
-		scache_middleware_apply_gap(mw, "stand-in gap \"quoted\"");
+		sink->gap(sink->arg, "stand-in gap \"quoted\"");
 	if (n)
-		scache_middleware_apply_keys(mw, (const char *const *)keys, lens, n);
+		sink->keys(sink->arg, (const char *const *)keys, lens, n);
 	for (size_t i = 0; i < n; i++)
 		free(keys[i]);
 	info->keys = n;
 	return SCACHE_OK;
 }
 
-static scache_err standin_publish(void *arg, const char *const *keys, const size_t *lens, size_t n)
+static scache_err standin_publish(void *arg, const char *const *keys, const size_t *lens, size_t n,
+                                  char *errbuf, size_t errlen)
 {
 	standin *s = arg;
 	pthread_mutex_lock(&s->mu);
 	if (s->publish_fail) {
 		pthread_mutex_unlock(&s->mu);
+		snprintf(errbuf, errlen, "ServiceUnavailable: stand-in publish failure");
 		return SCACHE_EPUBLISH;
 	}
 	for (size_t i = 0; i < n && s->npending < 64; i++)
@@ -147,6 +149,31 @@ static void standin_destroy(void *arg)
 	pthread_cond_destroy(&s->cv);
 	pthread_mutex_destroy(&s->mu);
 	free(s);
+}
+
+/* For the next start(): the stream cannot be reached at creation, and the stand-in's
+ * first this-many syncs (connection attempts) fail; they are held until the test sets
+ * stream->hold to 0. */
+static unsigned next_unreachable;
+#define UNREACHABLE_WHY "ResourceNotFoundException: stream 't' not found (stand-in)"
+
+static const char *standin_unavailable(void *arg)
+{
+	return ((standin *)arg)->unavailable_at_start ? UNREACHABLE_WHY : NULL;
+}
+
+/* The stand-in is a source like any other: through the public interface (source.h). */
+static const scache_source_ops standin_ops = {.name = "stand-in",
+                                              .sync = standin_sync,
+                                              .publish = standin_publish,
+                                              .unavailable = standin_unavailable,
+                                              .destroy = standin_destroy};
+
+static scache_source *standin_source(standin *s)
+{
+	scache_source *src;
+	cr_assert_eq(scache_source_new(&standin_ops, s, &src), SCACHE_OK);
+	return src;
 }
 
 /* ---- Captured log lines -------------------------------------------------------- */
@@ -365,12 +392,6 @@ static void *external_loop(void *arg)
 	return NULL;
 }
 
-/* For the next start(): the stream cannot be reached at creation, and the stand-in's
- * first this-many drains (connection attempts) fail; they are held until the test sets
- * stream->hold to 0. */
-static unsigned next_unreachable;
-#define UNREACHABLE_WHY "ResourceNotFoundException: stream 't' not found (stand-in)"
-
 static void start(unsigned flags, unsigned pool, scache_middleware_config mc)
 {
 	scache_cache_config cc = {.min_ttl_ms = 60000, .max_ttl_ms = 60000};
@@ -389,15 +410,11 @@ static void start(unsigned flags, unsigned pool, scache_middleware_config mc)
 		mc.max_staleness_ms = 60000;
 	if (!mc.max_polls_per_second)
 		mc.max_polls_per_second = 1000;
-	scache_stream_ops ops = {.drain = standin_drain,
-	                         .publish = standin_publish,
-	                         .destroy = standin_destroy,
-	                         .arg = stream,
-	                         .unavailable = next_unreachable ? UNREACHABLE_WHY : NULL};
+	stream->unavailable_at_start = next_unreachable > 0;
 	next_unreachable = 0;
+	mc.source = standin_source(stream);
 	char err[256];
-	cr_assert_eq(scache_middleware_new_with_ops(&mc, &ops, &mw, err, sizeof err), SCACHE_OK,
-	             "%s", err);
+	cr_assert_eq(scache_middleware_new(&mc, &mw, err, sizeof err), SCACHE_OK, "%s", err);
 
 	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = 0};
 	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -624,23 +641,15 @@ Test(middleware, shutdown_resumes_parked_requests_so_the_daemon_can_stop)
 	pthread_t t;
 	response r;
 	pthread_create(&t, NULL, get_in_thread, &r);
-	for (;;) { /* parked: in the waiters list */
-		pthread_mutex_lock(&mw->mu);
-		int parked = mw->waiters != NULL;
-		pthread_mutex_unlock(&mw->mu);
-		if (parked)
-			break;
+	while (mw_test_waiting(mw) == 0) /* parked: in the waiters list */
 		usleep(1000);
-	}
 	scache_middleware_shutdown(mw);
 	pthread_join(t, NULL);
 	cr_assert_eq(r.status, 200, "the parked request was served");
 	cr_assert_str_eq(r.xcache, "BYPASS",
 	                 "strict: its poll never completed, so it must not read the cache");
-	pthread_mutex_lock(&mw->mu);
-	cr_assert_null(mw->waiters);
-	cr_assert_eq(mw->parked, 0);
-	pthread_mutex_unlock(&mw->mu);
+	cr_assert_eq(mw_test_waiting(mw), 0);
+	cr_assert_eq(mw_test_parked(mw), 0);
 	MHD_stop_daemon(daemon_);
 	standin_set(stream, &stream->hold, 0);
 	scache_middleware_free(mw);
@@ -689,7 +698,7 @@ Test(middleware, adds_are_refused_when_the_id_was_invalidated_during_the_handler
 	scache_request fake = {.mw = mw, .token = scache_cache_begin_load(cache)};
 	const char *k = "id=2&s=t&t=data.ID";
 	size_t kl = strlen(k);
-	scache_middleware_apply_keys(mw, &k, &kl, 1);
+	mw_apply_keys(mw, &k, &kl, 1);
 	cr_assert_eq(scache_add(&fake, "t", "2", "v", 1, 1), SCACHE_ESTALE);
 	cr_assert_eq(scache_add(&fake, "t", "3", "v", 1, 1), SCACHE_OK);
 	stop();
@@ -843,7 +852,8 @@ Test(middleware, new_fails_at_once_on_a_configuration_error)
 	sc.secret_access_key = "local";
 	sc.stream_name = NULL;
 	cr_assert_eq(scache_middleware_new(&mc, &mw, err, sizeof err), SCACHE_ECONFIG);
-	cr_assert_str_eq(err, "middleware: config.stream with a stream_name is required");
+	cr_assert_str_eq(
+	    err, "middleware: config.source, or config.stream with a stream_name, is required");
 	cr_assert_eq(count_lines("warning"), 0);
 	close(sock);
 	scache_cache_free(cache);
@@ -953,13 +963,7 @@ Test(middleware, summary_says_when_the_cache_costs_more_than_it_saves)
 {
 	scache_middleware_config mc = {0};
 	start(MHD_USE_INTERNAL_POLLING_THREAD, 0, mc);
-	pthread_mutex_lock(&mw->stats_mu);
-	mw->period.requests = 4;
-	mw->period.hits = 1;
-	mw->period.misses = 3;
-	mw->period.stream_ns = 8000000;
-	mw->period.saved_ns = 2000000;
-	pthread_mutex_unlock(&mw->stats_mu);
+	mw_test_set_period(mw, 4, 1, 3, 8000000, 2000000);
 	efficiency_summary(mw, 0);
 	json_object *o = log_line("summary", 0);
 	cr_assert_not_null(o);
@@ -971,17 +975,13 @@ Test(middleware, summary_says_when_the_cache_costs_more_than_it_saves)
 	cr_assert_float_eq(json_object_get_double(f), 0.25, 1e-9);
 	cr_assert(json_object_object_get_ex(o, "warning", &f));
 	const char *need[] = {"time",         "period_s",  "bypass_requests", "stream_ms",
-	                      "saved_ms",     "polls",     "kinesis_calls",   "kinesis_errors",
+	                      "saved_ms",     "polls",     "source_calls",    "source_errors",
 	                      "staleness_ms", "bypassing", "entries"};
 	for (size_t i = 0; i < sizeof need / sizeof need[0]; i++)
 		cr_assert(json_object_object_get_ex(o, need[i], NULL), "%s", need[i]);
 	json_object_put(o);
 
-	pthread_mutex_lock(&mw->stats_mu);
-	mw->period.requests = 1;
-	mw->period.saved_ns = 9000000;
-	mw->period.stream_ns = 1000000;
-	pthread_mutex_unlock(&mw->stats_mu);
+	mw_test_set_period(mw, 1, 0, 0, 1000000, 9000000);
 	efficiency_summary(mw, 0);
 	o = log_line("summary", 1);
 	cr_assert_not_null(o);
@@ -1081,9 +1081,7 @@ Test(middleware, get_or_load_runs_one_loader_per_id_and_waiters_share_it)
 		pthread_create(&t[i], NULL, call_get_or_load, &calls[i]);
 	/* wait until the others joined the flight (its reference count) */
 	for (;;) {
-		pthread_mutex_lock(&mw->flight_mu);
-		unsigned refs = scache_test_flight_refs(mw, "id=hot&s=t&t=data.ID");
-		pthread_mutex_unlock(&mw->flight_mu);
+		unsigned refs = mw_test_flight_refs(mw, "id=hot&s=t&t=data.ID");
 		if (refs == N)
 			break;
 		usleep(1000);
@@ -1123,13 +1121,11 @@ Test(middleware, get_or_load_waiter_reloads_when_the_shared_load_is_stale_for_it
 	/* the ID changes while the leader loads; a later request applied that change */
 	const char *k = "id=hot&s=t&t=data.ID";
 	size_t kl = strlen(k);
-	scache_middleware_apply_keys(mw, &k, &kl, 1);
+	mw_apply_keys(mw, &k, &kl, 1);
 	late.req = (scache_request){.mw = mw, .token = scache_cache_begin_load(cache)};
 	pthread_create(&t2, NULL, call_get_or_load, &late);
 	for (;;) {
-		pthread_mutex_lock(&mw->flight_mu);
-		unsigned refs = scache_test_flight_refs(mw, k);
-		pthread_mutex_unlock(&mw->flight_mu);
+		unsigned refs = mw_test_flight_refs(mw, k);
 		if (refs == 2)
 			break;
 		usleep(1000);
@@ -1188,14 +1184,10 @@ Test(middleware, throttling_backs_the_poll_rate_off_until_a_clean_poll)
 	standin_set(stream, &stream->throttle, 1);
 	response r = http("GET", "/get/1", NULL);
 	cr_assert_str_eq(r.xcache, "HIT", "a throttled poll that succeeded still counts");
-	pthread_mutex_lock(&mw->mu);
-	cr_assert(mw->backoff_ns >= mw->min_interval_ns, "the next poll waits longer");
-	pthread_mutex_unlock(&mw->mu);
+	cr_assert(mw_test_backoff_ns(mw) >= 1000000, "the next poll waits longer (1 ms at 1000/s)");
 	standin_set(stream, &stream->throttle, 0);
 	http("GET", "/get/1", NULL);
-	pthread_mutex_lock(&mw->mu);
-	cr_assert_eq(mw->backoff_ns, 0, "a clean poll restores the budget rate");
-	pthread_mutex_unlock(&mw->mu);
+	cr_assert_eq(mw_test_backoff_ns(mw), 0, "a clean poll restores the budget rate");
 	scache_middleware_stats st;
 	scache_middleware_stats_get(mw, &st);
 	cr_assert(st.throttled_polls >= 1);
@@ -1394,10 +1386,8 @@ Test(middleware, get_or_load_stops_waiting_for_a_hung_loader_and_loads_itself)
 	cr_assert_eq(memcmp(v, "alone", 5), 0, "it ran its own loader");
 	cr_assert_eq(oc, SCACHE_OUTCOME_MISS);
 	free(v);
-	pthread_mutex_lock(&mw->flight_mu);
-	cr_assert_eq(scache_test_flight_refs(mw, "id=hot&s=t&t=data.ID"), 1,
+	cr_assert_eq(mw_test_flight_refs(mw, "id=hot&s=t&t=data.ID"), 1,
 	             "the waiter let go of the leader's flight");
-	pthread_mutex_unlock(&mw->flight_mu);
 	pthread_mutex_lock(&g.mu);
 	g.open = 1;
 	pthread_cond_broadcast(&g.cv);
@@ -1434,11 +1424,8 @@ Test(middleware, the_log_sink_may_read_stats_and_metrics)
 	                               .log_arg = &logs,
 	                               .max_staleness_ms = 50,
 	                               .max_polls_per_second = 100};
-	scache_stream_ops ops = {.drain = standin_drain,
-	                         .publish = standin_publish,
-	                         .destroy = standin_destroy,
-	                         .arg = stream};
-	cr_assert_eq(scache_middleware_new_with_ops(&mc, &ops, &mw, NULL, 0), SCACHE_OK);
+	mc.source = standin_source(stream);
+	cr_assert_eq(scache_middleware_new(&mc, &mw, NULL, 0), SCACHE_OK);
 	cr_assert_eq(wait_lines("warning", 1), 1, "the warning went through the sink");
 	scache_middleware_free(mw);
 	scache_cache_free(cache);

@@ -35,23 +35,26 @@ int db_update_user_name(const char *id, const char *name)
 	return 0;
 }
 
-/* ---- A stand-in stream ------------------------------------------------------ */
+/* ---- A stand-in source (source.h): delivers nothing, counts what is published ---- */
 
 static size_t published;
 
-static scache_err drain_nothing(void *arg, scache_middleware *mw, uint64_t since,
-                                scache_poll_info *info)
+static scache_err sync_nothing(void *self, uint64_t since, const scache_sink *sink,
+                               scache_poll_info *info)
 {
-	(void)arg, (void)mw, (void)since, (void)info;
+	(void)self, (void)since, (void)sink, (void)info;
 	return SCACHE_OK;
 }
 
-static scache_err publish_all(void *arg, const char *const *keys, const size_t *lens, size_t n)
+static scache_err publish_all(void *self, const char *const *keys, const size_t *lens, size_t n,
+                              char *errbuf, size_t errlen)
 {
-	(void)arg, (void)keys, (void)lens;
+	(void)self, (void)keys, (void)lens, (void)errbuf, (void)errlen;
 	published += n;
 	return SCACHE_OK;
 }
+
+static const scache_source_ops counting_ops = {.sync = sync_nothing, .publish = publish_all};
 
 /* ---- Handlers calling the snippets ------------------------------------------ */
 
@@ -123,9 +126,9 @@ Test(snippets, add_read_and_announce_work_as_the_readme_says)
 	cr_assert_eq(scache_cache_new(NULL, &cache), SCACHE_OK);
 	scache_middleware_config mc = {
 	    .cache = cache, .handler = handler, .log = log_nothing, .max_polls_per_second = 1000};
-	scache_stream_ops ops = {.drain = drain_nothing, .publish = publish_all};
+	cr_assert_eq(scache_source_new(&counting_ops, NULL, &mc.source), SCACHE_OK);
 	scache_middleware *mw;
-	cr_assert_eq(scache_middleware_new_with_ops(&mc, &ops, &mw, NULL, 0), SCACHE_OK);
+	cr_assert_eq(scache_middleware_new(&mc, &mw, NULL, 0), SCACHE_OK);
 	struct sockaddr_in sa = {.sin_family = AF_INET};
 	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	struct MHD_Daemon *d =

@@ -54,6 +54,7 @@
 
 #include "cache.h"
 #include "error.h"
+#include "source.h"
 #include "stream.h"
 
 #ifdef __cplusplus
@@ -73,13 +74,14 @@ typedef void (*scache_log_fn)(void *arg, const char *line, size_t len);
 
 /*
  * Configuration. Zero-initialise it; a zero field means the default in brackets.
- * Pointers are borrowed: cache, stream (its strings are copied), handler_cls and
- * completed_cls must outlive the middleware.
+ * Pointers are borrowed (but source, which the middleware takes): cache, stream (its
+ * strings are copied), handler_cls and completed_cls must outlive the middleware.
  */
 typedef struct scache_middleware_config {
 	scache_cache *cache;                /* required; the application creates and frees it */
-	const scache_stream_config *stream; /* required: the invalidation stream (stream.h) */
-	scache_start_at start_at;           /* [SCACHE_START_LATEST] where the reader starts */
+	const scache_stream_config *stream; /* the Kinesis stream (stream.h), unless .source
+	                                       is set (see below) */
+	scache_start_at start_at;           /* [SCACHE_START_LATEST] where its reader starts */
 
 	MHD_AccessHandlerCallback handler; /* required: the application's handler */
 	void *handler_cls;
@@ -112,19 +114,23 @@ typedef struct scache_middleware_config {
 	uint64_t load_wait_ms;       /* [1000] longest scache_get_or_load waits for another
 	                                request's load of the same ID; then it runs its own
 	                                loader (a hung loader never blocks the others) */
+	scache_source *source;       /* [NULL: a Kinesis polling source made from stream and
+	                                start_at] where invalidations come from (source.h). The
+	                                middleware owns it from scache_middleware_new on, also
+	                                when that fails, and frees it with itself. */
 } scache_middleware_config;
 
 /*
- * scache_middleware_new: validate the configuration, create the stream publisher and
- * reader (the reader lists the shards now), and start the poller thread. On SCACHE_OK
- * *out owns the middleware. On failure errbuf (may be NULL) receives a message naming
- * what is wrong (never a credential). Errors: SCACHE_EINVAL (out NULL), SCACHE_ECONFIG
- * (no cache, handler or stream name, no region or credentials, a bad endpoint),
- * SCACHE_ENOMEM. Any thread.
+ * scache_middleware_new: validate the configuration, take config.source or create the
+ * Kinesis source from config.stream (its reader lists the shards now), and start the
+ * poller thread. On SCACHE_OK *out owns the middleware. On failure errbuf (may be NULL)
+ * receives a message naming what is wrong (never a credential). Errors: SCACHE_EINVAL
+ * (out NULL), SCACHE_ECONFIG (no cache or handler, no source nor stream name, no region
+ * or credentials, a bad endpoint), SCACHE_ENOMEM. Any thread.
  *
- * A stream that cannot be read at startup is not an error: unreachable, throttled, or
- * not found (ResourceNotFoundException: it may be created later), the middleware starts
- * with the cache bypassed (gets miss, adds are refused with SCACHE_EBYPASS), logs one
+ * A source that cannot be read at startup is not an error. For the Kinesis source: unreachable,
+ * throttled, or not found (ResourceNotFoundException: it may be created later), the middleware
+ * starts with the cache bypassed (gets miss, adds are refused with SCACHE_EBYPASS), logs one
  * warning naming the cause, and the poller keeps trying to create the reader, with the
  * failure back-off and within max_polls_per_second, until it succeeds; caching then
  * works normally. A reader created that late starts at LATEST whatever start_at says:
@@ -287,7 +293,7 @@ typedef struct scache_middleware_stats {
 	uint64_t polls; /* polls completed */
 	uint64_t poll_errors;
 	uint64_t throttled_polls; /* polls the service throttled (the rate backed off) */
-	uint64_t kinesis_calls;   /* HTTP calls made by polls */
+	uint64_t source_calls;    /* calls polls made to the source's service (HTTP) */
 	uint64_t gaps;            /* gaps reported (each flushed the cache) */
 	uint64_t keys_applied;    /* invalidated keys received from the stream */
 	uint64_t published_keys;  /* keys published by scache_invalidate* */

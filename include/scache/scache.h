@@ -13,6 +13,7 @@
 #include "error.h"
 #include "id.h"
 #include "cache.h"
+#include "source.h"
 #include "stream.h"
 #include "middleware.h"
 

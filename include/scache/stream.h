@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "error.h"
+#include "source.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -114,19 +115,7 @@ SCACHE_EXTERN scache_err scache_reader_new(const scache_stream_config *config,
 /* scache_reader_free: stop and free. Accepts NULL. No poll may be in flight. */
 SCACHE_EXTERN void scache_reader_free(scache_reader *reader);
 
-/* What one poll did (see scache_reader_sync). */
-typedef struct scache_poll_info {
-	uint64_t started_ns; /* scache_now_ns() when the poll began */
-	uint64_t finished_ns;
-	uint64_t keys;        /* keys delivered to on_keys */
-	uint64_t records;     /* records read */
-	uint64_t bad_records; /* records skipped as malformed */
-	uint64_t calls;       /* HTTP calls made */
-	int gap;              /* on_gap was called */
-	int shared;           /* this caller waited for another caller's poll */
-	scache_err err;       /* SCACHE_OK when every shard was read to caught-up */
-	char message[256];    /* error details when err != SCACHE_OK */
-} scache_poll_info;
+/* What one poll did: scache_poll_info, in source.h. */
 
 /*
  * scache_reader_sync: make sure a poll that *began* at or after `since_ns` (a
@@ -196,6 +185,23 @@ typedef struct scache_publish_result {
 SCACHE_EXTERN scache_err scache_publish_keys(scache_publisher *publisher, const char *const *keys,
                                              const size_t *lens, size_t n,
                                              scache_publish_result *results);
+
+/* ---- The Kinesis polling source (source.h) ------------------------------------ */
+
+/*
+ * scache_kinesis_source_new: an invalidation source over a Kinesis stream: a reader of
+ * every shard (sync is scache_reader_sync) and a publisher (publish is
+ * scache_publish_keys). The config's strings are copied. A mistake in the configuration
+ * (no stream name, region or credentials, a bad endpoint) fails at once with
+ * SCACHE_ECONFIG and errbuf naming it. A stream that cannot be read now (unreachable,
+ * throttled, not yet created) is not an error: the source reports why through its
+ * unavailable() and creates its reader at a later sync, positioned at LATEST then,
+ * whatever start says (an owner that bypassed its cache meanwhile loses nothing).
+ * The reader's messages go to the sink's log. SCACHE_ENOMEM. Any thread.
+ */
+SCACHE_EXTERN scache_err scache_kinesis_source_new(const scache_stream_config *config,
+                                                   scache_start_at start, scache_source **out,
+                                                   char *errbuf, size_t errlen);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,239 @@
+/*
+ * kinesis_source.c: the Kinesis polling source (scache/source.h): the reader of every
+ * shard (reader.c) and the publisher (publish.c) behind the source interface, so the
+ * middleware reads a Kinesis stream without knowing it is one.
+ *
+ * Startup never depends on the stream being up. The publisher makes no call when it is
+ * created, so it checks the configuration (stream name, region, credentials) and a
+ * mistake there fails at once. Creating the reader lists the shards; when that fails
+ * for any other reason (stream unreachable, throttled, not yet created), the source says
+ * so through unavailable() (the middleware starts with its cache bypassed) and each
+ * sync tries to create the reader again, positioned at LATEST, until it succeeds.
+ */
+#include "scache/source.h"
+#include "scache/stream.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The reader's callbacks go to the sink of the sync in progress (syncs run one at a
+ * time, from the owner's poller thread). */
+typedef struct kinesis_source {
+	scache_reader *reader;       /* NULL until the stream could be reached */
+	scache_publisher *publisher; /* created at startup, any thread */
+	const scache_sink *sink;     /* during a sync */
+	scache_stream_config config; /* a copy with copied strings, to create it later */
+	char unavailable[256];       /* why the reader could not be created at startup */
+} kinesis_source;
+
+static void on_keys(void *arg, const char *const *keys, const size_t *lens, size_t n)
+{
+	kinesis_source *ks = arg;
+	if (ks->sink)
+		ks->sink->keys(ks->sink->arg, keys, lens, n);
+}
+
+static void on_gap(void *arg, const char *why)
+{
+	kinesis_source *ks = arg;
+	if (ks->sink)
+		ks->sink->gap(ks->sink->arg, why);
+}
+
+/* The reader's messages (already rate-limited by it) go to the sink's log, which
+ * escapes them. Outside a sync (the reader created at startup) they go to stderr,
+ * control bytes shown as '?'. */
+static void on_log(void *arg, const char *message)
+{
+	kinesis_source *ks = arg;
+	if (ks->sink && ks->sink->log) {
+		ks->sink->log(ks->sink->arg, message);
+		return;
+	}
+	fputs("libscache: ", stderr);
+	for (const char *p = message; *p; p++)
+		fputc((unsigned char)*p < 0x20 || *p == 0x7f ? '?' : *p, stderr);
+	fputc('\n', stderr);
+}
+
+static scache_err reader_create(kinesis_source *ks, scache_start_at start, char *errbuf,
+                                size_t errlen)
+{
+	scache_reader_callbacks cb = {
+	    .on_keys = on_keys, .on_gap = on_gap, .arg = ks, .on_log = on_log};
+	return scache_reader_new(&ks->config, start, &cb, &ks->reader, errbuf, errlen);
+}
+
+static scache_err kinesis_sync(void *self, uint64_t since_ns, const scache_sink *sink,
+                               scache_poll_info *info)
+{
+	kinesis_source *ks = self;
+	ks->sink = sink;
+	scache_err err;
+	if (!ks->reader) {
+		/* Late: positioned at LATEST whatever start_at said. While there was no reader
+		 * the owner bypassed its cache, so nothing cached can be concerned by older
+		 * records. Being positioned counts as caught up. */
+		err = reader_create(ks, SCACHE_START_LATEST, info->message, sizeof info->message);
+		scache_reader_stats st;
+		scache_reader_stats_get(ks->reader, &st); /* zeroed when the reader is NULL */
+		info->calls = st.calls;
+		info->err = err;
+		if (!err)
+			info->message[0] = '\0';
+	} else {
+		scache_reader_stats before, after;
+		scache_reader_stats_get(ks->reader, &before);
+		err = scache_reader_sync(ks->reader, since_ns, 0, info);
+		scache_reader_stats_get(ks->reader, &after);
+		info->throttled = after.throttled > before.throttled;
+	}
+	ks->sink = NULL;
+	return err;
+}
+
+static scache_err kinesis_publish(void *self, const char *const *keys, const size_t *lens, size_t n,
+                                  char *errbuf, size_t errlen)
+{
+	kinesis_source *ks = self;
+	scache_publish_result *res = calloc(n ? n : 1, sizeof *res);
+	scache_err err = scache_publish_keys(ks->publisher, keys, lens, n, res);
+	if (err && errbuf && errlen) {
+		/* the first key's reason tells the story (the AWS error name and message) */
+		const char *why = NULL;
+		for (size_t i = 0; res && i < n && !why; i++)
+			if (res[i].err && res[i].message[0])
+				why = res[i].message;
+		snprintf(errbuf, errlen, "%s", why ? why : scache_strerror(err));
+	}
+	free(res);
+	return err;
+}
+
+static const char *kinesis_unavailable(void *self)
+{
+	kinesis_source *ks = self;
+	return ks->reader ? NULL : ks->unavailable;
+}
+
+static void kinesis_stats(void *self, scache_source_stats *out)
+{
+	kinesis_source *ks = self;
+	if (!ks->reader)
+		return;
+	scache_reader_stats st;
+	scache_reader_stats_get(ks->reader, &st);
+	out->syncs = st.polls;
+	out->errors = st.poll_errors;
+	out->calls = st.calls;
+	out->throttled = st.throttled;
+	out->records = st.records;
+	out->bad_records = st.bad_records;
+	out->keys = st.keys;
+	out->gaps = st.gaps;
+	out->partitions = st.shards;
+}
+
+/* The string fields of a stream config, to copy and free them together. */
+static const char **config_field(scache_stream_config *c, size_t i)
+{
+	const char **fields[] = {&c->stream_name,       &c->region,
+	                         &c->endpoint,          &c->access_key_id,
+	                         &c->secret_access_key, &c->session_token};
+	return i < sizeof fields / sizeof fields[0] ? fields[i] : NULL;
+}
+
+static void config_clear(scache_stream_config *c)
+{
+	const char **f;
+	for (size_t i = 0; (f = config_field(c, i)) != NULL; i++) {
+		if (*f) {
+			char *p = (char *)*f;
+			explicit_bzero(p, strlen(p)); /* secrets do not linger in freed memory */
+			free(p);
+			*f = NULL;
+		}
+	}
+}
+
+static scache_err config_copy(scache_stream_config *dst, const scache_stream_config *src)
+{
+	*dst = *src;
+	const char **f;
+	for (size_t i = 0; (f = config_field(dst, i)) != NULL; i++)
+		*f = NULL;
+	for (size_t i = 0; (f = config_field(dst, i)) != NULL; i++) {
+		const char *from = *config_field((scache_stream_config *)src, i);
+		if (from && !(*f = strdup(from))) {
+			config_clear(dst);
+			return SCACHE_ENOMEM;
+		}
+	}
+	return SCACHE_OK;
+}
+
+static void kinesis_destroy(void *self)
+{
+	kinesis_source *ks = self;
+	if (!ks)
+		return;
+	scache_reader_free(ks->reader);
+	scache_publisher_free(ks->publisher);
+	config_clear(&ks->config);
+	free(ks);
+}
+
+static const scache_source_ops kinesis_ops = {
+    .name = "kinesis",
+    .sync = kinesis_sync,
+    .publish = kinesis_publish,
+    .unavailable = kinesis_unavailable,
+    .stats = kinesis_stats,
+    .destroy = kinesis_destroy,
+};
+
+/* Errors of scache_reader_new that a later attempt cannot fix: fail at startup. */
+static int reader_error_is_final(scache_err err)
+{
+	return err == SCACHE_ECONFIG || err == SCACHE_EINVAL || err == SCACHE_ENOMEM;
+}
+
+scache_err scache_kinesis_source_new(const scache_stream_config *config, scache_start_at start,
+                                     scache_source **out, char *errbuf, size_t errlen)
+{
+	if (!config || !out) {
+		if (errbuf && errlen)
+			snprintf(errbuf, errlen, "kinesis source: NULL argument");
+		return SCACHE_EINVAL;
+	}
+	*out = NULL;
+	kinesis_source *ks = calloc(1, sizeof *ks);
+	if (!ks)
+		return SCACHE_ENOMEM;
+	if (config_copy(&ks->config, config)) {
+		free(ks);
+		return SCACHE_ENOMEM;
+	}
+	/* First the publisher: it makes no call, so its errors are configuration errors
+	 * (no stream name, region or credentials, a bad endpoint), which no retry fixes. */
+	scache_err err = scache_publisher_new(&ks->config, &ks->publisher, errbuf, errlen);
+	if (err) {
+		kinesis_destroy(ks);
+		return err;
+	}
+	char why[256] = "";
+	err = reader_create(ks, start, why, sizeof why);
+	if (err && reader_error_is_final(err)) {
+		if (errbuf && errlen)
+			snprintf(errbuf, errlen, "%s", why);
+		kinesis_destroy(ks);
+		return err;
+	}
+	/* Any other failure (unreachable, throttled, ResourceNotFoundException: the stream
+	 * may be created later) leaves the reader NULL until a sync creates it. */
+	if (err)
+		snprintf(ks->unavailable, sizeof ks->unavailable, "%s",
+		         why[0] ? why : scache_strerror(err));
+	return scache_source_new(&kinesis_ops, ks, out);
+}
