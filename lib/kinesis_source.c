@@ -10,6 +10,9 @@
  * so through unavailable() (the middleware starts with its cache bypassed) and each
  * sync tries to create the reader again, positioned at LATEST, until it succeeds.
  */
+#include "kinesis.h"
+#include "publish.h"
+#include "reader.h"
 #include "scache/source.h"
 #include "scache/stream.h"
 
@@ -23,7 +26,7 @@ typedef struct kinesis_source {
 	scache_reader *reader;       /* NULL until the stream could be reached */
 	scache_publisher *publisher; /* created at startup, any thread */
 	const scache_sink *sink;     /* during a sync */
-	scache_stream_config config; /* a copy with copied strings, to create it later */
+	kinesis_settings settings;   /* resolved at startup, to create the reader later */
 	char unavailable[256];       /* why the reader could not be created at startup */
 } kinesis_source;
 
@@ -62,7 +65,7 @@ static scache_err reader_create(kinesis_source *ks, scache_start_at start, char 
 {
 	scache_reader_callbacks cb = {
 	    .on_keys = on_keys, .on_gap = on_gap, .arg = ks, .on_log = on_log};
-	return scache_reader_new(&ks->config, start, &cb, &ks->reader, errbuf, errlen);
+	return reader_new(&ks->settings, start, &cb, &ks->reader, errbuf, errlen);
 }
 
 static scache_err kinesis_sync(void *self, uint64_t since_ns, const scache_sink *sink,
@@ -99,13 +102,13 @@ static scache_err kinesis_publish(void *self, const char *const *keys, const siz
 	kinesis_source *ks = self;
 	scache_publish_result *res = calloc(n ? n : 1, sizeof *res);
 	scache_err err = scache_publish_keys(ks->publisher, keys, lens, n, res);
-	if (err && errbuf && errlen) {
+	if (err) {
 		/* the first key's reason tells the story (the AWS error name and message) */
 		const char *why = NULL;
 		for (size_t i = 0; res && i < n && !why; i++)
 			if (res[i].err && res[i].message[0])
 				why = res[i].message;
-		snprintf(errbuf, errlen, "%s", why ? why : scache_strerror(err));
+		util_fmt(errbuf, errlen, "%s", why ? why : scache_strerror(err));
 	}
 	free(res);
 	return err;
@@ -135,44 +138,6 @@ static void kinesis_stats(void *self, scache_source_stats *out)
 	out->partitions = st.shards;
 }
 
-/* The string fields of a stream config, to copy and free them together. */
-static const char **config_field(scache_stream_config *c, size_t i)
-{
-	const char **fields[] = {&c->stream_name,       &c->region,
-	                         &c->endpoint,          &c->access_key_id,
-	                         &c->secret_access_key, &c->session_token};
-	return i < sizeof fields / sizeof fields[0] ? fields[i] : NULL;
-}
-
-static void config_clear(scache_stream_config *c)
-{
-	const char **f;
-	for (size_t i = 0; (f = config_field(c, i)) != NULL; i++) {
-		if (*f) {
-			char *p = (char *)*f;
-			explicit_bzero(p, strlen(p)); /* secrets do not linger in freed memory */
-			free(p);
-			*f = NULL;
-		}
-	}
-}
-
-static scache_err config_copy(scache_stream_config *dst, const scache_stream_config *src)
-{
-	*dst = *src;
-	const char **f;
-	for (size_t i = 0; (f = config_field(dst, i)) != NULL; i++)
-		*f = NULL;
-	for (size_t i = 0; (f = config_field(dst, i)) != NULL; i++) {
-		const char *from = *config_field((scache_stream_config *)src, i);
-		if (from && !(*f = strdup(from))) {
-			config_clear(dst);
-			return SCACHE_ENOMEM;
-		}
-	}
-	return SCACHE_OK;
-}
-
 static void kinesis_destroy(void *self)
 {
 	kinesis_source *ks = self;
@@ -180,7 +145,7 @@ static void kinesis_destroy(void *self)
 		return;
 	scache_reader_free(ks->reader);
 	scache_publisher_free(ks->publisher);
-	config_clear(&ks->config);
+	kinesis_settings_clear(&ks->settings);
 	free(ks);
 }
 
@@ -203,21 +168,22 @@ scache_err scache_kinesis_source_new(const scache_stream_config *config, scache_
                                      scache_source **out, char *errbuf, size_t errlen)
 {
 	if (!config || !out) {
-		if (errbuf && errlen)
-			snprintf(errbuf, errlen, "kinesis source: NULL argument");
+		util_fmt(errbuf, errlen, "kinesis source: NULL argument");
 		return SCACHE_EINVAL;
 	}
 	*out = NULL;
 	kinesis_source *ks = calloc(1, sizeof *ks);
 	if (!ks)
 		return SCACHE_ENOMEM;
-	if (config_copy(&ks->config, config)) {
+	/* First the settings and the publisher: the publisher makes no call, so these errors
+	 * are configuration errors (no stream name, region or credentials, a bad endpoint),
+	 * which no retry fixes. */
+	scache_err err = kinesis_settings_resolve(config, 1, &ks->settings, errbuf, errlen);
+	if (err) {
 		free(ks);
-		return SCACHE_ENOMEM;
+		return err;
 	}
-	/* First the publisher: it makes no call, so its errors are configuration errors
-	 * (no stream name, region or credentials, a bad endpoint), which no retry fixes. */
-	scache_err err = scache_publisher_new(&ks->config, &ks->publisher, errbuf, errlen);
+	err = publisher_new(&ks->settings, &ks->publisher, errbuf, errlen);
 	if (err) {
 		kinesis_destroy(ks);
 		return err;
@@ -225,15 +191,14 @@ scache_err scache_kinesis_source_new(const scache_stream_config *config, scache_
 	char why[256] = "";
 	err = reader_create(ks, start, why, sizeof why);
 	if (err && reader_error_is_final(err)) {
-		if (errbuf && errlen)
-			snprintf(errbuf, errlen, "%s", why);
+		util_fmt(errbuf, errlen, "%s", why);
 		kinesis_destroy(ks);
 		return err;
 	}
 	/* Any other failure (unreachable, throttled, ResourceNotFoundException: the stream
 	 * may be created later) leaves the reader NULL until a sync creates it. */
 	if (err)
-		snprintf(ks->unavailable, sizeof ks->unavailable, "%s",
+		util_fmt(ks->unavailable, sizeof ks->unavailable, "%s",
 		         why[0] ? why : scache_strerror(err));
 	return scache_source_new(&kinesis_ops, ks, out);
 }

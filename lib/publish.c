@@ -6,7 +6,7 @@
  * Every record gets a random 64-hex-digit partition key, as scache does, so records
  * spread over all shards. A call that partly fails is retried for its failed entries
  * only, with full-jitter backoff, up to max_retries; a whole call that fails was already
- * retried by kinesis_call. Each key's result names the record's shard and sequence number
+ * retried by aws_call. Each key's result names the record's shard and sequence number
  * or the AWS error; a key is reported stored only if Kinesis returned a sequence number
  * for its record.
  *
@@ -17,7 +17,7 @@
  * attempt's timeout is cut to the time left, and no retry starts after it; calls not
  * yet made then fail as not attempted. A hung endpoint costs a writer that long, not
  * timeout_ms times max_retries. Publishes never wait for each other: each takes a
- * kinesis_client of its own (one curl multi handle and its connections) from a small
+ * client (aws_client) of its own (one curl multi handle and its connections) from a small
  * pool, under a mutex held only to take or give back one, never across the network. The
  * pool keeps up to PUBLISH_IDLE_MAX idle clients (their connections stay alive); more
  * concurrent publishes create clients that are freed when they end. The trade-off: up to
@@ -27,13 +27,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "kinesis.h"
 #include "publish.h"
 #include "record.h"
+#include "scache/cache.h"
 #include "scache/id.h"
 #include "scache/stream.h"
+#include "util.h"
 
 /* Idle clients kept for later publishes (each keeps its connections alive); a client
  * returned beyond this is freed. */
@@ -42,7 +43,7 @@
 struct scache_publisher {
 	kinesis_settings s;
 	pthread_mutex_t mu; /* guards idle, nidle and calls_freed; never held over a call */
-	kinesis_client *idle[PUBLISH_IDLE_MAX];
+	aws_client *idle[PUBLISH_IDLE_MAX];
 	size_t nidle;
 	uint64_t calls_freed; /* HTTP calls of clients freed meanwhile */
 };
@@ -58,22 +59,21 @@ typedef struct prec {
 	char msg[160];
 } prec;
 
-scache_err scache_publisher_new(const scache_stream_config *config, scache_publisher **out,
-                                char *errbuf, size_t errlen)
+scache_err publisher_new(const kinesis_settings *s, scache_publisher **out, char *errbuf,
+                         size_t errlen)
 {
 	scache_err err;
 	scache_publisher *p;
 
-	if (!out)
+	if (!s || !out)
 		return SCACHE_EINVAL;
 	*out = NULL;
 	p = calloc(1, sizeof *p);
 	if (!p)
 		return SCACHE_ENOMEM;
-	err = kinesis_settings_resolve(config, 1, &p->s, errbuf, errlen);
-	if (err) {
+	if (kinesis_settings_copy(&p->s, s)) {
 		free(p);
-		return err;
+		return SCACHE_ENOMEM;
 	}
 	/* the first client now: its errors are errors of the configuration */
 	err = kinesis_client_new(&p->s, &p->idle[0], errbuf, errlen);
@@ -88,12 +88,28 @@ scache_err scache_publisher_new(const scache_stream_config *config, scache_publi
 	return SCACHE_OK;
 }
 
+scache_err scache_publisher_new(const scache_stream_config *config, scache_publisher **out,
+                                char *errbuf, size_t errlen)
+{
+	kinesis_settings s;
+
+	if (!out)
+		return SCACHE_EINVAL;
+	*out = NULL;
+	scache_err err = kinesis_settings_resolve(config, 1, &s, errbuf, errlen);
+	if (err)
+		return err;
+	err = publisher_new(&s, out, errbuf, errlen);
+	kinesis_settings_clear(&s);
+	return err;
+}
+
 void scache_publisher_free(scache_publisher *p)
 {
 	if (!p)
 		return;
 	for (size_t i = 0; i < p->nidle; i++)
-		kinesis_client_free(p->idle[i]);
+		aws_client_free(p->idle[i]);
 	kinesis_settings_clear(&p->s);
 	pthread_mutex_destroy(&p->mu);
 	free(p);
@@ -101,9 +117,9 @@ void scache_publisher_free(scache_publisher *p)
 
 /* An idle client, or a new one (NULL when out of memory): one per publish in flight, so
  * no publish waits for another's network waits. */
-static kinesis_client *client_take(scache_publisher *p)
+static aws_client *client_take(scache_publisher *p)
 {
-	kinesis_client *c = NULL;
+	aws_client *c = NULL;
 	pthread_mutex_lock(&p->mu);
 	if (p->nidle)
 		c = p->idle[--p->nidle];
@@ -113,24 +129,24 @@ static kinesis_client *client_take(scache_publisher *p)
 	return c;
 }
 
-static void client_give_back(scache_publisher *p, kinesis_client *c)
+static void client_give_back(scache_publisher *p, aws_client *c)
 {
 	pthread_mutex_lock(&p->mu);
 	if (p->nidle < PUBLISH_IDLE_MAX) {
 		p->idle[p->nidle++] = c;
 		c = NULL;
 	} else {
-		p->calls_freed += kinesis_client_calls(c);
+		p->calls_freed += aws_client_calls(c);
 	}
 	pthread_mutex_unlock(&p->mu);
-	kinesis_client_free(c);
+	aws_client_free(c);
 }
 
 void publish_partition_key(char out[PUBLISH_PARTITION_KEY_LEN + 1])
 {
 	static const char hex[] = "0123456789abcdef";
 	for (size_t i = 0; i < PUBLISH_PARTITION_KEY_LEN; i += 16) {
-		uint64_t r = kinesis_random();
+		uint64_t r = aws_random();
 		for (size_t j = 0; j < 16; j++, r >>= 4)
 			out[i + j] = hex[r & 15];
 	}
@@ -153,125 +169,93 @@ size_t publish_pack_calls(const size_t *record_sizes, size_t n, size_t *starts)
 	return calls;
 }
 
+/* The PutRecords request of recs[0..n), or NULL when out of memory. */
 static json_object *put_records_request(const char *stream, prec *const *recs, size_t n)
 {
-	json_object *o = kinesis_req_stream(stream), *arr = json_object_new_array();
-	if (!o || !arr || json_object_object_add(o, "Records", arr)) {
-		json_object_put(arr);
-		json_object_put(o);
+	kinesis_put_entry *e = calloc(n ? n : 1, sizeof *e);
+	if (!e)
 		return NULL;
-	}
-	for (size_t i = 0; i < n; i++) {
-		size_t bl;
-		char *b64 =
-		    kinesis_b64_encode((const unsigned char *)recs[i]->data, recs[i]->len, &bl);
-		json_object *e = json_object_new_object();
-		json_object *d = b64 ? json_object_new_string_len(b64, (int)bl) : NULL;
-		json_object *k = json_object_new_string(recs[i]->pk);
-		free(b64);
-		if (!e || !d || !k || json_object_object_add(e, "Data", d)) {
-			json_object_put(d);
-			json_object_put(k);
-			json_object_put(e);
-			json_object_put(o);
-			return NULL;
-		}
-		if (json_object_object_add(e, "PartitionKey", k)) {
-			json_object_put(k);
-			json_object_put(e);
-			json_object_put(o);
-			return NULL;
-		}
-		if (json_object_array_add(arr, e)) { /* e owns k now */
-			json_object_put(e);
-			json_object_put(o);
-			return NULL;
-		}
-	}
+	for (size_t i = 0; i < n; i++)
+		e[i] = (kinesis_put_entry){recs[i]->data, recs[i]->len, recs[i]->pk};
+	json_object *o = kinesis_req_put_records(stream, e, n);
+	free(e);
 	return o;
 }
 
-static void sleep_ms(unsigned ms)
-{
-	struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
-	nanosleep(&ts, NULL);
-}
-
 /* Put recs[0..n) (one call's worth), retrying failed entries only, until deadline_ns. */
-static void put_call(kinesis_client *c, prec **recs, size_t n, uint64_t deadline_ns)
+static void put_call(aws_client *c, const char *stream, prec **recs, size_t n, uint64_t deadline_ns)
 {
-	const kinesis_settings *s = kinesis_client_settings(c);
+	const aws_settings *s = aws_client_settings(c);
 	prec **pending = malloc(n * sizeof *pending); /* NOLINT(bugprone-sizeof-expression) */
+	kinesis_put_outcome *out = calloc(n, sizeof *out);
 	size_t m = n;
 
-	if (!pending) {
+	if (!pending || !out) {
+		free(pending);
+		free(out);
 		for (size_t i = 0; i < n; i++) {
 			recs[i]->err = SCACHE_ENOMEM;
-			kinesis_fmt(recs[i]->msg, sizeof recs[i]->msg, "out of memory");
+			util_fmt(recs[i]->msg, sizeof recs[i]->msg, "out of memory");
 		}
 		return;
 	}
 	memcpy(pending, recs, n * sizeof *pending); /* NOLINT(bugprone-sizeof-expression) */
 	for (unsigned attempt = 0; m; attempt++) {
-		kinesis_result res;
-		json_object *req = put_records_request(s->stream_name, pending, m);
+		aws_result res;
+		json_object *req = put_records_request(stream, pending, m);
 		if (!req) {
 			for (size_t i = 0; i < m; i++) {
 				pending[i]->err = SCACHE_ENOMEM;
-				kinesis_fmt(pending[i]->msg, sizeof pending[i]->msg,
-				            "out of memory");
+				util_fmt(pending[i]->msg, sizeof pending[i]->msg, "out of memory");
 			}
 			break;
 		}
-		kinesis_call_until(c, "PutRecords", req, &res, deadline_ns);
+		aws_call_until(c, "PutRecords", req, &res, deadline_ns);
 		json_object_put(req);
-		json_object *arr = res.err ? NULL : kinesis_json_array(res.body, "Records");
-		if (res.err || !arr || json_object_array_length(arr) != m) {
+		if (res.err || kinesis_parse_put_records(res.body, m, out)) {
 			for (size_t i = 0; i < m; i++) {
 				pending[i]->err = res.err ? res.err : SCACHE_ESERVICE;
-				kinesis_fmt(
-				    pending[i]->msg, sizeof pending[i]->msg, "%s",
-				    res.err ? res.message
-				            : "PutRecords: answer without one entry per record");
+				util_fmt(pending[i]->msg, sizeof pending[i]->msg, "%s",
+				         res.err
+				             ? res.message
+				             : "PutRecords: answer without one entry per record");
 			}
-			kinesis_result_clear(&res);
+			aws_result_clear(&res);
 			break;
 		}
 		size_t keep = 0;
 		for (size_t i = 0; i < m; i++) {
-			json_object *e = json_object_array_get_idx(arr, i);
-			const char *seq = kinesis_json_str(e, "SequenceNumber");
-			const char *shard = kinesis_json_str(e, "ShardId");
-			const char *code = kinesis_json_str(e, "ErrorCode");
+			const char *seq = out[i].seq, *shard = out[i].shard, *code = out[i].code;
 			if (seq && !code) {
 				pending[i]->err = SCACHE_OK;
-				kinesis_fmt(pending[i]->seq, sizeof pending[i]->seq, "%s", seq);
-				kinesis_fmt(pending[i]->shard, sizeof pending[i]->shard, "%s",
-				            shard ? shard : "");
+				util_fmt(pending[i]->seq, sizeof pending[i]->seq, "%s", seq);
+				util_fmt(pending[i]->shard, sizeof pending[i]->shard, "%s",
+				         shard ? shard : "");
 				pending[i]->msg[0] = '\0';
 				continue;
 			}
-			const char *em = kinesis_json_str(e, "ErrorMessage");
 			char shown[sizeof pending[i]->msg];
 			pending[i]->err = SCACHE_EPUBLISH;
-			kinesis_client_redact(c, shown, sizeof shown, em); /* before cutting */
-			kinesis_fmt(pending[i]->msg, sizeof pending[i]->msg,
-			            "PutRecords at %s: %s: %s", kinesis_client_endpoint(c),
-			            code ? code : "no SequenceNumber", shown);
+			aws_client_redact(c, shown, sizeof shown,
+			                  out[i].message); /* before cutting */
+			util_fmt(pending[i]->msg, sizeof pending[i]->msg,
+			         "PutRecords at %s: %s: %s", aws_client_endpoint(c),
+			         code ? code : "no SequenceNumber", shown);
 			pending[keep++] = pending[i];
 		}
-		kinesis_result_clear(&res);
+		aws_result_clear(&res);
 		m = keep;
 		if (!m || attempt >= s->max_retries)
 			break;
-		unsigned wait = kinesis_backoff_ms(s->backoff_base_ms, s->backoff_max_ms, attempt,
-		                                   kinesis_random());
-		uint64_t now = kinesis_now_ns();
+		unsigned wait =
+		    aws_backoff_ms(s->backoff_base_ms, s->backoff_max_ms, attempt, aws_random());
+		uint64_t now = scache_now_ns(NULL);
 		if (now >= deadline_ns || (uint64_t)wait * 1000000u >= deadline_ns - now)
 			break; /* the publish timeout: these entries keep their error */
-		sleep_ms(wait);
+		util_sleep_ms(wait);
 	}
 	free(pending);
+	free(out);
 }
 
 static void result_set(scache_publish_result *r, scache_err err, const char *shard, const char *seq,
@@ -280,19 +264,19 @@ static void result_set(scache_publish_result *r, scache_err err, const char *sha
 	if (!r)
 		return;
 	r->err = err;
-	kinesis_fmt(r->shard_id, sizeof r->shard_id, "%s", shard ? shard : "");
-	kinesis_fmt(r->sequence, sizeof r->sequence, "%s", seq ? seq : "");
-	kinesis_fmt(r->message, sizeof r->message, "%s", msg ? msg : "");
+	util_fmt(r->shard_id, sizeof r->shard_id, "%s", shard ? shard : "");
+	util_fmt(r->sequence, sizeof r->sequence, "%s", seq ? seq : "");
+	util_fmt(r->message, sizeof r->message, "%s", msg ? msg : "");
 }
 
-static scache_err publish_with(kinesis_client *c, const char *const *keys, const size_t *lens,
-                               size_t n, scache_publish_result *results, uint64_t deadline_ns)
+static scache_err publish_with(const scache_publisher *p, aws_client *c, const char *const *keys,
+                               const size_t *lens, size_t n, scache_publish_result *results,
+                               uint64_t deadline_ns)
 {
 	size_t *valid = malloc(n * sizeof *valid), *sizes = malloc(n * sizeof *sizes);
 	size_t *starts = malloc(n * sizeof *starts), m = 0, nrec = 0;
 	prec *recs = NULL, **order = NULL;
 	scache_err ret = SCACHE_OK;
-	struct timespec now;
 
 	if (!valid || !sizes || !starts) {
 		ret = SCACHE_ENOMEM;
@@ -317,8 +301,7 @@ static scache_err publish_with(kinesis_client *c, const char *const *keys, const
 		ret = SCACHE_ENOMEM;
 		goto out;
 	}
-	clock_gettime(CLOCK_REALTIME, &now);
-	int64_t ts = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
+	int64_t ts = (int64_t)util_wall_ns();
 	const char **rk = malloc((m ? m : 1) * sizeof *rk);
 	size_t *rl = malloc((m ? m : 1) * sizeof *rl);
 	if (!rk || !rl) {
@@ -340,15 +323,15 @@ static scache_err publish_with(kinesis_client *c, const char *const *keys, const
 		if (record_build_scache(rk + x->first, rl + x->first, x->end - x->first, ts,
 		                        &x->data, &x->len)) {
 			x->err = SCACHE_ENOMEM;
-			kinesis_fmt(x->msg, sizeof x->msg, "out of memory");
+			util_fmt(x->msg, sizeof x->msg, "out of memory");
 		} else if (x->len + PUBLISH_PARTITION_KEY_LEN > PUBLISH_RECORD_MAX_BYTES) {
 			x->err = SCACHE_ETOOBIG;
-			kinesis_fmt(x->msg, sizeof x->msg,
-			            "key too large for one Kinesis record (%zu bytes, limit %zu)",
-			            x->len, (size_t)PUBLISH_RECORD_MAX_BYTES);
+			util_fmt(x->msg, sizeof x->msg,
+			         "key too large for one Kinesis record (%zu bytes, limit %zu)",
+			         x->len, (size_t)PUBLISH_RECORD_MAX_BYTES);
 		} else {
 			x->err = SCACHE_EPUBLISH;
-			kinesis_fmt(x->msg, sizeof x->msg, "not attempted");
+			util_fmt(x->msg, sizeof x->msg, "not attempted");
 			order[nput] = x;
 			sizes[nput++] = x->len + PUBLISH_PARTITION_KEY_LEN;
 		}
@@ -359,18 +342,17 @@ static scache_err publish_with(kinesis_client *c, const char *const *keys, const
 	size_t ncalls = publish_pack_calls(sizes, nput, starts);
 	for (size_t k = 0; k < ncalls; k++) {
 		size_t end = k + 1 < ncalls ? starts[k + 1] : nput;
-		if (k && kinesis_now_ns() >= deadline_ns) {
+		if (k && scache_now_ns(NULL) >= deadline_ns) {
 			for (size_t i = starts[k]; i < end; i++) {
 				order[i]->err = SCACHE_ETRANSPORT;
-				kinesis_fmt(order[i]->msg, sizeof order[i]->msg,
-				            "PutRecords at %s: not attempted: the publish timeout "
-				            "(%ld ms) was reached",
-				            kinesis_client_endpoint(c),
-				            kinesis_client_settings(c)->publish_timeout_ms);
+				util_fmt(order[i]->msg, sizeof order[i]->msg,
+				         "PutRecords at %s: not attempted: the publish timeout "
+				         "(%ld ms) was reached",
+				         aws_client_endpoint(c), p->s.publish_timeout_ms);
 			}
 			continue;
 		}
-		put_call(c, order + starts[k], end - starts[k], deadline_ns);
+		put_call(c, p->s.stream_name, order + starts[k], end - starts[k], deadline_ns);
 	}
 	for (size_t r = 0; r < nrec; r++) {
 		prec *x = &recs[r];
@@ -414,14 +396,14 @@ scache_err scache_publish_keys(scache_publisher *p, const char *const *keys, con
 	}
 	for (size_t i = 0; i < n; i++)
 		result_set(&results[i], SCACHE_EPUBLISH, NULL, NULL, "not attempted");
-	uint64_t deadline_ns = kinesis_now_ns() + (uint64_t)p->s.publish_timeout_ms * 1000000u;
-	kinesis_client *c = client_take(p);
+	uint64_t deadline_ns = scache_now_ns(NULL) + (uint64_t)p->s.publish_timeout_ms * 1000000u;
+	aws_client *c = client_take(p);
 	if (!c) {
 		err = SCACHE_ENOMEM;
 		for (size_t i = 0; i < n; i++)
 			result_set(&results[i], SCACHE_ENOMEM, NULL, NULL, "out of memory");
 	} else {
-		err = publish_with(c, keys, lens, n, results, deadline_ns);
+		err = publish_with(p, c, keys, lens, n, results, deadline_ns);
 		client_give_back(p, c);
 	}
 	free(tmp);
@@ -433,7 +415,7 @@ uint64_t publish_calls(scache_publisher *p)
 	pthread_mutex_lock(&p->mu);
 	uint64_t n = p->calls_freed;
 	for (size_t i = 0; i < p->nidle; i++)
-		n += kinesis_client_calls(p->idle[i]);
+		n += aws_client_calls(p->idle[i]);
 	pthread_mutex_unlock(&p->mu);
 	return n;
 }

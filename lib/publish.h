@@ -1,5 +1,6 @@
 /*
- * publish.h: private helpers of the publisher (lib/publish.c), for tests and tools.
+ * publish.h: private interface of the publisher (lib/publish.c): creation from resolved
+ * settings, for the Kinesis source, and helpers for tests and tools.
  */
 #ifndef SCACHE_PUBLISH_H
 #define SCACHE_PUBLISH_H
@@ -7,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kinesis.h"
 #include "scache/stream.h"
 
 /* Kinesis PutRecords limits (AWS documentation), partition keys included. */
@@ -14,6 +16,10 @@
 #define PUBLISH_CALL_MAX_BYTES    ((size_t)5 << 20)
 #define PUBLISH_RECORD_MAX_BYTES  ((size_t)1 << 20)
 #define PUBLISH_PARTITION_KEY_LEN 64
+
+/* publisher_new: scache_publisher_new with settings already resolved (copied). */
+scache_err publisher_new(const kinesis_settings *s, scache_publisher **out, char *errbuf,
+                         size_t errlen);
 
 /* A random partition key: 64 lower-case hex digits and a NUL. */
 void publish_partition_key(char out[PUBLISH_PARTITION_KEY_LEN + 1]);

@@ -1,6 +1,6 @@
 /*
- * reader.h: private hooks into the reader (lib/reader.c) for tests and benchmarks.
- * Call them only while no poll is in flight.
+ * reader.h: private interface of the reader (lib/reader.c): creation from resolved
+ * settings, for the Kinesis source, and hooks for tests and benchmarks.
  */
 #ifndef SCACHE_READER_H
 #define SCACHE_READER_H
@@ -8,7 +8,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kinesis.h"
 #include "scache/stream.h"
+
+/* reader_new: scache_reader_new with settings already resolved (copied). */
+scache_err reader_new(const kinesis_settings *s, scache_start_at start,
+                      const scache_reader_callbacks *callbacks, scache_reader **out, char *errbuf,
+                      size_t errlen);
+
+/* Test hooks: call them only while no poll is in flight. */
 
 /* Pretend the stream keeps records for retention_s seconds (the reader reads
  * RetentionPeriodHours at creation), with margin_s of caution before that. */

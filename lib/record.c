@@ -21,6 +21,7 @@
 #include <json-c/json.h>
 
 #include "scache/id.h"
+#include "util.h"
 
 void record_keys_clear(record_keys *k)
 {
@@ -31,12 +32,6 @@ void record_keys_clear(record_keys *k)
 	free(k->keys);
 	free(k->lens);
 	memset(k, 0, sizeof *k);
-}
-
-static void say(char *why, size_t whylen, const char *msg)
-{
-	if (why && whylen)
-		snprintf(why, whylen, "%s", msg);
 }
 
 static int digits(const char *s, size_t n)
@@ -81,22 +76,22 @@ static scache_err parse_scache(const unsigned char *data, size_t len, record_key
 		o = json_tokener_parse_ex(tok, (const char *)data, (int)len);
 	if (!o || json_tokener_get_error(tok) != json_tokener_success ||
 	    json_tokener_get_parse_end(tok) != len) {
-		say(why, whylen, "not valid JSON");
+		util_fmt(why, whylen, "not valid JSON");
 		goto out;
 	}
 	if (!json_object_is_type(o, json_type_object)) {
-		say(why, whylen, "not a JSON object");
+		util_fmt(why, whylen, "not a JSON object");
 		goto out;
 	}
 	if (!json_object_object_get_ex(o, "keys", &keys) ||
 	    !json_object_is_type(keys, json_type_array)) {
-		say(why, whylen, "no \"keys\" array");
+		util_fmt(why, whylen, "no \"keys\" array");
 		goto out;
 	}
 	if (!json_object_object_get_ex(o, "ts", &ts) ||
 	    !json_object_is_type(ts, json_type_string) ||
 	    !is_rfc3339(json_object_get_string(ts), (size_t)json_object_get_string_len(ts))) {
-		say(why, whylen, "no RFC 3339 \"ts\" string");
+		util_fmt(why, whylen, "no RFC 3339 \"ts\" string");
 		goto out;
 	}
 	size_t n = json_object_array_length(keys);
@@ -136,7 +131,7 @@ static scache_err parse_scache(const unsigned char *data, size_t len, record_key
 		out->lens[out->n++] = sl;
 	}
 	if (out->bad)
-		snprintf(why, why ? whylen : 0, "%zu of %zu keys are not data IDs", out->bad, n);
+		util_fmt(why, whylen, "%zu of %zu keys are not data IDs", out->bad, n);
 	err = SCACHE_OK;
 out:
 	if (err != SCACHE_OK)
@@ -161,7 +156,7 @@ scache_err record_parse(scache_record_format fmt, const unsigned char *data, siz
 	if (why && whylen)
 		why[0] = '\0';
 	if ((unsigned)fmt >= sizeof parsers / sizeof parsers[0]) {
-		say(why, whylen, "unknown record format");
+		util_fmt(why, whylen, "unknown record format");
 		return SCACHE_ERECORD;
 	}
 	return parsers[fmt](data ? data : (const unsigned char *)"", len, out, why, whylen);

@@ -53,7 +53,7 @@ size_t record_format_ts(int64_t ts_unix_ns, char *buf, size_t len);
  * record_pack: split keys into records so that each record's data plus partition_key_len
  * stays within max_record_bytes. starts[] receives the index of the first key of each
  * record (n slots suffice); returns the number of records. A key too large for a record
- * alone gets a record of its own (the caller rejects it with record_too_big).
+ * alone gets a record of its own, which the caller rejects (the publisher: SCACHE_ETOOBIG).
  */
 size_t record_pack(const size_t *key_sizes, size_t n, size_t max_record_bytes,
                    size_t partition_key_len, size_t *starts);

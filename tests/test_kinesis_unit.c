@@ -68,7 +68,7 @@ Test(request, get_records_with_limit)
 
 Test(request, headers_name_the_operation_and_carry_the_token)
 {
-	struct curl_slist *h = kinesis_headers("GetRecords", NULL), *t;
+	struct curl_slist *h = aws_headers(&kinesis_service, "GetRecords", NULL), *t;
 	const char *want[] = {"Content-Type: application/x-amz-json-1.1",
 	                      "X-Amz-Target: Kinesis_20131202.GetRecords", "Expect:"};
 	size_t i = 0;
@@ -78,7 +78,7 @@ Test(request, headers_name_the_operation_and_carry_the_token)
 	}
 	cr_assert_eq(i, 3);
 	curl_slist_free_all(h);
-	h = kinesis_headers("PutRecords", "tok123");
+	h = aws_headers(&kinesis_service, "PutRecords", "tok123");
 	for (t = h, i = 0; t->next; t = t->next)
 		i++;
 	cr_assert_eq(i, 3);
@@ -89,22 +89,22 @@ Test(request, headers_name_the_operation_and_carry_the_token)
 Test(request, endpoint_in_messages_never_shows_userinfo)
 {
 	char b[128];
-	cr_assert_str_eq(kinesis_endpoint_shown("https://AKID:secret@host.example/x", b, sizeof b),
+	cr_assert_str_eq(aws_endpoint_shown("https://AKID:secret@host.example/x", b, sizeof b),
 	                 "https://host.example/x");
-	cr_assert_str_eq(kinesis_endpoint_shown("http://127.0.0.1:4567", b, sizeof b),
+	cr_assert_str_eq(aws_endpoint_shown("http://127.0.0.1:4567", b, sizeof b),
 	                 "http://127.0.0.1:4567");
-	cr_assert_str_eq(kinesis_endpoint_shown("http://h/p@q", b, sizeof b), "http://h/p@q");
+	cr_assert_str_eq(aws_endpoint_shown("http://h/p@q", b, sizeof b), "http://h/p@q");
 	/* a password with an unencoded '@' (or '?', '#') still shows nothing of itself */
-	cr_assert_str_eq(kinesis_endpoint_shown("https://AKID:se@cr@host/x", b, sizeof b),
+	cr_assert_str_eq(aws_endpoint_shown("https://AKID:se@cr@host/x", b, sizeof b),
 	                 "https://host/x");
-	cr_assert_str_eq(kinesis_endpoint_shown("https://AKID:s?e#c@host", b, sizeof b),
+	cr_assert_str_eq(aws_endpoint_shown("https://AKID:s?e#c@host", b, sizeof b),
 	                 "https://host");
 }
 
 Test(request, sigv4_parameter)
 {
 	char b[64];
-	cr_assert_str_eq(kinesis_sigv4_param("eu-west-1", b, sizeof b),
+	cr_assert_str_eq(aws_sigv4_param(&kinesis_service, "eu-west-1", b, sizeof b),
 	                 "aws:amz:eu-west-1:kinesis");
 }
 
@@ -166,7 +166,7 @@ Test(errors, type_with_namespace_and_message)
 	char name[64], msg[200];
 	const char *body = "{\"__type\":\"com.amazonaws.kinesis.v20131202#"
 	                   "ResourceNotFoundException\",\"message\":\"Stream x not found.\"}";
-	kinesis_parse_error(body, strlen(body), name, sizeof name, msg, sizeof msg);
+	aws_parse_error(body, strlen(body), name, sizeof name, msg, sizeof msg);
 	cr_assert_str_eq(name, "ResourceNotFoundException");
 	cr_assert_str_eq(msg, "Stream x not found.");
 }
@@ -175,7 +175,7 @@ Test(errors, capital_message_and_plain_type)
 {
 	char name[64], msg[200];
 	const char *body = "{\"__type\":\"ExpiredIteratorException\",\"Message\":\"old\"}";
-	kinesis_parse_error(body, strlen(body), name, sizeof name, msg, sizeof msg);
+	aws_parse_error(body, strlen(body), name, sizeof name, msg, sizeof msg);
 	cr_assert_str_eq(name, "ExpiredIteratorException");
 	cr_assert_str_eq(msg, "old");
 }
@@ -184,10 +184,10 @@ Test(errors, body_that_is_not_json_is_kept_as_printable_text)
 {
 	char name[64], msg[200];
 	const char *body = "<html>\nBad Gateway</html>";
-	kinesis_parse_error(body, strlen(body), name, sizeof name, msg, sizeof msg);
+	aws_parse_error(body, strlen(body), name, sizeof name, msg, sizeof msg);
 	cr_assert_str_eq(name, "");
 	cr_assert_str_eq(msg, "<html>?Bad Gateway</html>");
-	kinesis_parse_error(NULL, 0, name, sizeof name, msg, sizeof msg);
+	aws_parse_error(NULL, 0, name, sizeof name, msg, sizeof msg);
 	cr_assert_str_eq(name, "");
 	cr_assert_str_eq(msg, "");
 }
@@ -199,49 +199,48 @@ Test(errors, credentials_are_masked_before_a_message_is_cut)
 	                   "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE12345/20261201/us-east-1/"
 	                   "kinesis/aws4_request, with secret wJalrXUtnFEMIbPxRfiCY\tend";
 	char out[512];
-	kinesis_redact(out, sizeof out, echo, strlen(echo), key, secret, token);
+	aws_redact(out, sizeof out, echo, strlen(echo), key, secret, token);
 	cr_assert_str_eq(out, "refused; headers: X-Amz-Security-Token: ****; Authorization: "
 	                      "AWS4-HMAC-SHA256 Credential=****2345/20261201/us-east-1/"
 	                      "kinesis/aws4_request, with secret ****?end");
 
 	/* cut after masking: never a start of a credential at the cut */
 	char small[40];
-	kinesis_redact(small, sizeof small, "Credential=AKIDEXAMPLE12345/x", 29, key, secret,
-	               token);
+	aws_redact(small, sizeof small, "Credential=AKIDEXAMPLE12345/x", 29, key, secret, token);
 	cr_assert_str_eq(small, "Credential=****2345/x");
-	kinesis_redact(small, 16, "Credential=AKIDEXAMPLE12345/x", 29, key, secret, token);
+	aws_redact(small, 16, "Credential=AKIDEXAMPLE12345/x", 29, key, secret, token);
 	cr_assert_str_eq(small, "Credential=****");
 
 	/* a credential cut off at the end of the text (4 characters or more) */
-	kinesis_redact(out, sizeof out, "Credential=AKIDEXAM", 19, key, secret, token);
+	aws_redact(out, sizeof out, "Credential=AKIDEXAM", 19, key, secret, token);
 	cr_assert_str_eq(out, "Credential=****");
-	kinesis_redact(out, sizeof out, "secret wJalrX", 13, key, secret, token);
+	aws_redact(out, sizeof out, "secret wJalrX", 13, key, secret, token);
 	cr_assert_str_eq(out, "secret ****");
-	kinesis_redact(out, sizeof out, "ends in AKI", 11, key, secret, token);
+	aws_redact(out, sizeof out, "ends in AKI", 11, key, secret, token);
 	cr_assert_str_eq(out, "ends in AKI"); /* 3 characters tell nothing */
 
 	/* a short key ID is masked whole; absent credentials mask nothing */
-	kinesis_redact(out, sizeof out, "Credential=AKID1234/", 20, "AKID1234", NULL, NULL);
+	aws_redact(out, sizeof out, "Credential=AKID1234/", 20, "AKID1234", NULL, NULL);
 	cr_assert_str_eq(out, "Credential=****/");
-	kinesis_redact(out, sizeof out, "plain", 5, NULL, NULL, NULL);
+	aws_redact(out, sizeof out, "plain", 5, NULL, NULL, NULL);
 	cr_assert_str_eq(out, "plain");
 }
 
 Test(errors, classification)
 {
-	cr_assert_eq(kinesis_classify(200, ""), KINESIS_FAIL_NONE);
-	cr_assert_eq(kinesis_classify(400, "ProvisionedThroughputExceededException"),
-	             KINESIS_FAIL_THROTTLE);
-	cr_assert_eq(kinesis_classify(400, "LimitExceededException"), KINESIS_FAIL_THROTTLE);
-	cr_assert_eq(kinesis_classify(400, "KMSThrottlingException"), KINESIS_FAIL_THROTTLE);
-	cr_assert_eq(kinesis_classify(400, "ExpiredIteratorException"), KINESIS_FAIL_EXPIRED);
-	cr_assert_eq(kinesis_classify(400, "ResourceNotFoundException"), KINESIS_FAIL_NOTFOUND);
-	cr_assert_eq(kinesis_classify(400, "InvalidArgumentException"), KINESIS_FAIL_INVALID);
-	cr_assert_eq(kinesis_classify(400, "ResourceInUseException"), KINESIS_FAIL_OTHER);
-	cr_assert_eq(kinesis_classify(500, "InternalFailure"), KINESIS_FAIL_SERVER);
-	cr_assert_eq(kinesis_classify(503, "ServiceUnavailable"), KINESIS_FAIL_SERVER);
-	cr_assert_eq(kinesis_classify(502, ""), KINESIS_FAIL_SERVER);
-	cr_assert_eq(kinesis_classify(403, "AccessDeniedException"), KINESIS_FAIL_OTHER);
+	cr_assert_eq(aws_classify(200, ""), AWS_FAIL_NONE);
+	cr_assert_eq(aws_classify(400, "ProvisionedThroughputExceededException"),
+	             AWS_FAIL_THROTTLE);
+	cr_assert_eq(aws_classify(400, "LimitExceededException"), AWS_FAIL_THROTTLE);
+	cr_assert_eq(aws_classify(400, "KMSThrottlingException"), AWS_FAIL_THROTTLE);
+	cr_assert_eq(aws_classify(400, "ExpiredIteratorException"), AWS_FAIL_EXPIRED);
+	cr_assert_eq(aws_classify(400, "ResourceNotFoundException"), AWS_FAIL_NOTFOUND);
+	cr_assert_eq(aws_classify(400, "InvalidArgumentException"), AWS_FAIL_INVALID);
+	cr_assert_eq(aws_classify(400, "ResourceInUseException"), AWS_FAIL_OTHER);
+	cr_assert_eq(aws_classify(500, "InternalFailure"), AWS_FAIL_SERVER);
+	cr_assert_eq(aws_classify(503, "ServiceUnavailable"), AWS_FAIL_SERVER);
+	cr_assert_eq(aws_classify(502, ""), AWS_FAIL_SERVER);
+	cr_assert_eq(aws_classify(403, "AccessDeniedException"), AWS_FAIL_OTHER);
 }
 
 /* ---- backoff ------------------------------------------------------------------------ */
@@ -249,24 +248,24 @@ Test(errors, classification)
 Test(backoff, full_jitter_within_the_doubling_cap)
 {
 	/* attempt k: [0, min(max, base * 2^k)] */
-	cr_assert_eq(kinesis_backoff_ms(50, 2000, 0, UINT64_MAX - 0), UINT64_MAX % 51);
-	cr_assert_eq(kinesis_backoff_ms(50, 2000, 0, 50), 50);
-	cr_assert_eq(kinesis_backoff_ms(50, 2000, 0, 51), 0);
-	cr_assert_eq(kinesis_backoff_ms(50, 2000, 3, 400), 400);
-	cr_assert_eq(kinesis_backoff_ms(50, 2000, 3, 401), 0);
-	cr_assert_eq(kinesis_backoff_ms(50, 2000, 10, 2000), 2000);
-	cr_assert_eq(kinesis_backoff_ms(50, 2000, 10, 2001), 0);
-	cr_assert_eq(kinesis_backoff_ms(50, 2000, 200, 2000), 2000); /* no overflow */
+	cr_assert_eq(aws_backoff_ms(50, 2000, 0, UINT64_MAX - 0), UINT64_MAX % 51);
+	cr_assert_eq(aws_backoff_ms(50, 2000, 0, 50), 50);
+	cr_assert_eq(aws_backoff_ms(50, 2000, 0, 51), 0);
+	cr_assert_eq(aws_backoff_ms(50, 2000, 3, 400), 400);
+	cr_assert_eq(aws_backoff_ms(50, 2000, 3, 401), 0);
+	cr_assert_eq(aws_backoff_ms(50, 2000, 10, 2000), 2000);
+	cr_assert_eq(aws_backoff_ms(50, 2000, 10, 2001), 0);
+	cr_assert_eq(aws_backoff_ms(50, 2000, 200, 2000), 2000); /* no overflow */
 	for (unsigned a = 0; a < 40; a++)
 		for (int i = 0; i < 200; i++)
-			cr_assert_leq(kinesis_backoff_ms(50, 2000, a, kinesis_random()), 2000u);
+			cr_assert_leq(aws_backoff_ms(50, 2000, a, aws_random()), 2000u);
 }
 
 Test(backoff, jitter_spreads)
 {
 	unsigned lo = 2000, hi = 0;
 	for (int i = 0; i < 2000; i++) {
-		unsigned v = kinesis_backoff_ms(50, 2000, 6, kinesis_random());
+		unsigned v = aws_backoff_ms(50, 2000, 6, aws_random());
 		lo = v < lo ? v : lo;
 		hi = v > hi ? v : hi;
 	}
@@ -283,9 +282,9 @@ Test(base64, round_trip_and_padding)
 	for (size_t i = 0; i < 5; i++) {
 		size_t n;
 		char *e =
-		    kinesis_b64_encode((const unsigned char *)cases[i][0], strlen(cases[i][0]), &n);
+		    util_b64_encode((const unsigned char *)cases[i][0], strlen(cases[i][0]), &n);
 		cr_assert_str_eq(e, cases[i][1]);
-		unsigned char *d = kinesis_b64_decode(e, n, &n);
+		unsigned char *d = util_b64_decode(e, n, &n);
 		cr_assert_eq(n, strlen(cases[i][0]));
 		cr_assert_eq(memcmp(d, cases[i][0], n), 0);
 		free(e);
@@ -293,8 +292,8 @@ Test(base64, round_trip_and_padding)
 	}
 	unsigned char bin[] = {0xff, 0xfe, 0x00, 0x7a};
 	size_t n;
-	char *e = kinesis_b64_encode(bin, 4, &n);
-	unsigned char *d = kinesis_b64_decode(e, n, &n);
+	char *e = util_b64_encode(bin, 4, &n);
+	unsigned char *d = util_b64_decode(e, n, &n);
 	cr_assert_eq(n, 4);
 	cr_assert_eq(memcmp(d, bin, 4), 0);
 	free(e);
@@ -304,10 +303,10 @@ Test(base64, round_trip_and_padding)
 Test(base64, invalid_input_is_refused)
 {
 	size_t n;
-	cr_assert_null(kinesis_b64_decode("Zg=", 3, &n));
-	cr_assert_null(kinesis_b64_decode("Z!==", 4, &n));
-	cr_assert_null(kinesis_b64_decode("Z=g=", 4, &n));
-	cr_assert_null(kinesis_b64_decode("Zg==Zg==", 8, &n));
+	cr_assert_null(util_b64_decode("Zg=", 3, &n));
+	cr_assert_null(util_b64_decode("Z!==", 4, &n));
+	cr_assert_null(util_b64_decode("Z=g=", 4, &n));
+	cr_assert_null(util_b64_decode("Zg==Zg==", 8, &n));
 }
 
 Test(sequence, numeric_comparison)
@@ -342,28 +341,28 @@ Test(settings, environment_fallbacks_in_order, .init = clear_env)
 	setenv("AWS_SECRET_ACCESS_KEY", "secretenv", 1);
 	setenv("AWS_SESSION_TOKEN", "tokenenv", 1);
 	cr_assert_eq(kinesis_settings_resolve(&cfg, 1, &s, err, sizeof err), SCACHE_OK);
-	cr_assert_str_eq(s.region, "eu-west-1");
-	cr_assert_str_eq(s.endpoint, "https://kinesis.eu-west-1.amazonaws.com");
-	cr_assert_str_eq(s.access_key_id, "AKIDENV");
-	cr_assert_str_eq(s.session_token, "tokenenv");
-	cr_assert_eq(s.connect_timeout_ms, 2000);
-	cr_assert_eq(s.timeout_ms, 10000);
-	cr_assert_eq(s.max_retries, 5u);
-	cr_assert_eq(s.backoff_base_ms, 50u);
-	cr_assert_eq(s.backoff_max_ms, 2000u);
+	cr_assert_str_eq(s.aws.region, "eu-west-1");
+	cr_assert_str_eq(s.aws.endpoint, "https://kinesis.eu-west-1.amazonaws.com");
+	cr_assert_str_eq(s.aws.access_key_id, "AKIDENV");
+	cr_assert_str_eq(s.aws.session_token, "tokenenv");
+	cr_assert_eq(s.aws.connect_timeout_ms, 2000);
+	cr_assert_eq(s.aws.timeout_ms, 10000);
+	cr_assert_eq(s.aws.max_retries, 5u);
+	cr_assert_eq(s.aws.backoff_base_ms, 50u);
+	cr_assert_eq(s.aws.backoff_max_ms, 2000u);
 	cr_assert_eq(s.list_shards_interval_ms, 60000u);
 	kinesis_settings_clear(&s);
 
 	setenv("AWS_REGION", "us-west-2", 1);
 	setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:1/", 1);
 	cr_assert_eq(kinesis_settings_resolve(&cfg, 1, &s, err, sizeof err), SCACHE_OK);
-	cr_assert_str_eq(s.region, "us-west-2");
-	cr_assert_str_eq(s.endpoint, "http://127.0.0.1:1");
+	cr_assert_str_eq(s.aws.region, "us-west-2");
+	cr_assert_str_eq(s.aws.endpoint, "http://127.0.0.1:1");
 	kinesis_settings_clear(&s);
 
 	setenv("AWS_ENDPOINT_URL_KINESIS", "http://127.0.0.1:2", 1);
 	cr_assert_eq(kinesis_settings_resolve(&cfg, 1, &s, err, sizeof err), SCACHE_OK);
-	cr_assert_str_eq(s.endpoint, "http://127.0.0.1:2");
+	cr_assert_str_eq(s.aws.endpoint, "http://127.0.0.1:2");
 	kinesis_settings_clear(&s);
 
 	/* explicit settings win, and explicit keys never pick up the environment's token */
@@ -372,10 +371,10 @@ Test(settings, environment_fallbacks_in_order, .init = clear_env)
 	cfg.access_key_id = "AKIDCFG";
 	cfg.secret_access_key = "secretcfg";
 	cr_assert_eq(kinesis_settings_resolve(&cfg, 1, &s, err, sizeof err), SCACHE_OK);
-	cr_assert_str_eq(s.region, "ap-south-1");
-	cr_assert_str_eq(s.endpoint, "https://example.invalid");
-	cr_assert_str_eq(s.access_key_id, "AKIDCFG");
-	cr_assert_null(s.session_token);
+	cr_assert_str_eq(s.aws.region, "ap-south-1");
+	cr_assert_str_eq(s.aws.endpoint, "https://example.invalid");
+	cr_assert_str_eq(s.aws.access_key_id, "AKIDCFG");
+	cr_assert_null(s.aws.session_token);
 	kinesis_settings_clear(&s);
 }
 
@@ -420,22 +419,22 @@ Test(settings, transport_errors_do_not_show_credentials, .init = clear_env)
 	                            .backoff_base_ms = 1,
 	                            .backoff_max_ms = 2};
 	kinesis_settings s;
-	kinesis_client *c;
-	kinesis_result r;
+	aws_client *c;
+	aws_result r;
 	cr_assert_eq(kinesis_settings_resolve(&cfg, 1, &s, NULL, 0), SCACHE_OK);
 	cr_assert_eq(kinesis_client_new(&s, &c, NULL, 0), SCACHE_OK);
 	kinesis_settings_clear(&s);
 	json_object *req = kinesis_req_stream("s");
-	kinesis_call(c, "ListShards", req, &r);
+	aws_call(c, "ListShards", req, &r);
 	cr_assert_eq(r.err, SCACHE_ETRANSPORT);
-	cr_assert_eq(r.fail, KINESIS_FAIL_TRANSPORT);
+	cr_assert_eq(r.fail, AWS_FAIL_TRANSPORT);
 	cr_assert_eq(r.attempts, 3u); /* one call and two retries */
-	cr_assert_eq(kinesis_client_calls(c), 3u);
+	cr_assert_eq(aws_client_calls(c), 3u);
 	cr_assert(strstr(r.message, "ListShards at http://127.0.0.1:1"), "%s", r.message);
 	cr_assert_null(strstr(r.message, "never"), "%s", r.message);
-	kinesis_result_clear(&r);
+	aws_result_clear(&r);
 	json_object_put(req);
-	kinesis_client_free(c);
+	aws_client_free(c);
 }
 
 static int first_result_out_of_memory(int curl_code)
@@ -457,29 +456,29 @@ Test(client, a_transfer_that_ends_out_of_memory_leaves_its_slot_usable, .init = 
 	                            .backoff_base_ms = 1,
 	                            .backoff_max_ms = 2};
 	kinesis_settings s;
-	kinesis_client *c;
-	kinesis_result r;
+	aws_client *c;
+	aws_result r;
 	cr_assert_eq(kinesis_settings_resolve(&cfg, 1, &s, NULL, 0), SCACHE_OK);
 	cr_assert_eq(kinesis_client_new(&s, &c, NULL, 0), SCACHE_OK);
 	kinesis_settings_clear(&s);
 	json_object *req = kinesis_req_stream("s");
-	kinesis_test_transfer_result = first_result_out_of_memory;
-	kinesis_call(c, "ListShards", req, &r);
+	aws_test_transfer_result = first_result_out_of_memory;
+	aws_call(c, "ListShards", req, &r);
 	cr_assert_eq(r.err, SCACHE_ETRANSPORT, "%s", r.message);
 	cr_assert(strstr(r.message, curl_easy_strerror(CURLE_OUT_OF_MEMORY)), "%s", r.message);
-	kinesis_result_clear(&r);
+	aws_result_clear(&r);
 	/* the same slot runs the next calls: they reach the network again */
 	for (int i = 0; i < 2; i++) {
-		kinesis_call(c, "ListShards", req, &r);
-		cr_assert_eq(r.fail, KINESIS_FAIL_TRANSPORT, "%s", r.message);
+		aws_call(c, "ListShards", req, &r);
+		cr_assert_eq(r.fail, AWS_FAIL_TRANSPORT, "%s", r.message);
 		cr_assert(strstr(r.message, curl_easy_strerror(CURLE_COULDNT_CONNECT)), "%s",
 		          r.message);
-		kinesis_result_clear(&r);
+		aws_result_clear(&r);
 	}
-	kinesis_test_transfer_result = NULL;
-	cr_assert_eq(kinesis_client_calls(c), 5u); /* 1 (not retried), then 2 and 2 */
+	aws_test_transfer_result = NULL;
+	cr_assert_eq(aws_client_calls(c), 5u); /* 1 (not retried), then 2 and 2 */
 	json_object_put(req);
-	kinesis_client_free(c);
+	aws_client_free(c);
 }
 
 /* ---- records ------------------------------------------------------------------------ */

@@ -187,14 +187,14 @@ Test(echo, an_error_quoting_the_signed_headers_shows_no_credential_and_keeps_the
 {
 	scache_stream_config cfg;
 	kinesis_settings s;
-	kinesis_client *c;
-	kinesis_result r;
+	aws_client *c;
+	aws_result r;
 	config_for(&cfg);
 	cr_assert_eq(kinesis_settings_resolve(&cfg, 1, &s, NULL, 0), SCACHE_OK);
 	cr_assert_eq(kinesis_client_new(&s, &c, NULL, 0), SCACHE_OK);
 	kinesis_settings_clear(&s);
 	json_object *req = kinesis_req_stream("live");
-	kinesis_call(c, "ListShards", req, &r);
+	aws_call(c, "ListShards", req, &r);
 	json_object_put(req);
 	cr_assert_eq(r.err, SCACHE_ESERVICE, "%s", r.message);
 	cr_assert_eq(r.http_status, 400);
@@ -208,8 +208,8 @@ Test(echo, an_error_quoting_the_signed_headers_shows_no_credential_and_keeps_the
 	cr_assert(strstr(r.message, "X-Amz-Security-Token: ****; Authorization: AWS4-HMAC-SHA256 "
 	                            "Credential=****9876/"),
 	          "%s", r.message);
-	kinesis_result_clear(&r);
-	kinesis_client_free(c);
+	aws_result_clear(&r);
+	aws_client_free(c);
 }
 
 Test(echo, a_publish_refused_with_the_signed_headers_quoted_shows_no_credential)
