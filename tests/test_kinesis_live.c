@@ -23,24 +23,6 @@
 #include "reader.h"
 #include "scache/scache.h"
 
-static kinesalite K;
-static faultproxy *P;
-
-static void up(void)
-{
-	char err[256];
-	cr_assert_eq(kinesalite_start(&K, err, sizeof err), 0, "%s", err);
-}
-
-static void down(void)
-{
-	faultproxy_stop(P);
-	P = NULL;
-	kinesalite_stop(&K);
-}
-
-TestSuite(live, .init = up, .fini = down, .timeout = 120);
-
 /* ---- helpers -------------------------------------------------------------------------- */
 
 typedef struct seen {
@@ -113,23 +95,108 @@ static char *key_of(const char *id)
 	return k;
 }
 
-static scache_reader *reader_on(scache_stream_config *cfg, seen *s, scache_start_at at)
+/* ---- the fixture ------------------------------------------------------------------------ */
+
+/* up() starts kinesalite before each test. What a test starts besides is kept here, made
+ * by the helpers below, and down() stops and frees all of it after the test, also after
+ * a failed assertion (Criterion runs .fini then too): no process, thread or connection
+ * outlives a test, whatever its outcome. */
+static kinesalite K;
+static faultproxy *P; /* proxy_on() */
+static seen S;        /* what the fixture's reader saw */
+static struct {
+	scache_stream_config cfg; /* stream_on() */
+	scache_reader *reader;    /* reader_at(), reader_with() */
+	scache_publisher *publisher;
+	scache_cache *cache; /* a test's middleware and its cache */
+	scache_middleware *mw;
+	pid_t tail;        /* tail_start(): a scachectl tail */
+	char tail_out[32]; /* its output file */
+} F;
+
+static void up(void)
 {
-	scache_reader *r = NULL;
-	scache_reader_callbacks cb = {.on_keys = on_keys, .on_gap = on_gap, .arg = s};
-	char err[512];
-	scache_err e = scache_reader_new(cfg, at, &cb, &r, err, sizeof err);
-	cr_assert_eq(e, SCACHE_OK, "%s: %s", scache_strerror(e), err);
-	return r;
+	char err[256];
+	seen_init(&S);
+	cr_assert_eq(kinesalite_start(&K, err, sizeof err), 0, "%s", err);
 }
 
-static scache_publisher *publisher_on(scache_stream_config *cfg)
+static void down(void)
 {
-	scache_publisher *p = NULL;
-	char err[512];
-	cr_assert_eq(scache_publisher_new(cfg, &p, err, sizeof err), SCACHE_OK, "%s", err);
-	return p;
+	if (F.tail > 0) {
+		kill(F.tail, SIGKILL);
+		waitpid(F.tail, NULL, 0);
+	}
+	if (F.tail_out[0])
+		unlink(F.tail_out);
+	scache_middleware_free(F.mw);
+	scache_cache_free(F.cache);
+	scache_publisher_free(F.publisher);
+	scache_reader_free(F.reader);
+	memset(&F, 0, sizeof F);
+	seen_free(&S);
+	faultproxy_stop(P);
+	P = NULL;
+	kinesalite_stop(&K);
 }
+
+TestSuite(live, .init = up, .fini = down, .timeout = 120);
+
+/* The fixture's stream configuration (F.cfg), for stream at kinesalite, after creating
+ * the stream with `shards` shards (0: not created). */
+static void stream_on(const char *stream, int shards)
+{
+	kinesalite_config(&K, stream, &F.cfg);
+	if (shards)
+		cr_assert_eq(kinesalite_create_stream(&K, stream, shards, NULL, 0), 0);
+}
+
+/* Start the fault proxy in front of kinesalite, and send the configuration through it. */
+static void proxy_on(void)
+{
+	P = faultproxy_start(K.port);
+	cr_assert_not_null(P);
+	F.cfg.endpoint = faultproxy_endpoint(P);
+}
+
+/* The fixture's reader from at, with callbacks cb (it replaces, and frees, one made
+ * before). */
+static scache_reader *reader_with(scache_start_at at, const scache_reader_callbacks *cb)
+{
+	char err[512];
+	scache_reader_free(F.reader);
+	F.reader = NULL;
+	scache_err e = scache_reader_new(&F.cfg, at, cb, &F.reader, err, sizeof err);
+	cr_assert_eq(e, SCACHE_OK, "%s: %s", scache_strerror(e), err);
+	return F.reader;
+}
+
+/* ... whose keys and gaps go to S */
+static scache_reader *reader_at(scache_start_at at)
+{
+	scache_reader_callbacks cb = {.on_keys = on_keys, .on_gap = on_gap, .arg = &S};
+	return reader_with(at, &cb);
+}
+
+/* The fixture's publisher. */
+static scache_publisher *publisher(void)
+{
+	char err[512];
+	cr_assert_eq(scache_publisher_new(&F.cfg, &F.publisher, err, sizeof err), SCACHE_OK, "%s",
+	             err);
+	return F.publisher;
+}
+
+/* A stream through the proxy, a publisher, and a reader from LATEST. */
+static scache_reader *proxied(const char *stream, int shards, scache_publisher **p)
+{
+	stream_on(stream, shards);
+	proxy_on();
+	*p = publisher();
+	return reader_at(SCACHE_START_LATEST);
+}
+
+/* ---- more helpers ----------------------------------------------------------------------- */
 
 /* Publish one record with the given ids; returns the shard it went to in shard. */
 static void publish_ids(scache_publisher *p, const char *const *ids, size_t n, char *shard)
@@ -161,9 +228,6 @@ static void publish1(scache_publisher *p, const char *id)
 	publish_ids(p, &id, 1, NULL);
 }
 
-static scache_reader *proxied(const char *stream, int shards, scache_stream_config *cfg, seen *s,
-                              scache_publisher **p);
-
 static scache_poll_info sync_ok(scache_reader *r)
 {
 	scache_poll_info info;
@@ -192,13 +256,9 @@ static void admin(const char *op, const char *json)
 
 Test(live, publish_and_read_one_shard)
 {
-	scache_stream_config cfg;
-	seen s;
-	kinesalite_config(&K, "one", &cfg);
-	cr_assert_eq(kinesalite_create_stream(&K, "one", 1, NULL, 0), 0);
-	seen_init(&s);
-	scache_reader *r = reader_on(&cfg, &s, SCACHE_START_LATEST);
-	scache_publisher *p = publisher_on(&cfg);
+	stream_on("one", 1);
+	scache_reader *r = reader_at(SCACHE_START_LATEST);
+	scache_publisher *p = publisher();
 
 	const char *ids[] = {"1", "2", "a b&c/é"};
 	publish_ids(p, ids, 3, NULL);
@@ -208,9 +268,9 @@ Test(live, publish_and_read_one_shard)
 	cr_assert_eq(info.bad_records, 0);
 	cr_assert_eq(info.gap, 0);
 	cr_assert_eq(info.calls, 1); /* one GetRecords on one shard: no ListShards per poll */
-	cr_assert_eq(s.n, 3);
-	cr_assert_str_eq(s.keys[0], "id=1&s=db.t.id&t=data.ID");
-	cr_assert_str_eq(s.keys[2], "id=a+b%26c%2F%C3%A9&s=db.t.id&t=data.ID");
+	cr_assert_eq(S.n, 3);
+	cr_assert_str_eq(S.keys[0], "id=1&s=db.t.id&t=data.ID");
+	cr_assert_str_eq(S.keys[2], "id=a+b%26c%2F%C3%A9&s=db.t.id&t=data.ID");
 
 	scache_reader_stats st;
 	scache_reader_stats_get(r, &st);
@@ -222,23 +282,15 @@ Test(live, publish_and_read_one_shard)
 	cr_assert_eq(st.last_success_started_ns, info.started_ns);
 	cr_assert(scache_reader_fresh(r, info.started_ns));
 	cr_assert_not(scache_reader_fresh(r, info.started_ns + 1));
-
-	scache_publisher_free(p);
-	scache_reader_free(r);
-	seen_free(&s);
 }
 
 Test(live, publish_and_read_four_shards)
 {
-	scache_stream_config cfg;
-	seen s;
 	char ids[40][8], shard[64], shards[4][64];
 	size_t nshards = 0;
-	kinesalite_config(&K, "four", &cfg);
-	cr_assert_eq(kinesalite_create_stream(&K, "four", 4, NULL, 0), 0);
-	seen_init(&s);
-	scache_reader *r = reader_on(&cfg, &s, SCACHE_START_LATEST);
-	scache_publisher *p = publisher_on(&cfg);
+	stream_on("four", 4);
+	scache_reader *r = reader_at(SCACHE_START_LATEST);
+	scache_publisher *p = publisher();
 
 	for (int i = 0; i < 40; i++) {
 		const char *id = ids[i];
@@ -256,25 +308,19 @@ Test(live, publish_and_read_four_shards)
 	cr_assert_eq(info.records, 40);
 	cr_assert_eq(info.calls, 4); /* one GetRecords per shard, concurrently */
 	for (int i = 0; i < 40; i++)
-		expect_once(&s, ids[i]);
+		expect_once(&S, ids[i]);
 	info = sync_ok(r);
 	cr_assert_eq(info.keys, 0);
 	cr_assert_eq(info.calls, 4);
 	scache_reader_stats st;
 	scache_reader_stats_get(r, &st);
 	cr_assert_eq(st.shards, 4);
-
-	scache_publisher_free(p);
-	scache_reader_free(r);
-	seen_free(&s);
 }
 
 Test(live, shards_are_polled_concurrently_over_kept_alive_connections)
 {
-	scache_stream_config cfg;
-	seen s;
 	scache_publisher *p;
-	scache_reader *r = proxied("conc", 4, &cfg, &s, &p);
+	scache_reader *r = proxied("conc", 4, &p);
 	for (int i = 0; i < 5; i++)
 		sync_ok(r);
 	uint64_t conns = reader_test_connects(r);
@@ -290,38 +336,24 @@ Test(live, shards_are_polled_concurrently_over_kept_alive_connections)
 	uint64_t ms = (info.finished_ns - info.started_ns) / 1000000u;
 	cr_assert_geq(ms, 290);
 	cr_assert_lt(ms, 900, "a poll of four delayed shards took %llu ms", (unsigned long long)ms);
-	scache_publisher_free(p);
-	scache_reader_free(r);
-	seen_free(&s);
 }
 
 Test(live, start_at_trim_horizon_reads_older_records)
 {
-	scache_stream_config cfg;
-	seen s;
-	kinesalite_config(&K, "th", &cfg);
-	cr_assert_eq(kinesalite_create_stream(&K, "th", 2, NULL, 0), 0);
-	scache_publisher *p = publisher_on(&cfg);
+	stream_on("th", 2);
+	scache_publisher *p = publisher();
 	publish1(p, "old");
-	seen_init(&s);
-	scache_reader *r = reader_on(&cfg, &s, SCACHE_START_TRIM_HORIZON);
+	scache_reader *r = reader_at(SCACHE_START_TRIM_HORIZON);
 	sync_ok(r);
-	expect_once(&s, "old");
-	scache_publisher_free(p);
-	scache_reader_free(r);
-	seen_free(&s);
+	expect_once(&S, "old");
 }
 
 Test(live, position_is_kept_across_empty_polls)
 {
-	scache_stream_config cfg;
-	seen s;
 	char ids[4][64], before[4][128], after[4][128];
-	kinesalite_config(&K, "keep", &cfg);
-	cr_assert_eq(kinesalite_create_stream(&K, "keep", 1, NULL, 0), 0);
-	seen_init(&s);
-	scache_reader *r = reader_on(&cfg, &s, SCACHE_START_LATEST);
-	scache_publisher *p = publisher_on(&cfg);
+	stream_on("keep", 1);
+	scache_reader *r = reader_at(SCACHE_START_LATEST);
+	scache_publisher *p = publisher();
 
 	publish1(p, "first");
 	sync_ok(r);
@@ -337,26 +369,19 @@ Test(live, position_is_kept_across_empty_polls)
 	cr_assert_str_eq(after[0], before[0]);
 	publish1(p, "second");
 	sync_ok(r);
-	cr_assert_eq(s.n, 2);
-	expect_once(&s, "first");
-	expect_once(&s, "second");
-	scache_publisher_free(p);
-	scache_reader_free(r);
-	seen_free(&s);
+	cr_assert_eq(S.n, 2);
+	expect_once(&S, "first");
+	expect_once(&S, "second");
 }
 
 /* ---- resharding --------------------------------------------------------------------------- */
 
 Test(live, split_and_merge_mid_run_lose_nothing_and_read_parents_first)
 {
-	scache_stream_config cfg;
-	seen s;
 	char id[16];
-	kinesalite_config(&K, "reshard", &cfg);
-	cr_assert_eq(kinesalite_create_stream(&K, "reshard", 1, NULL, 0), 0);
-	seen_init(&s);
-	scache_reader *r = reader_on(&cfg, &s, SCACHE_START_LATEST);
-	scache_publisher *p = publisher_on(&cfg);
+	stream_on("reshard", 1);
+	scache_reader *r = reader_at(SCACHE_START_LATEST);
+	scache_publisher *p = publisher();
 
 	publish1(p, "p0");
 	sync_ok(r);
@@ -372,16 +397,16 @@ Test(live, split_and_merge_mid_run_lose_nothing_and_read_parents_first)
 	 * read after its last record: the children may come one poll later */
 	sync_ok(r);
 	sync_ok(r);
-	expect_once(&s, "p1");
+	expect_once(&S, "p1");
 	for (int i = 0; i < 10; i++) {
 		snprintf(id, sizeof id, "c%d", i);
-		expect_once(&s, id);
+		expect_once(&S, id);
 	}
-	long p1 = seen_index(&s, "id=p1&s=db.t.id&t=data.ID");
+	long p1 = seen_index(&S, "id=p1&s=db.t.id&t=data.ID");
 	for (int i = 0; i < 10; i++) {
 		char k[64];
 		snprintf(k, sizeof k, "id=c%d&s=db.t.id&t=data.ID", i);
-		cr_assert_lt(p1, seen_index(&s, k), "parent before child");
+		cr_assert_lt(p1, seen_index(&S, k), "parent before child");
 	}
 	scache_reader_stats st;
 	scache_reader_stats_get(r, &st);
@@ -407,41 +432,31 @@ Test(live, split_and_merge_mid_run_lose_nothing_and_read_parents_first)
 	for (int i = 0; i < 6; i++) {
 		char k[64];
 		snprintf(id, sizeof id, "m%d", i);
-		expect_once(&s, id);
+		expect_once(&S, id);
 		snprintf(k, sizeof k, "id=m%d&s=db.t.id&t=data.ID", i);
-		if (seen_index(&s, k) > last_parent)
-			last_parent = seen_index(&s, k);
+		if (seen_index(&S, k) > last_parent)
+			last_parent = seen_index(&S, k);
 		snprintf(id, sizeof id, "n%d", i);
-		expect_once(&s, id);
+		expect_once(&S, id);
 		snprintf(k, sizeof k, "id=n%d&s=db.t.id&t=data.ID", i);
-		if (seen_index(&s, k) < first_child)
-			first_child = seen_index(&s, k);
+		if (seen_index(&S, k) < first_child)
+			first_child = seen_index(&S, k);
 	}
 	cr_assert_lt(last_parent, first_child, "both parents before the merged child");
-	cr_assert_eq(s.n, 2 + 10 + 12);
+	cr_assert_eq(S.n, 2 + 10 + 12);
 	scache_reader_stats_get(r, &st);
 	cr_assert_eq(st.gaps, 0);
 	cr_assert_eq(st.shards, 4);
-
-	scache_publisher_free(p);
-	scache_reader_free(r);
-	seen_free(&s);
 }
 
 /* ---- iterators -------------------------------------------------------------------------- */
 
 Test(live, expired_iterator_resumes_after_the_last_sequence_number)
 {
-	scache_stream_config cfg;
-	seen s;
-	kinesalite_config(&K, "exp", &cfg);
-	cr_assert_eq(kinesalite_create_stream(&K, "exp", 1, NULL, 0), 0);
-	P = faultproxy_start(K.port);
-	cr_assert_not_null(P);
-	cfg.endpoint = faultproxy_endpoint(P);
-	seen_init(&s);
-	scache_reader *r = reader_on(&cfg, &s, SCACHE_START_LATEST);
-	scache_publisher *p = publisher_on(&cfg);
+	stream_on("exp", 1);
+	proxy_on();
+	scache_reader *r = reader_at(SCACHE_START_LATEST);
+	scache_publisher *p = publisher();
 
 	publish1(p, "a");
 	sync_ok(r);
@@ -453,67 +468,50 @@ Test(live, expired_iterator_resumes_after_the_last_sequence_number)
 	cr_assert_eq(faultproxy_requests(P, "GetShardIterator"), its + 1);
 	cr_assert_eq(info.calls, 3); /* expired GetRecords, GetShardIterator, GetRecords */
 	cr_assert_eq(info.keys, 1);
-	expect_once(&s, "a");
-	expect_once(&s, "b");
+	expect_once(&S, "a");
+	expect_once(&S, "b");
 
 	/* an invalid iterator (InvalidArgumentException) is replaced the same way */
 	publish1(p, "c");
 	cr_assert_eq(reader_test_spoil_iterators(r, "AAAAAAAAAAGarbage=="), 1);
 	sync_ok(r);
-	expect_once(&s, "b");
-	expect_once(&s, "c");
-	cr_assert_eq(s.n, 3);
-	scache_publisher_free(p);
-	scache_reader_free(r);
-	seen_free(&s);
+	expect_once(&S, "b");
+	expect_once(&S, "c");
+	cr_assert_eq(S.n, 3);
 }
 
 Test(live, expired_iterator_with_nothing_read_resumes_at_timestamp)
 {
-	scache_stream_config cfg;
-	seen s;
-	kinesalite_config(&K, "expts", &cfg);
-	cr_assert_eq(kinesalite_create_stream(&K, "expts", 1, NULL, 0), 0);
-	seen_init(&s);
-	scache_reader *r = reader_on(&cfg, &s, SCACHE_START_LATEST);
-	scache_publisher *p = publisher_on(&cfg);
+	stream_on("expts", 1);
+	scache_reader *r = reader_at(SCACHE_START_LATEST);
+	scache_publisher *p = publisher();
 	sync_ok(r); /* empty: nothing read, the position is a time */
 	publish1(p, "x");
 	cr_assert_eq(reader_test_spoil_iterators(r, "AAAAAAAAAAGarbage=="), 1);
 	scache_poll_info info = sync_ok(r);
 	cr_assert_eq(info.keys, 1);
-	expect_once(&s, "x");
-	cr_assert_eq(s.n, 1);
-	scache_publisher_free(p);
-	scache_reader_free(r);
-	seen_free(&s);
+	expect_once(&S, "x");
+	cr_assert_eq(S.n, 1);
 }
 
 Test(live, unanswered_at_timestamp_falls_back_to_trim_horizon)
 {
 	/* kinesalite never answers AT_TIMESTAMP when the shard holds no record after the
 	 * time: the reader must neither stall nor lose anything */
-	scache_stream_config cfg;
-	seen s;
-	kinesalite_config(&K, "quiet", &cfg);
-	cr_assert_eq(kinesalite_create_stream(&K, "quiet", 1, NULL, 0), 0);
-	scache_publisher *p = publisher_on(&cfg);
+	stream_on("quiet", 1);
+	scache_publisher *p = publisher();
 	publish1(p, "older"); /* before the reader: TRIM_HORIZON will deliver it again */
-	seen_init(&s);
-	scache_reader *r = reader_on(&cfg, &s, SCACHE_START_LATEST);
+	scache_reader *r = reader_at(SCACHE_START_LATEST);
 	sync_ok(r);
 	cr_assert_eq(reader_test_spoil_iterators(r, "AAAAAAAAAAGarbage=="), 1);
 	scache_poll_info info = sync_ok(r);
 	uint64_t ms = (info.finished_ns - info.started_ns) / 1000000u;
 	cr_assert_lt(ms, 4500, "the poll took %llu ms", (unsigned long long)ms);
 	cr_assert_eq(info.gap, 0);
-	expect_once(&s, "older");
+	expect_once(&S, "older");
 	publish1(p, "newer");
 	sync_ok(r);
-	expect_once(&s, "newer");
-	scache_publisher_free(p);
-	scache_reader_free(r);
-	seen_free(&s);
+	expect_once(&S, "newer");
 }
 
 Test(live, a_shard_whose_at_timestamp_iterator_times_out_is_still_read_in_that_poll)
@@ -522,10 +520,8 @@ Test(live, a_shard_whose_at_timestamp_iterator_times_out_is_still_read_in_that_p
 	 * 3 s bound), so the reader falls back to TRIM_HORIZON: the poll must read the shard
 	 * from there before it reports success, or a record published before the poll began
 	 * is missing from a poll that says it caught up */
-	scache_stream_config cfg;
-	seen s;
 	scache_publisher *p;
-	scache_reader *r = proxied("tsdelay", 1, &cfg, &s, &p);
+	scache_reader *r = proxied("tsdelay", 1, &p);
 	sync_ok(r); /* empty: nothing read, the position is a time */
 	publish1(p, "x");
 	cr_assert_eq(reader_test_spoil_iterators(r, "AAAAAAAAAAGarbage=="), 1);
@@ -533,23 +529,16 @@ Test(live, a_shard_whose_at_timestamp_iterator_times_out_is_still_read_in_that_p
 	scache_poll_info info = sync_ok(r);
 	cr_assert_eq(faultproxy_injected(P), 1);
 	cr_assert_eq(info.keys, 1);
-	expect_once(&s, "x");
-	scache_publisher_free(p);
-	scache_reader_free(r);
-	seen_free(&s);
+	expect_once(&S, "x");
 }
 
 /* ---- malformed records ------------------------------------------------------------------ */
 
 Test(live, malformed_records_are_counted_and_skipped)
 {
-	scache_stream_config cfg;
-	seen s;
-	kinesalite_config(&K, "bad", &cfg);
-	cr_assert_eq(kinesalite_create_stream(&K, "bad", 1, NULL, 0), 0);
-	seen_init(&s);
-	scache_reader *r = reader_on(&cfg, &s, SCACHE_START_LATEST);
-	scache_publisher *p = publisher_on(&cfg);
+	stream_on("bad", 1);
+	scache_reader *r = reader_at(SCACHE_START_LATEST);
+	scache_publisher *p = publisher();
 	const char *bad[] = {
 	    "not json at all",
 	    "{\"keys\":\"id=1&s=a&t=data.ID\",\"ts\":\"2026-11-24T13:26:26Z\"}",
@@ -570,20 +559,17 @@ Test(live, malformed_records_are_counted_and_skipped)
 	cr_assert_eq(info.records, 7);
 	cr_assert_eq(info.bad_records, 4);
 	cr_assert_eq(info.keys, 3);
-	cr_assert_eq(s.n, 3);
-	cr_assert_str_eq(s.keys[0], "id=good1&s=db.t.id&t=data.ID");
-	cr_assert_str_eq(s.keys[1], "id=go&s=db.t.id&t=data.ID");
-	cr_assert_str_eq(s.keys[2], "id=good2&s=db.t.id&t=data.ID");
+	cr_assert_eq(S.n, 3);
+	cr_assert_str_eq(S.keys[0], "id=good1&s=db.t.id&t=data.ID");
+	cr_assert_str_eq(S.keys[1], "id=go&s=db.t.id&t=data.ID");
+	cr_assert_str_eq(S.keys[2], "id=good2&s=db.t.id&t=data.ID");
 	/* and the reader goes on */
 	publish1(p, "good3");
 	sync_ok(r);
-	expect_once(&s, "good3");
+	expect_once(&S, "good3");
 	scache_reader_stats st;
 	scache_reader_stats_get(r, &st);
 	cr_assert_eq(st.bad_records, 4);
-	scache_publisher_free(p);
-	scache_reader_free(r);
-	seen_free(&s);
 }
 
 /* json_tokener_new, interposed: fail the tokener_fail_at-th call after arming (0: never),
@@ -607,14 +593,10 @@ json_tokener *json_tokener_new(void)
 Test(live, a_record_whose_parse_runs_out_of_memory_is_read_again)
 {
 	/* out of memory is not a malformed record: skipping it would lose its keys */
-	scache_stream_config cfg;
-	seen s;
 	scache_poll_info info;
-	kinesalite_config(&K, "nomem", &cfg);
-	cr_assert_eq(kinesalite_create_stream(&K, "nomem", 1, NULL, 0), 0);
-	seen_init(&s);
-	scache_reader *r = reader_on(&cfg, &s, SCACHE_START_LATEST);
-	scache_publisher *p = publisher_on(&cfg);
+	stream_on("nomem", 1);
+	scache_reader *r = reader_at(SCACHE_START_LATEST);
+	scache_publisher *p = publisher();
 	sync_ok(r);
 	publish1(p, "m");
 	tokener_calls = 0;
@@ -623,10 +605,7 @@ Test(live, a_record_whose_parse_runs_out_of_memory_is_read_again)
 	tokener_fail_at = 0;
 	cr_assert_eq(tokener_failed, 1);
 	sync_ok(r);
-	expect_once(&s, "m");
-	scache_publisher_free(p);
-	scache_reader_free(r);
-	seen_free(&s);
+	expect_once(&S, "m");
 }
 
 /* clock_gettime, interposed: CLOCK_REALTIME runs realtime_skew_s seconds ahead */
@@ -650,14 +629,10 @@ Test(live, a_clock_ahead_of_the_service_loses_nothing_on_resuming_at_a_time)
 	/* SigV4 accepts a clock up to 5 minutes off. With ours 35 s ahead, a position kept
 	 * as "30 s before the last good read" by our clock lies after that read by the
 	 * service's: a record that arrived in between would be skipped */
-	scache_stream_config cfg;
-	seen s;
-	kinesalite_config(&K, "skew", &cfg);
-	cr_assert_eq(kinesalite_create_stream(&K, "skew", 1, NULL, 0), 0);
-	seen_init(&s);
+	stream_on("skew", 1);
 	realtime_skew_s = 35;
-	scache_reader *r = reader_on(&cfg, &s, SCACHE_START_LATEST);
-	scache_publisher *p = publisher_on(&cfg);
+	scache_reader *r = reader_at(SCACHE_START_LATEST);
+	scache_publisher *p = publisher();
 	sync_ok(r); /* empty: nothing read, the position is a time */
 	publish1(p, "x");
 	sleep(6); /* until the service's clock passes our "last good read - 30 s" */
@@ -666,25 +641,18 @@ Test(live, a_clock_ahead_of_the_service_loses_nothing_on_resuming_at_a_time)
 	scache_poll_info info = sync_ok(r);
 	realtime_skew_s = 0;
 	cr_assert_eq(info.keys, 2);
-	expect_once(&s, "x");
-	expect_once(&s, "y");
-	scache_publisher_free(p);
-	scache_reader_free(r);
-	seen_free(&s);
+	expect_once(&S, "x");
+	expect_once(&S, "y");
 }
 
 /* ---- gaps --------------------------------------------------------------------------------- */
 
 Test(live, stream_deleted_under_the_reader_reports_a_gap_then_recovers)
 {
-	scache_stream_config cfg;
-	seen s;
 	scache_poll_info info;
-	kinesalite_config(&K, "gone", &cfg);
-	cr_assert_eq(kinesalite_create_stream(&K, "gone", 2, NULL, 0), 0);
-	seen_init(&s);
-	scache_reader *r = reader_on(&cfg, &s, SCACHE_START_LATEST);
-	scache_publisher *p = publisher_on(&cfg);
+	stream_on("gone", 2);
+	scache_reader *r = reader_at(SCACHE_START_LATEST);
+	scache_publisher *p = publisher();
 	publish1(p, "before");
 	sync_ok(r);
 
@@ -692,40 +660,33 @@ Test(live, stream_deleted_under_the_reader_reports_a_gap_then_recovers)
 	scache_err e = scache_reader_sync(r, scache_now_ns(NULL), 0, &info);
 	cr_assert_eq(e, SCACHE_ESERVICE);
 	cr_assert_eq(info.gap, 1);
-	cr_assert_eq(s.gaps, 1);
-	cr_assert(strstr(s.why, "stream 'gone' not found"), "%s", s.why);
+	cr_assert_eq(S.gaps, 1);
+	cr_assert(strstr(S.why, "stream 'gone' not found"), "%s", S.why);
 	cr_assert(strstr(info.message, "ResourceNotFoundException"), "%s", info.message);
 	cr_assert(strstr(info.message, K.endpoint), "%s", info.message);
 	cr_assert_not(scache_reader_fresh(r, info.started_ns));
 	/* still gone: an error each poll, but one gap */
 	cr_assert_eq(scache_reader_sync(r, scache_now_ns(NULL), 0, &info), SCACHE_ESERVICE);
-	cr_assert_eq(s.gaps, 1);
+	cr_assert_eq(S.gaps, 1);
 
 	/* recreated: everything in the new stream is read from its start */
 	cr_assert_eq(kinesalite_create_stream(&K, "gone", 2, NULL, 0), 0);
 	publish1(p, "after");
 	sync_ok(r);
-	expect_once(&s, "after");
-	cr_assert_eq(s.gaps, 1);
+	expect_once(&S, "after");
+	cr_assert_eq(S.gaps, 1);
 	scache_reader_stats st;
 	scache_reader_stats_get(r, &st);
 	cr_assert_eq(st.gaps, 1);
 	cr_assert_eq(st.poll_errors, 2);
-	scache_publisher_free(p);
-	scache_reader_free(r);
-	seen_free(&s);
 }
 
 Test(live, stream_recreated_between_polls_is_a_gap)
 {
-	scache_stream_config cfg;
-	seen s;
-	kinesalite_config(&K, "again", &cfg);
-	cfg.list_shards_interval_ms = 1; /* list on every poll to notice at once */
-	cr_assert_eq(kinesalite_create_stream(&K, "again", 1, NULL, 0), 0);
-	seen_init(&s);
-	scache_reader *r = reader_on(&cfg, &s, SCACHE_START_LATEST);
-	scache_publisher *p = publisher_on(&cfg);
+	stream_on("again", 1);
+	F.cfg.list_shards_interval_ms = 1; /* list on every poll to notice at once */
+	scache_reader *r = reader_at(SCACHE_START_LATEST);
+	scache_publisher *p = publisher();
 	publish1(p, "one");
 	sync_ok(r);
 	cr_assert_eq(kinesalite_delete_stream(&K, "again", NULL, 0), 0);
@@ -735,12 +696,9 @@ Test(live, stream_recreated_between_polls_is_a_gap)
 	publish1(p, "two");
 	scache_poll_info info = sync_ok(r);
 	cr_assert_eq(info.gap, 1);
-	cr_assert_eq(s.gaps, 1);
-	cr_assert(strstr(s.why, "recreated"), "%s", s.why);
-	expect_once(&s, "two");
-	scache_publisher_free(p);
-	scache_reader_free(r);
-	seen_free(&s);
+	cr_assert_eq(S.gaps, 1);
+	cr_assert(strstr(S.why, "recreated"), "%s", S.why);
+	expect_once(&S, "two");
 }
 
 Test(live, stream_recreated_under_a_reader_with_nothing_read_yet_is_a_gap)
@@ -749,13 +707,9 @@ Test(live, stream_recreated_under_a_reader_with_nothing_read_yet_is_a_gap)
 	 * its slow timer; its iterator expires while the stream is deleted and recreated.
 	 * A new AT_TIMESTAMP iterator works on the new stream, but a record of the deleted
 	 * one was never read: before resuming, the reader must look for a recreation */
-	scache_stream_config cfg;
-	seen s;
-	kinesalite_config(&K, "again2", &cfg);
-	cr_assert_eq(kinesalite_create_stream(&K, "again2", 1, NULL, 0), 0);
-	seen_init(&s);
-	scache_reader *r = reader_on(&cfg, &s, SCACHE_START_LATEST);
-	scache_publisher *p = publisher_on(&cfg);
+	stream_on("again2", 1);
+	scache_reader *r = reader_at(SCACHE_START_LATEST);
+	scache_publisher *p = publisher();
 	sync_ok(r);
 	publish1(p, "lost");
 	cr_assert_eq(kinesalite_delete_stream(&K, "again2", NULL, 0), 0);
@@ -767,12 +721,9 @@ Test(live, stream_recreated_under_a_reader_with_nothing_read_yet_is_a_gap)
 	cr_assert_eq(reader_test_spoil_iterators(r, "AAAAAAAAAAGarbage=="), 1);
 	scache_poll_info info = sync_ok(r);
 	cr_assert_eq(info.gap, 1, "the record of the old stream was lost without a gap");
-	cr_assert_eq(s.gaps, 1);
-	cr_assert(strstr(s.why, "recreated"), "%s", s.why);
-	expect_once(&s, "two");
-	scache_publisher_free(p);
-	scache_reader_free(r);
-	seen_free(&s);
+	cr_assert_eq(S.gaps, 1);
+	cr_assert(strstr(S.why, "recreated"), "%s", S.why);
+	expect_once(&S, "two");
 }
 
 Test(live, a_stream_recreated_under_working_iterators_is_a_gap_at_the_next_check)
@@ -781,17 +732,13 @@ Test(live, a_stream_recreated_under_working_iterators_is_a_gap_at_the_next_check
 	 * shards only on its slow timer (60 s): the stream check must notice, within its
 	 * interval, that the stream is another one (and the record put just before the
 	 * deletion is lost: a gap) */
-	scache_stream_config cfg;
-	seen s;
-	kinesalite_config(&K, "reborn", &cfg);
-	cfg.stream_check_interval_ms = 1; /* taken as 1000 */
-	cr_assert_eq(kinesalite_create_stream(&K, "reborn", 1, NULL, 0), 0);
-	seen_init(&s);
-	scache_reader *r = reader_on(&cfg, &s, SCACHE_START_LATEST);
-	scache_publisher *p = publisher_on(&cfg);
+	stream_on("reborn", 1);
+	F.cfg.stream_check_interval_ms = 1; /* taken as 1000 */
+	scache_reader *r = reader_at(SCACHE_START_LATEST);
+	scache_publisher *p = publisher();
 	publish1(p, "one");
 	sync_ok(r);
-	expect_once(&s, "one");
+	expect_once(&S, "one");
 	publish1(p, "lost"); /* never read: the stream goes away first */
 	cr_assert_eq(kinesalite_delete_stream(&K, "reborn", NULL, 0), 0);
 	sleep(1); /* kinesalite's creation times are in whole seconds */
@@ -800,20 +747,17 @@ Test(live, a_stream_recreated_under_working_iterators_is_a_gap_at_the_next_check
 	publish1(p, "two");
 	scache_poll_info info = sync_ok(r);
 	cr_assert_eq(info.gap, 1, "the recreation went unnoticed");
-	cr_assert_eq(s.gaps, 1);
-	cr_assert(strstr(s.why, "stream 'reborn' was recreated"), "%s", s.why);
-	expect_once(&s, "two");
-	cr_assert_eq(seen_count(&s, "id=lost&s=db.t.id&t=data.ID"), 0);
+	cr_assert_eq(S.gaps, 1);
+	cr_assert(strstr(S.why, "stream 'reborn' was recreated"), "%s", S.why);
+	expect_once(&S, "two");
+	cr_assert_eq(seen_count(&S, "id=lost&s=db.t.id&t=data.ID"), 0);
 	/* and then read on as usual, without another gap */
 	publish1(p, "three");
 	sync_ok(r);
-	expect_once(&s, "three");
+	expect_once(&S, "three");
 	usleep(1100000);
 	sync_ok(r);
-	cr_assert_eq(s.gaps, 1);
-	scache_publisher_free(p);
-	scache_reader_free(r);
-	seen_free(&s);
+	cr_assert_eq(S.gaps, 1);
 }
 
 Test(live, a_stream_recreated_at_once_with_more_shards_is_a_gap_at_the_next_check)
@@ -821,14 +765,10 @@ Test(live, a_stream_recreated_at_once_with_more_shards_is_a_gap_at_the_next_chec
 	/* deleted and recreated within the same second (kinesalite's creation times are whole
 	 * seconds, so the creation time may not change) with 4 shards instead of 1: the new
 	 * shards have no parent, which no reshard makes */
-	scache_stream_config cfg;
-	seen s;
-	kinesalite_config(&K, "reborn4", &cfg);
-	cfg.stream_check_interval_ms = 1000;
-	cr_assert_eq(kinesalite_create_stream(&K, "reborn4", 1, NULL, 0), 0);
-	seen_init(&s);
-	scache_reader *r = reader_on(&cfg, &s, SCACHE_START_LATEST);
-	scache_publisher *p = publisher_on(&cfg);
+	stream_on("reborn4", 1);
+	F.cfg.stream_check_interval_ms = 1000;
+	scache_reader *r = reader_at(SCACHE_START_LATEST);
+	scache_publisher *p = publisher();
 	publish1(p, "one");
 	sync_ok(r);
 	cr_assert_eq(kinesalite_delete_stream(&K, "reborn4", NULL, 0), 0);
@@ -839,34 +779,28 @@ Test(live, a_stream_recreated_at_once_with_more_shards_is_a_gap_at_the_next_chec
 	usleep(1100000);             /* the check's interval */
 	scache_poll_info info = sync_ok(r);
 	cr_assert_eq(info.gap, 1, "the recreation went unnoticed");
-	cr_assert_eq(s.gaps, 1);
-	cr_assert(strstr(s.why, "stream 'reborn4' was recreated"), "%s", s.why);
+	cr_assert_eq(S.gaps, 1);
+	cr_assert(strstr(S.why, "stream 'reborn4' was recreated"), "%s", S.why);
 	for (size_t i = 0; i < 8; i++)
-		expect_once(&s, ids[i]);
+		expect_once(&S, ids[i]);
 	scache_reader_stats st;
 	scache_reader_stats_get(r, &st);
 	cr_assert_eq(st.shards, 4);
-	scache_publisher_free(p);
-	scache_reader_free(r);
-	seen_free(&s);
 }
 
 Test(live, the_stream_check_runs_at_most_once_a_second)
 {
 	/* DescribeStreamSummary: 20 calls a second per account, for all readers together */
-	scache_stream_config cfg;
-	seen s;
 	scache_publisher *p;
-	scache_reader *r = proxied("checked", 1, &cfg, &s, &p);
+	scache_reader *r = proxied("checked", 1, &p);
 	/* proxied() made the reader with a zero interval: the default, 10 s */
 	cr_assert_eq(faultproxy_requests(P, "DescribeStreamSummary"), 1); /* at creation */
 	for (int i = 0; i < 5; i++)
 		sync_ok(r);
 	cr_assert_eq(faultproxy_requests(P, "DescribeStreamSummary"), 1);
-	scache_reader_free(r);
 
-	cfg.stream_check_interval_ms = 1; /* asks for every poll: taken as 1000 */
-	r = reader_on(&cfg, &s, SCACHE_START_LATEST);
+	F.cfg.stream_check_interval_ms = 1; /* asks for every poll: taken as 1000 */
+	r = reader_at(SCACHE_START_LATEST); /* in place of the first */
 	unsigned before = faultproxy_requests(P, "DescribeStreamSummary");
 	uint64_t t0 = scache_now_ns(NULL);
 	for (int i = 0; i < 20; i++)
@@ -877,21 +811,14 @@ Test(live, the_stream_check_runs_at_most_once_a_second)
 	unsigned checks = faultproxy_requests(P, "DescribeStreamSummary") - before;
 	cr_assert_geq(checks, 1, "no check in %.1f s", elapsed_s);
 	cr_assert_leq(checks, (unsigned)elapsed_s + 1, "%u checks in %.1f s", checks, elapsed_s);
-	cr_assert_eq(s.gaps, 0);
-	scache_publisher_free(p);
-	scache_reader_free(r);
-	seen_free(&s);
+	cr_assert_eq(S.gaps, 0);
 }
 
 Test(live, position_older_than_the_retention_is_a_gap)
 {
-	scache_stream_config cfg;
-	seen s;
-	kinesalite_config(&K, "old", &cfg);
-	cr_assert_eq(kinesalite_create_stream(&K, "old", 1, NULL, 0), 0);
-	seen_init(&s);
-	scache_reader *r = reader_on(&cfg, &s, SCACHE_START_LATEST);
-	scache_publisher *p = publisher_on(&cfg);
+	stream_on("old", 1);
+	scache_reader *r = reader_at(SCACHE_START_LATEST);
+	scache_publisher *p = publisher();
 	publish1(p, "a");
 	sync_ok(r);
 	reader_test_set_retention(r, 0.2, 0);
@@ -899,22 +826,18 @@ Test(live, position_older_than_the_retention_is_a_gap)
 	publish1(p, "b");
 	scache_poll_info info = sync_ok(r);
 	cr_assert_eq(info.gap, 1);
-	cr_assert(strstr(s.why, "retention"), "%s", s.why);
+	cr_assert(strstr(S.why, "retention"), "%s", S.why);
 	/* restarted at TRIM_HORIZON: everything still in the stream is read again */
-	expect_once(&s, "b");
-	cr_assert_eq(seen_count(&s, "id=a&s=db.t.id&t=data.ID"), 2);
-	scache_publisher_free(p);
-	scache_reader_free(r);
-	seen_free(&s);
+	expect_once(&S, "b");
+	cr_assert_eq(seen_count(&S, "id=a&s=db.t.id&t=data.ID"), 2);
 }
 
 Test(live, missing_stream_at_creation_is_named)
 {
-	scache_stream_config cfg;
 	scache_reader *r = NULL;
 	char err[512];
-	kinesalite_config(&K, "nosuch", &cfg);
-	cr_assert_eq(scache_reader_new(&cfg, SCACHE_START_LATEST, NULL, &r, err, sizeof err),
+	stream_on("nosuch", 0);
+	cr_assert_eq(scache_reader_new(&F.cfg, SCACHE_START_LATEST, NULL, &r, err, sizeof err),
 	             SCACHE_ESERVICE);
 	cr_assert_null(r);
 	cr_assert(strstr(err, "ResourceNotFoundException"), "%s", err);
@@ -927,17 +850,13 @@ Test(live, a_list_shards_answer_repeating_its_next_token_is_refused)
 {
 	/* an answer that hands back the token it was asked with would page forever,
 	 * keeping every page in memory */
-	scache_stream_config cfg;
 	scache_reader *r = NULL;
 	char err[512];
-	kinesalite_config(&K, "loop", &cfg);
-	cr_assert_eq(kinesalite_create_stream(&K, "loop", 1, NULL, 0), 0);
-	P = faultproxy_start(K.port);
-	cr_assert_not_null(P);
-	cfg.endpoint = faultproxy_endpoint(P);
+	stream_on("loop", 1);
+	proxy_on();
 	faultproxy_add(P, "ListShards", FAULT_CANNED, 50, 200,
 	               "{\"Shards\":[],\"NextToken\":\"AAAAsame\"}");
-	cr_assert_eq(scache_reader_new(&cfg, SCACHE_START_LATEST, NULL, &r, err, sizeof err),
+	cr_assert_eq(scache_reader_new(&F.cfg, SCACHE_START_LATEST, NULL, &r, err, sizeof err),
 	             SCACHE_ESERVICE);
 	cr_assert_null(r);
 	cr_assert_leq(faultproxy_requests(P, "ListShards"), 2);
@@ -963,19 +882,15 @@ Test(live, a_list_shards_answer_naming_a_shard_twice_is_refused)
 {
 	/* the second entry, with another starting sequence number, looked like a recreation:
 	 * the reconciliation started over and over, forever */
-	scache_stream_config cfg;
 	scache_reader *r = NULL;
 	char err[512], body[1024];
-	kinesalite_config(&K, "twice", &cfg);
-	cr_assert_eq(kinesalite_create_stream(&K, "twice", 1, NULL, 0), 0);
-	P = faultproxy_start(K.port);
-	cr_assert_not_null(P);
-	cfg.endpoint = faultproxy_endpoint(P);
+	stream_on("twice", 1);
+	proxy_on();
 	snprintf(body, sizeof body, "{\"Shards\":[");
 	append_shard(body, sizeof body, 0, SEQ0, ",");
 	append_shard(body, sizeof body, 0, SEQ1, "]}");
 	faultproxy_add(P, "ListShards", FAULT_CANNED, 1, 200, body);
-	cr_assert_eq(scache_reader_new(&cfg, SCACHE_START_LATEST, NULL, &r, err, sizeof err),
+	cr_assert_eq(scache_reader_new(&F.cfg, SCACHE_START_LATEST, NULL, &r, err, sizeof err),
 	             SCACHE_ESERVICE);
 	cr_assert_null(r);
 	cr_assert_eq(faultproxy_requests(P, "ListShards"), 1);
@@ -986,18 +901,12 @@ Test(live, a_list_shards_answer_naming_a_shard_twice_is_refused)
 
 Test(live, a_later_listing_naming_a_shard_twice_fails_the_poll_and_keeps_the_shards)
 {
-	scache_stream_config cfg;
-	seen s;
 	char body[1024];
-	kinesalite_config(&K, "twice2", &cfg);
-	cfg.list_shards_interval_ms = 1; /* list on every poll */
-	cr_assert_eq(kinesalite_create_stream(&K, "twice2", 1, NULL, 0), 0);
-	P = faultproxy_start(K.port);
-	cr_assert_not_null(P);
-	cfg.endpoint = faultproxy_endpoint(P);
-	seen_init(&s);
-	scache_reader *r = reader_on(&cfg, &s, SCACHE_START_LATEST);
-	scache_publisher *p = publisher_on(&cfg);
+	stream_on("twice2", 1);
+	F.cfg.list_shards_interval_ms = 1; /* list on every poll */
+	proxy_on();
+	scache_reader *r = reader_at(SCACHE_START_LATEST);
+	scache_publisher *p = publisher();
 	publish1(p, "one");
 	/* the same entry twice, as kinesalite would list it */
 	char *answer, err[256];
@@ -1018,35 +927,28 @@ Test(live, a_later_listing_naming_a_shard_twice_fails_the_poll_and_keeps_the_sha
 	cr_assert(strstr(info.message, "lists shard shardId-000000000000 twice"), "%s",
 	          info.message);
 	cr_assert_eq(info.gap, 0);
-	cr_assert_eq(s.gaps, 0);
+	cr_assert_eq(S.gaps, 0);
 	/* the next listing is the real one: nothing was lost */
 	sync_ok(r);
-	expect_once(&s, "one");
-	cr_assert_eq(s.gaps, 0);
+	expect_once(&S, "one");
+	cr_assert_eq(S.gaps, 0);
 	scache_reader_stats st;
 	scache_reader_stats_get(r, &st);
 	cr_assert_eq(st.shards, 1);
-	scache_publisher_free(p);
-	scache_reader_free(r);
-	seen_free(&s);
 }
 
 Test(live, a_list_shards_next_token_cycle_is_refused_naming_the_token)
 {
 	/* page 1 -> TOKEN-B, page 2 -> TOKEN-A, page 3 -> TOKEN-B again: it would page forever */
-	scache_stream_config cfg;
 	scache_reader *r = NULL;
 	char err[512];
-	kinesalite_config(&K, "cycle", &cfg);
-	cr_assert_eq(kinesalite_create_stream(&K, "cycle", 1, NULL, 0), 0);
-	P = faultproxy_start(K.port);
-	cr_assert_not_null(P);
-	cfg.endpoint = faultproxy_endpoint(P);
+	stream_on("cycle", 1);
+	proxy_on();
 	for (int i = 0; i < 20; i++)
 		faultproxy_add(P, "ListShards", FAULT_CANNED, 1, 200,
 		               i % 2 ? "{\"Shards\":[],\"NextToken\":\"TOKEN-A\"}"
 		                     : "{\"Shards\":[],\"NextToken\":\"TOKEN-B\"}");
-	cr_assert_eq(scache_reader_new(&cfg, SCACHE_START_LATEST, NULL, &r, err, sizeof err),
+	cr_assert_eq(scache_reader_new(&F.cfg, SCACHE_START_LATEST, NULL, &r, err, sizeof err),
 	             SCACHE_ESERVICE);
 	cr_assert_null(r);
 	cr_assert_eq(faultproxy_requests(P, "ListShards"), 3);
@@ -1057,17 +959,11 @@ Test(live, a_list_shards_next_token_cycle_is_refused_naming_the_token)
 
 Test(live, a_listing_beyond_its_bounds_of_pages_or_shards_is_refused)
 {
-	scache_stream_config cfg;
-	seen s;
 	char page[128], body[1024];
-	kinesalite_config(&K, "bounds", &cfg);
-	cfg.list_shards_interval_ms = 1; /* list on every poll */
-	cr_assert_eq(kinesalite_create_stream(&K, "bounds", 1, NULL, 0), 0);
-	P = faultproxy_start(K.port);
-	cr_assert_not_null(P);
-	cfg.endpoint = faultproxy_endpoint(P);
-	seen_init(&s);
-	scache_reader *r = reader_on(&cfg, &s, SCACHE_START_LATEST);
+	stream_on("bounds", 1);
+	F.cfg.list_shards_interval_ms = 1; /* list on every poll */
+	proxy_on();
+	scache_reader *r = reader_at(SCACHE_START_LATEST);
 	reader_test_set_list_limits(r, 3, 100000);
 	/* tokens that never repeat */
 	for (int i = 0; i < 5; i++) {
@@ -1093,9 +989,7 @@ Test(live, a_listing_beyond_its_bounds_of_pages_or_shards_is_refused)
 	cr_assert_eq(scache_reader_sync(r, scache_now_ns(NULL), 0, &info), SCACHE_ESERVICE);
 	cr_assert(strstr(info.message, "ListShards: stream 'bounds' lists more than 2 shards"),
 	          "%s", info.message);
-	cr_assert_eq(s.gaps, 0);
-	scache_reader_free(r);
-	seen_free(&s);
+	cr_assert_eq(S.gaps, 0);
 }
 
 /* ---- messages ------------------------------------------------------------------------------ */
@@ -1144,15 +1038,14 @@ static long sync_capturing_stderr(scache_reader *r)
 
 Test(live, reader_messages_go_to_on_log_and_a_repeating_one_is_shown_once_with_a_count)
 {
-	scache_stream_config cfg;
 	messages m = {0};
-	scache_reader *r = NULL;
 	char err[512];
-	kinesalite_config(&K, "chatty", &cfg);
-	cr_assert_eq(kinesalite_create_stream(&K, "chatty", 1, NULL, 0), 0);
+	stream_on("chatty", 1);
 	scache_reader_callbacks cb = {.on_keys = on_log_keys, .arg = &m, .on_log = on_log};
-	cr_assert_eq(scache_reader_new(&cfg, SCACHE_START_LATEST, &cb, &r, err, sizeof err),
-	             SCACHE_OK, "%s", err);
+	cr_assert_eq(
+	    scache_reader_new(&F.cfg, SCACHE_START_LATEST, &cb, &F.reader, err, sizeof err),
+	    SCACHE_OK, "%s", err);
+	scache_reader *r = F.reader;
 	for (int i = 0; i < 3; i++)
 		cr_assert_eq(kinesalite_put_raw(&K, "chatty", "not json", 8, NULL, 0, NULL, 0), 0);
 	cr_assert_eq(sync_capturing_stderr(r), 0, "the reader wrote to stderr");
@@ -1181,7 +1074,6 @@ Test(live, reader_messages_go_to_on_log_and_a_repeating_one_is_shown_once_with_a
 	cr_assert(strstr(m.text[2], "stream 'chatty': gap: shard shardId-000000000000 was last "
 	                            "read"),
 	          "%s", m.text[2]);
-	scache_reader_free(r);
 }
 
 /* seen first: on_keys and on_gap take arg as a seen */
@@ -1197,55 +1089,38 @@ static void on_log_beside_seen(void *arg, const char *message)
 
 Test(live, with_on_gap_and_on_log_a_gap_goes_to_on_gap_only)
 {
-	scache_stream_config cfg;
 	seen_and_messages sm;
 	memset(&sm, 0, sizeof sm);
-	scache_reader *r = NULL;
 	char err[512];
-	kinesalite_config(&K, "gapped", &cfg);
-	cr_assert_eq(kinesalite_create_stream(&K, "gapped", 1, NULL, 0), 0);
+	stream_on("gapped", 1);
 	seen_init(&sm.s);
 	scache_reader_callbacks cb = {
 	    .on_keys = on_keys, .on_gap = on_gap, .arg = &sm, .on_log = on_log_beside_seen};
-	cr_assert_eq(scache_reader_new(&cfg, SCACHE_START_LATEST, &cb, &r, err, sizeof err),
-	             SCACHE_OK, "%s", err);
+	cr_assert_eq(
+	    scache_reader_new(&F.cfg, SCACHE_START_LATEST, &cb, &F.reader, err, sizeof err),
+	    SCACHE_OK, "%s", err);
+	scache_reader *r = F.reader;
 	reader_test_set_retention(r, 0.2, 0);
 	usleep(300000);
 	cr_assert_eq(sync_capturing_stderr(r), 0, "the reader wrote to stderr");
 	cr_assert_eq(sm.s.gaps, 1);
 	cr_assert(strstr(sm.s.why, "retention"), "%s", sm.s.why);
 	cr_assert_eq(sm.m.n, 0, "%s", sm.m.text[0]);
-	scache_reader_free(r);
 	seen_free(&sm.s);
 }
 
 /* ---- faults -------------------------------------------------------------------------------- */
 
-static scache_reader *proxied(const char *stream, int shards, scache_stream_config *cfg, seen *s,
-                              scache_publisher **p)
-{
-	kinesalite_config(&K, stream, cfg);
-	cr_assert_eq(kinesalite_create_stream(&K, stream, shards, NULL, 0), 0);
-	P = faultproxy_start(K.port);
-	cr_assert_not_null(P);
-	cfg->endpoint = faultproxy_endpoint(P);
-	seen_init(s);
-	*p = publisher_on(cfg);
-	return reader_on(cfg, s, SCACHE_START_LATEST);
-}
-
 Test(live, throttling_500s_and_dropped_connections_are_retried)
 {
-	scache_stream_config cfg;
-	seen s;
 	scache_publisher *p;
-	scache_reader *r = proxied("faults", 1, &cfg, &s, &p);
+	scache_reader *r = proxied("faults", 1, &p);
 
 	publish1(p, "t");
 	faultproxy_add(P, "GetRecords", FAULT_THROTTLE, 2, 0, NULL);
 	scache_poll_info info = sync_ok(r);
 	cr_assert_eq(info.calls, 3);
-	expect_once(&s, "t");
+	expect_once(&S, "t");
 	scache_reader_stats st;
 	scache_reader_stats_get(r, &st);
 	cr_assert_eq(st.throttled, 2);
@@ -1254,37 +1129,28 @@ Test(live, throttling_500s_and_dropped_connections_are_retried)
 	faultproxy_add(P, "GetRecords", FAULT_500, 2, 0, NULL);
 	info = sync_ok(r);
 	cr_assert_eq(info.calls, 3);
-	expect_once(&s, "f");
+	expect_once(&S, "f");
 
 	publish1(p, "d");
 	faultproxy_add(P, "GetRecords", FAULT_DROP, 2, 0, NULL);
 	info = sync_ok(r);
 	/* libcurl itself resends once when a reused connection dies without an answer */
 	cr_assert(info.calls == 2 || info.calls == 3, "%llu calls", (unsigned long long)info.calls);
-	expect_once(&s, "d");
+	expect_once(&S, "d");
 	cr_assert_eq(faultproxy_injected(P), 6);
-	cr_assert_eq(s.n, 3);
-	scache_publisher_free(p);
-	scache_reader_free(r);
-	seen_free(&s);
+	cr_assert_eq(S.n, 3);
 }
 
 Test(live, an_error_message_echoing_the_credentials_does_not_show_them)
 {
 	/* AWS's signature errors quote the canonical request, headers included: the
 	 * session token (and anything else echoed) must not reach a message */
-	scache_stream_config cfg;
-	seen s;
 	scache_poll_info info;
-	kinesalite_config(&K, "creds", &cfg);
-	cfg.secret_access_key = "s3cr3t-signing-key";
-	cfg.session_token = "t0ken-of-the-session";
-	cr_assert_eq(kinesalite_create_stream(&K, "creds", 1, NULL, 0), 0);
-	P = faultproxy_start(K.port);
-	cr_assert_not_null(P);
-	cfg.endpoint = faultproxy_endpoint(P);
-	seen_init(&s);
-	scache_reader *r = reader_on(&cfg, &s, SCACHE_START_LATEST);
+	stream_on("creds", 1);
+	F.cfg.secret_access_key = "s3cr3t-signing-key";
+	F.cfg.session_token = "t0ken-of-the-session";
+	proxy_on();
+	scache_reader *r = reader_at(SCACHE_START_LATEST);
 	faultproxy_add(P, "GetRecords", FAULT_CANNED, 1, 400,
 	               "{\"__type\":\"InvalidSignatureException\",\"message\":\"The request "
 	               "signature does not match. Canonical request: x-amz-security-token:"
@@ -1294,8 +1160,6 @@ Test(live, an_error_message_echoing_the_credentials_does_not_show_them)
 	cr_assert(strstr(info.message, "InvalidSignatureException"), "%s", info.message);
 	cr_assert_null(strstr(info.message, "t0ken-of"), "%s", info.message);
 	cr_assert_null(strstr(info.message, "s3cr3t"), "%s", info.message);
-	scache_reader_free(r);
-	seen_free(&s);
 }
 
 Test(live, an_empty_page_behind_the_tip_does_not_end_the_poll)
@@ -1305,10 +1169,8 @@ Test(live, an_empty_page_behind_the_tip_does_not_end_the_poll)
 	 * to get to a portion of the shard that contains records." MillisBehindLatest > 0
 	 * says so; a poll that stops there reports success without a record published
 	 * before it began */
-	scache_stream_config cfg;
-	seen s;
 	scache_publisher *p;
-	scache_reader *r = proxied("behind", 1, &cfg, &s, &p);
+	scache_reader *r = proxied("behind", 1, &p);
 	publish1(p, "a");
 	sync_ok(r);
 	publish1(p, "b");
@@ -1318,20 +1180,15 @@ Test(live, an_empty_page_behind_the_tip_does_not_end_the_poll)
 	scache_poll_info info = sync_ok(r);
 	cr_assert_eq(faultproxy_injected(P), 1);
 	cr_assert_eq(info.keys, 1);
-	expect_once(&s, "a");
-	expect_once(&s, "b");
-	scache_publisher_free(p);
-	scache_reader_free(r);
-	seen_free(&s);
+	expect_once(&S, "a");
+	expect_once(&S, "b");
 }
 
 Test(live, throttling_beyond_the_bound_fails_the_poll_and_keeps_the_position)
 {
-	scache_stream_config cfg;
-	seen s;
 	scache_publisher *p;
 	scache_poll_info info;
-	scache_reader *r = proxied("thr", 1, &cfg, &s, &p);
+	scache_reader *r = proxied("thr", 1, &p);
 
 	publish1(p, "x");
 	faultproxy_add(P, "GetRecords", FAULT_THROTTLE, 4, 0, NULL); /* max_retries is 3 */
@@ -1340,25 +1197,20 @@ Test(live, throttling_beyond_the_bound_fails_the_poll_and_keeps_the_position)
 	cr_assert(strstr(info.message, "ProvisionedThroughputExceededException: Rate exceeded"),
 	          "%s", info.message);
 	cr_assert(strstr(info.message, "GetRecords at http://127.0.0.1:"), "%s", info.message);
-	cr_assert_eq(s.n, 0);
+	cr_assert_eq(S.n, 0);
 	cr_assert_not(scache_reader_fresh(r, info.started_ns));
 	sync_ok(r);
-	expect_once(&s, "x");
+	expect_once(&S, "x");
 	scache_reader_stats st;
 	scache_reader_stats_get(r, &st);
 	cr_assert_eq(st.poll_errors, 1);
 	cr_assert_eq(st.throttled, 4);
-	scache_publisher_free(p);
-	scache_reader_free(r);
-	seen_free(&s);
 }
 
 Test(live, publish_retries_only_failed_entries)
 {
-	scache_stream_config cfg;
-	seen s;
 	scache_publisher *p;
-	scache_reader *r = proxied("part", 1, &cfg, &s, &p);
+	scache_reader *r = proxied("part", 1, &p);
 
 	faultproxy_add(
 	    P, "PutRecords", FAULT_CANNED, 1, 200,
@@ -1367,7 +1219,7 @@ Test(live, publish_retries_only_failed_entries)
 	publish1(p, "retried");
 	cr_assert_eq(faultproxy_requests(P, "PutRecords"), 2);
 	sync_ok(r);
-	expect_once(&s, "retried");
+	expect_once(&S, "retried");
 
 	/* failing every time: reported as failure, never as success */
 	unsigned before = faultproxy_requests(P, "PutRecords");
@@ -1394,17 +1246,12 @@ Test(live, publish_retries_only_failed_entries)
 	cr_assert_eq(scache_publish_keys(p, mixed, lens, 2, two), SCACHE_EPUBLISH);
 	cr_assert_eq(two[0].err, SCACHE_OK);
 	cr_assert_eq(two[1].err, SCACHE_ENOTID);
-	scache_publisher_free(p);
-	scache_reader_free(r);
-	seen_free(&s);
 }
 
 Test(live, a_key_too_large_for_a_record_fails_alone)
 {
-	scache_stream_config cfg;
-	kinesalite_config(&K, "huge", &cfg);
-	cr_assert_eq(kinesalite_create_stream(&K, "huge", 1, NULL, 0), 0);
-	scache_publisher *p = publisher_on(&cfg);
+	stream_on("huge", 1);
+	scache_publisher *p = publisher();
 	size_t big = (size_t)1 << 20;
 	char *huge = malloc(big + 32);
 	memcpy(huge, "t=data.ID&s=a&id=", 17);
@@ -1418,7 +1265,6 @@ Test(live, a_key_too_large_for_a_record_fails_alone)
 	cr_assert(strstr(res[0].message, "too large"), "%s", res[0].message);
 	cr_assert_eq(res[1].err, SCACHE_OK, "%s", res[1].message);
 	free(huge);
-	scache_publisher_free(p);
 }
 
 static int cmp_str(const void *a, const void *b)
@@ -1428,13 +1274,9 @@ static int cmp_str(const void *a, const void *b)
 
 Test(live, large_publish_is_packed_and_read_back)
 {
-	scache_stream_config cfg;
-	seen s;
-	kinesalite_config(&K, "big", &cfg);
-	cr_assert_eq(kinesalite_create_stream(&K, "big", 2, NULL, 0), 0);
-	seen_init(&s);
-	scache_reader *r = reader_on(&cfg, &s, SCACHE_START_LATEST);
-	scache_publisher *p = publisher_on(&cfg);
+	stream_on("big", 2);
+	scache_reader *r = reader_at(SCACHE_START_LATEST);
+	scache_publisher *p = publisher();
 	size_t n = 2500;
 	char **keys = calloc(n, sizeof *keys), id[700];
 	size_t *lens = calloc(n, sizeof *lens);
@@ -1454,18 +1296,15 @@ Test(live, large_publish_is_packed_and_read_back)
 	cr_assert_eq(info.records, 2);
 	cr_assert_eq(info.keys, n);
 	/* two records, maybe on two shards: compare as sets */
-	qsort(s.keys, s.n, sizeof *s.keys, cmp_str);
+	qsort(S.keys, S.n, sizeof *S.keys, cmp_str);
 	qsort(keys, n, sizeof *keys, cmp_str);
 	for (size_t i = 0; i < n; i++) {
-		cr_assert_str_eq(s.keys[i], keys[i]);
+		cr_assert_str_eq(S.keys[i], keys[i]);
 		free(keys[i]);
 	}
 	free(keys);
 	free(lens);
 	free(res);
-	scache_publisher_free(p);
-	scache_reader_free(r);
-	seen_free(&s);
 }
 
 /* ---- single flight --------------------------------------------------------------------------- */
@@ -1490,10 +1329,8 @@ static void *call_sync(void *arg)
 
 Test(live, concurrent_callers_share_polls_that_began_after_they_arrived)
 {
-	scache_stream_config cfg;
-	seen s;
 	scache_publisher *p;
-	scache_reader *r = proxied("sf", 2, &cfg, &s, &p);
+	scache_reader *r = proxied("sf", 2, &p);
 	enum { N = 8 };
 	caller c[N];
 	pthread_t t[N];
@@ -1501,16 +1338,18 @@ Test(live, concurrent_callers_share_polls_that_began_after_they_arrived)
 
 	publish1(p, "k");
 	/* slow polls (throttled, then retried) so the callers overlap */
-	cfg.backoff_base_ms = 5;
+	F.cfg.backoff_base_ms = 5;
 	faultproxy_add(P, "GetRecords", FAULT_THROTTLE, 4, 0, NULL);
 	pthread_barrier_init(&go, NULL, N);
 	for (int i = 0; i < N; i++) {
 		c[i] = (caller){.r = r, .go = &go};
 		cr_assert_eq(pthread_create(&t[i], NULL, call_sync, &c[i]), 0);
 	}
+	/* every caller returns before any assertion: down() frees the reader they use */
+	for (int i = 0; i < N; i++)
+		pthread_join(t[i], NULL);
 	int shared = 0;
 	for (int i = 0; i < N; i++) {
-		pthread_join(t[i], NULL);
 		cr_assert_eq(c[i].err, SCACHE_OK, "%s", c[i].info.message);
 		cr_assert_geq(c[i].info.started_ns, c[i].since, "a poll that began after the call");
 		cr_assert_geq(c[i].info.finished_ns, c[i].info.started_ns);
@@ -1522,24 +1361,19 @@ Test(live, concurrent_callers_share_polls_that_began_after_they_arrived)
 	cr_assert_leq(st.polls, 3, "%llu polls for %d callers", (unsigned long long)st.polls, N);
 	cr_assert_geq(shared, N - 3);
 	cr_assert_eq(shared, N - (int)st.polls);
-	expect_once(&s, "k");
+	expect_once(&S, "k");
 	/* since 0 accepts any completed poll: no new poll */
 	scache_poll_info info;
 	cr_assert_eq(scache_reader_sync(r, 0, 0, &info), SCACHE_OK);
 	cr_assert_eq(info.shared, 1);
 	scache_reader_stats_get(r, &st);
 	cr_assert_eq(st.polls, (uint64_t)(N - shared));
-	scache_publisher_free(p);
-	scache_reader_free(r);
-	seen_free(&s);
 }
 
 Test(live, a_waiter_times_out_while_another_polls)
 {
-	scache_stream_config cfg;
-	seen s;
 	scache_publisher *p;
-	scache_reader *r = proxied("slow", 1, &cfg, &s, &p);
+	scache_reader *r = proxied("slow", 1, &p);
 	faultproxy_add(P, "GetRecords", FAULT_DELAY, 1, 600, NULL); /* a 600 ms poll */
 	pthread_barrier_t go;
 	pthread_barrier_init(&go, NULL, 1);
@@ -1551,22 +1385,19 @@ Test(live, a_waiter_times_out_while_another_polls)
 	uint64_t t0 = scache_now_ns(NULL);
 	scache_err e = scache_reader_sync(r, t0, 50, &info);
 	uint64_t waited_ms = (scache_now_ns(NULL) - t0) / 1000000u;
+	pthread_join(ta, NULL); /* before any assertion: down() frees the reader it uses */
+	pthread_barrier_destroy(&go);
 	cr_assert_eq(e, SCACHE_ETRANSPORT);
 	cr_assert_eq(info.err, SCACHE_ETRANSPORT);
 	cr_assert_str_eq(info.message, "timed out after 50 ms waiting for a poll of the stream");
 	cr_assert_geq(waited_ms, 50);
 	cr_assert_lt(waited_ms, 400);
-	pthread_join(ta, NULL);
-	pthread_barrier_destroy(&go);
 	cr_assert_eq(a.err, SCACHE_OK, "%s", a.info.message);
 	cr_assert_eq(a.info.shared, 0);
 	/* the timed-out caller started nothing: one poll in all */
 	scache_reader_stats st;
 	scache_reader_stats_get(r, &st);
 	cr_assert_eq(st.polls, 1);
-	scache_publisher_free(p);
-	scache_reader_free(r);
-	seen_free(&s);
 }
 
 /* ---- scachectl ------------------------------------------------------------------------------- */
@@ -1581,53 +1412,87 @@ static int run(const char *cmd, char *out, size_t outlen)
 	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
-Test(live, scachectl_publish_shows_up_in_tail)
+/* The scachectl of this build (it sits next to tests/ in the build tree), or $SCACHECTL. */
+static const char *scachectl(char *path, size_t len)
 {
-	char cmd[2048], out[4096], tailout[] = "/tmp/scachectl-tail-XXXXXX";
-	/* the tool sits next to tests/ in the build tree */
-	char path[1100], self[1024];
+	char self[1024];
 	ssize_t sl = readlink("/proc/self/exe", self, sizeof self - 1);
 	cr_assert_gt(sl, 0);
 	self[sl] = '\0';
-	char *slash = strrchr(self, '/');
-	*slash = '\0';
-	snprintf(path, sizeof path, "%s/../tools/scachectl", self);
+	*strrchr(self, '/') = '\0';
+	snprintf(path, len, "%s/../tools/scachectl", self);
 	const char *bin = getenv("SCACHECTL") ? getenv("SCACHECTL") : path;
 	cr_assert_eq(access(bin, X_OK), 0, "scachectl not found");
-	cr_assert_eq(kinesalite_create_stream(&K, "ctl", 2, NULL, 0), 0);
-	int fd = mkstemp(tailout);
+	return bin;
+}
+
+/* The environment scachectl runs in: stream at endpoint. */
+static void scachectl_env(char *env, size_t len, const char *endpoint, const char *stream)
+{
+	snprintf(env, len,
+	         "env -u AWS_ENDPOINT_URL_KINESIS AWS_ENDPOINT_URL=%s AWS_REGION=us-east-1 "
+	         "AWS_ACCESS_KEY_ID=AKIDT AWS_SECRET_ACCESS_KEY=secret SCACHE_STREAM=%s",
+	         endpoint, stream);
+}
+
+/* Start "scachectl tail --interval 50" in the fixture, its output into F.tail_out;
+ * redirect is added to the command line (for stderr). */
+static void tail_start(const char *env, const char *bin, const char *redirect)
+{
+	char cmd[2048];
+	snprintf(F.tail_out, sizeof F.tail_out, "/tmp/scachectl-tail-XXXXXX");
+	int fd = mkstemp(F.tail_out);
 	cr_assert_geq(fd, 0);
 	close(fd);
-	char env[512];
-	snprintf(env, sizeof env,
-	         "env -u AWS_ENDPOINT_URL_KINESIS AWS_ENDPOINT_URL=%s AWS_REGION=us-east-1 "
-	         "AWS_ACCESS_KEY_ID=AKIDT AWS_SECRET_ACCESS_KEY=secret SCACHE_STREAM=ctl",
-	         K.endpoint);
-
-	pid_t pid = fork();
-	cr_assert_geq(pid, 0);
-	if (pid == 0) {
-		snprintf(cmd, sizeof cmd, "exec %s %s tail --interval 50 > %s", env, bin, tailout);
+	F.tail = fork();
+	cr_assert_geq(F.tail, 0);
+	if (F.tail == 0) {
+		snprintf(cmd, sizeof cmd, "exec %s %s tail --interval 50 > %s%s", env, bin,
+		         F.tail_out, redirect);
 		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
 		_exit(127);
 	}
-	usleep(700000);
-	snprintf(cmd, sizeof cmd, "%s %s publish db.users.id 7 'a b' 2>&1", env, bin);
-	cr_assert_eq(run(cmd, out, sizeof out), 0, "%s", out);
-	cr_assert(strstr(out, "shardId-"), "%s", out);
-	char got[4096] = "";
-	for (int i = 0; i < 100 && !strstr(got, "a b"); i++) {
+}
+
+/* What tail wrote, once it holds needle (or after 5 s). */
+static void tail_wait(const char *needle, char *got, size_t len)
+{
+	got[0] = '\0';
+	for (int i = 0; i < 100 && !strstr(got, needle); i++) {
 		usleep(50000);
-		FILE *f = fopen(tailout, "r");
-		size_t n = f ? fread(got, 1, sizeof got - 1, f) : 0;
+		FILE *f = fopen(F.tail_out, "r");
+		size_t n = f ? fread(got, 1, len - 1, f) : 0;
 		got[n] = '\0';
 		if (f)
 			fclose(f);
 	}
-	kill(pid, SIGINT);
+}
+
+/* Interrupt tail and return its wait status. */
+static int tail_stop(void)
+{
 	int st;
-	waitpid(pid, &st, 0);
-	unlink(tailout);
+	kill(F.tail, SIGINT);
+	waitpid(F.tail, &st, 0);
+	F.tail = 0;
+	unlink(F.tail_out);
+	F.tail_out[0] = '\0';
+	return st;
+}
+
+Test(live, scachectl_publish_shows_up_in_tail)
+{
+	char cmd[2048], out[4096], path[1100], env[512], got[4096];
+	const char *bin = scachectl(path, sizeof path);
+	cr_assert_eq(kinesalite_create_stream(&K, "ctl", 2, NULL, 0), 0);
+	scachectl_env(env, sizeof env, K.endpoint, "ctl");
+	tail_start(env, bin, "");
+	usleep(700000);
+	snprintf(cmd, sizeof cmd, "%s %s publish db.users.id 7 'a b' 2>&1", env, bin);
+	cr_assert_eq(run(cmd, out, sizeof out), 0, "%s", out);
+	cr_assert(strstr(out, "shardId-"), "%s", out);
+	tail_wait("a b", got, sizeof got);
+	int st = tail_stop();
 	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "tail exit status %d", st);
 	cr_assert(strstr(got, "db.users.id\t7\tshardId-"), "%s", got);
 	cr_assert(strstr(got, "db.users.id\ta b\tshardId-"), "%s", got);
@@ -1654,52 +1519,20 @@ Test(live, scachectl_tail_escapes_control_bytes_of_the_answer)
 {
 	/* a sequence number (or shard ID) of the answer is printed as it came: an answer
 	 * with an escape sequence must not reach the terminal */
-	char cmd[2048], tailout[] = "/tmp/scachectl-tail-XXXXXX";
-	char path[1100], self[1024];
-	ssize_t sl = readlink("/proc/self/exe", self, sizeof self - 1);
-	cr_assert_gt(sl, 0);
-	self[sl] = '\0';
-	*strrchr(self, '/') = '\0';
-	snprintf(path, sizeof path, "%s/../tools/scachectl", self);
-	const char *bin = getenv("SCACHECTL") ? getenv("SCACHECTL") : path;
-	cr_assert_eq(access(bin, X_OK), 0, "scachectl not found");
-	cr_assert_eq(kinesalite_create_stream(&K, "ctlesc", 1, NULL, 0), 0);
-	P = faultproxy_start(K.port);
-	cr_assert_not_null(P);
-	int fd = mkstemp(tailout);
-	cr_assert_geq(fd, 0);
-	close(fd);
+	char path[1100], env[512], got[4096];
+	const char *bin = scachectl(path, sizeof path);
+	stream_on("ctlesc", 1);
+	proxy_on();
 	/* {"keys":["id=esc&s=db.t.id&t=data.ID"],"ts":"2026-11-24T13:26:26Z"} */
 	faultproxy_add(P, "GetRecords", FAULT_CANNED, 1, 200,
 	               "{\"Records\":[{\"SequenceNumber\":\"4\\u001b[2J\",\"Data\":"
 	               "\"eyJrZXlzIjpbImlkPWVzYyZzPWRiLnQuaWQmdD1kYXRhLklEIl0sInRzIjoiMjAyNi0xMS0y"
 	               "NFQxMzoyNjoyNloifQ==\",\"PartitionKey\":\"k\"}],"
 	               "\"NextShardIterator\":\"AAAAAAAAAAGnotused==\",\"MillisBehindLatest\":0}");
-	pid_t pid = fork();
-	cr_assert_geq(pid, 0);
-	if (pid == 0) {
-		snprintf(
-		    cmd, sizeof cmd,
-		    "exec env -u AWS_ENDPOINT_URL_KINESIS AWS_ENDPOINT_URL=%s "
-		    "AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=AKIDT AWS_SECRET_ACCESS_KEY=secret "
-		    "SCACHE_STREAM=ctlesc %s tail --interval 50 > %s 2>/dev/null",
-		    faultproxy_endpoint(P), bin, tailout);
-		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
-		_exit(127);
-	}
-	char got[4096] = "";
-	for (int i = 0; i < 100 && !strstr(got, "esc"); i++) {
-		usleep(50000);
-		FILE *f = fopen(tailout, "r");
-		size_t n = f ? fread(got, 1, sizeof got - 1, f) : 0;
-		got[n] = '\0';
-		if (f)
-			fclose(f);
-	}
-	kill(pid, SIGINT);
-	int st;
-	waitpid(pid, &st, 0);
-	unlink(tailout);
+	scachectl_env(env, sizeof env, faultproxy_endpoint(P), "ctlesc");
+	tail_start(env, bin, " 2>/dev/null");
+	tail_wait("esc", got, sizeof got);
+	tail_stop();
 	cr_assert_eq(faultproxy_injected(P), 1);
 	cr_assert(strstr(got, "db.t.id\tesc\tshardId-000000000000\t4"), "%s", got);
 	cr_assert_null(strchr(got, '\x1b'), "an escape byte reached the output");
@@ -1710,11 +1543,10 @@ Test(live, scachectl_tail_escapes_control_bytes_of_the_answer)
 /* kinesalite ends a shard only by leaving out NextShardIterator; AWS also sends
  * ChildShards, and some implementations only show EndingSequenceNumber in ListShards. The
  * proxy answers the parent's last read in those styles. */
-static scache_reader *split_setup(const char *stream, scache_stream_config *cfg, seen *s,
-                                  scache_publisher **p)
+static scache_reader *split_setup(const char *stream, scache_publisher **p)
 {
 	char body[512];
-	scache_reader *r = proxied(stream, 1, cfg, s, p);
+	scache_reader *r = proxied(stream, 1, p);
 	publish1(*p, "p0");
 	sync_ok(r);
 	snprintf(body, sizeof body,
@@ -1731,12 +1563,35 @@ static scache_reader *split_setup(const char *stream, scache_stream_config *cfg,
 	return r;
 }
 
+/* Each key split_setup() published after the split was seen once. */
+static void expect_children_once(void)
+{
+	for (int i = 0; i < 6; i++) {
+		char id[8];
+		snprintf(id, sizeof id, "c%d", i);
+		expect_once(&S, id);
+	}
+}
+
+/* The reader split_setup() made (before the split) gives way to one from TRIM_HORIZON,
+ * into an empty S, that lists shards on every poll to learn of the split at once. */
+static scache_reader *reread_listing_every_poll(void)
+{
+	scache_reader_free(F.reader);
+	F.reader = NULL;
+	seen_free(&S);
+	seen_init(&S);
+	F.cfg.list_shards_interval_ms = 1;
+	scache_reader_callbacks cb = {.on_keys = on_keys, .on_gap = on_gap, .arg = &S};
+	cr_assert_eq(scache_reader_new(&F.cfg, SCACHE_START_TRIM_HORIZON, &cb, &F.reader, NULL, 0),
+	             SCACHE_OK);
+	return F.reader;
+}
+
 Test(live, child_shards_in_get_records_end_a_shard)
 {
-	scache_stream_config cfg;
-	seen s;
 	scache_publisher *p;
-	scache_reader *r = split_setup("sig1", &cfg, &s, &p);
+	scache_reader *r = split_setup("sig1", &p);
 	faultproxy_add(P, "GetRecords", FAULT_CANNED, 1, 200,
 	               "{\"Records\":[],\"NextShardIterator\":\"AAAAAAAAAAGnotused==\","
 	               "\"MillisBehindLatest\":0,\"ChildShards\":[{\"ShardId\":"
@@ -1748,30 +1603,14 @@ Test(live, child_shards_in_get_records_end_a_shard)
 	cr_assert_eq(faultproxy_injected(P), 1);
 	cr_assert_eq(faultproxy_requests(P, "ListShards"), lists + 1);
 	cr_assert_eq(info.keys, 6);
-	for (int i = 0; i < 6; i++) {
-		char id[8];
-		snprintf(id, sizeof id, "c%d", i);
-		expect_once(&s, id);
-	}
-	scache_publisher_free(p);
-	scache_reader_free(r);
-	seen_free(&s);
+	expect_children_once();
 }
 
 Test(live, ending_sequence_number_in_list_shards_ends_a_shard)
 {
-	scache_stream_config cfg;
-	seen s;
 	scache_publisher *p;
-	scache_reader *r = split_setup("sig3", &cfg, &s, &p);
-	/* the reader was made before the split: list on every poll to learn it at once */
-	scache_reader_free(r);
-	seen_free(&s);
-	seen_init(&s);
-	cfg.list_shards_interval_ms = 1;
-	scache_reader_callbacks cb = {.on_keys = on_keys, .on_gap = on_gap, .arg = &s};
-	cr_assert_eq(scache_reader_new(&cfg, SCACHE_START_TRIM_HORIZON, &cb, &r, NULL, 0),
-	             SCACHE_OK);
+	split_setup("sig3", &p);
+	scache_reader *r = reread_listing_every_poll();
 	/* reading the parent from TRIM_HORIZON: p0 and then an empty page that still carries
 	 * an iterator, as an implementation without the other two signals answers */
 	faultproxy_add(P, "GetRecords", FAULT_CANNED, 1, 200,
@@ -1780,14 +1619,7 @@ Test(live, ending_sequence_number_in_list_shards_ends_a_shard)
 	scache_poll_info info = sync_ok(r);
 	cr_assert_eq(faultproxy_injected(P), 1);
 	cr_assert_eq(info.keys, 6); /* the canned page hid p0; the children were read */
-	for (int i = 0; i < 6; i++) {
-		char id[8];
-		snprintf(id, sizeof id, "c%d", i);
-		expect_once(&s, id);
-	}
-	scache_publisher_free(p);
-	scache_reader_free(r);
-	seen_free(&s);
+	expect_children_once();
 }
 
 Test(live, an_empty_page_of_a_closed_shard_behind_latest_is_not_its_end)
@@ -1796,54 +1628,37 @@ Test(live, an_empty_page_of_a_closed_shard_behind_latest_is_not_its_end)
 	 * (AWS: "it might take multiple calls to get to a portion of the shard that contains
 	 * records"); MillisBehindLatest > 0 says more follows. A closed shard must not be
 	 * taken as read to its end on such a page, or its remaining records are lost. */
-	scache_stream_config cfg;
-	seen s;
 	scache_publisher *p;
-	scache_reader *r = split_setup("sig3behind", &cfg, &s, &p);
-	scache_reader_free(r);
-	seen_free(&s);
-	seen_init(&s);
-	cfg.list_shards_interval_ms = 1;
-	scache_reader_callbacks cb = {.on_keys = on_keys, .on_gap = on_gap, .arg = &s};
-	cr_assert_eq(scache_reader_new(&cfg, SCACHE_START_TRIM_HORIZON, &cb, &r, NULL, 0),
-	             SCACHE_OK);
+	split_setup("sig3behind", &p);
+	scache_reader *r = reread_listing_every_poll();
 	faultproxy_add(P, "GetRecords", FAULT_CANNED, 1, 200,
 	               "{\"Records\":[],\"NextShardIterator\":\"AAAAAAAAAAGnotused==\","
 	               "\"MillisBehindLatest\":60000}");
 	sync_ok(r);
 	sync_ok(r);
 	cr_assert_eq(faultproxy_injected(P), 1);
-	expect_once(&s, "p0");
+	expect_once(&S, "p0");
 	char *k0 = key_of("p0");
-	long i0 = seen_index(&s, k0);
+	long i0 = seen_index(&S, k0);
 	free(k0);
 	for (int i = 0; i < 6; i++) {
 		char id[8];
 		snprintf(id, sizeof id, "c%d", i);
-		expect_once(&s, id);
+		expect_once(&S, id);
 		char *k = key_of(id);
-		cr_assert_lt(i0, seen_index(&s, k), "the parent's p0 after child key %s", id);
+		cr_assert_lt(i0, seen_index(&S, k), "the parent's p0 after child key %s", id);
 		free(k);
 	}
-	cr_assert_eq(s.gaps, 0);
-	scache_publisher_free(p);
-	scache_reader_free(r);
-	seen_free(&s);
+	cr_assert_eq(S.gaps, 0);
 }
 
 Test(live, a_shard_vanishing_before_its_end_is_a_gap)
 {
-	scache_stream_config cfg;
-	seen s;
 	char *answer, err[256];
-	kinesalite_config(&K, "vanish", &cfg);
-	cfg.list_shards_interval_ms = 1; /* list on every poll */
-	cr_assert_eq(kinesalite_create_stream(&K, "vanish", 2, NULL, 0), 0);
-	P = faultproxy_start(K.port);
-	cr_assert_not_null(P);
-	cfg.endpoint = faultproxy_endpoint(P);
-	seen_init(&s);
-	scache_reader *r = reader_on(&cfg, &s, SCACHE_START_LATEST);
+	stream_on("vanish", 2);
+	F.cfg.list_shards_interval_ms = 1; /* list on every poll */
+	proxy_on();
+	scache_reader *r = reader_at(SCACHE_START_LATEST);
 	/* the next listing is the real one without shard 1 */
 	cr_assert_eq(kinesalite_call(K.endpoint, "ListShards", "{\"StreamName\":\"vanish\"}",
 	                             &answer, err, sizeof err),
@@ -1859,14 +1674,12 @@ Test(live, a_shard_vanishing_before_its_end_is_a_gap)
 	scache_poll_info info = sync_ok(r);
 	cr_assert_eq(faultproxy_injected(P), 1);
 	cr_assert_eq(info.gap, 1);
-	cr_assert_eq(s.gaps, 1);
-	cr_assert(strstr(s.why, "shard shardId-000000000001 of stream 'vanish' vanished"), "%s",
-	          s.why);
+	cr_assert_eq(S.gaps, 1);
+	cr_assert(strstr(S.why, "shard shardId-000000000001 of stream 'vanish' vanished"), "%s",
+	          S.why);
 	scache_reader_stats st;
 	scache_reader_stats_get(r, &st);
 	cr_assert_eq(st.shards, 1);
-	scache_reader_free(r);
-	seen_free(&s);
 }
 
 /* ---- through the middleware ------------------------------------------------------------------ */
@@ -1910,27 +1723,21 @@ static enum MHD_Result no_handler(void *cls, struct MHD_Connection *connection, 
 
 Test(live, the_middleware_logs_reader_messages_as_warnings_and_checks_within_half_its_bound)
 {
-	scache_stream_config cfg;
-	scache_cache *cache = NULL;
-	scache_middleware *mw = NULL;
-	sink k = {.n = 0};
+	/* static: the middleware's poller logs to it until down() frees the middleware */
+	static sink k = {.mu = PTHREAD_MUTEX_INITIALIZER};
 	char err[512], line[640];
-	pthread_mutex_init(&k.mu, NULL);
-	kinesalite_config(&K, "mwlog", &cfg);
-	cr_assert_eq(kinesalite_create_stream(&K, "mwlog", 1, NULL, 0), 0);
-	P = faultproxy_start(K.port);
-	cr_assert_not_null(P);
-	cfg.endpoint = faultproxy_endpoint(P);
-	cr_assert_eq(scache_cache_new(NULL, &cache), SCACHE_OK);
-	scache_middleware_config mc = {.cache = cache,
-	                               .stream = &cfg,
+	stream_on("mwlog", 1);
+	proxy_on();
+	cr_assert_eq(scache_cache_new(NULL, &F.cache), SCACHE_OK);
+	scache_middleware_config mc = {.cache = F.cache,
+	                               .stream = &F.cfg,
 	                               .handler = no_handler,
 	                               .max_staleness_ms = 2000, /* checks every second */
 	                               .idle_poll_ms = 100,
 	                               .log = sink_log,
 	                               .log_arg = &k,
 	                               .quiet_requests = 1};
-	cr_assert_eq(scache_middleware_new(&mc, &mw, err, sizeof err), SCACHE_OK, "%s", err);
+	cr_assert_eq(scache_middleware_new(&mc, &F.mw, err, sizeof err), SCACHE_OK, "%s", err);
 	cr_assert_eq(kinesalite_put_raw(&K, "mwlog", "not json", 8, NULL, 0, NULL, 0), 0);
 	/* the idle polls read it (up to 5 s), and check the stream (the reader's own default
 	 * would wait 10 s) */
@@ -1946,7 +1753,4 @@ Test(live, the_middleware_logs_reader_messages_as_warnings_and_checks_within_hal
 	          "%s", line);
 	cr_assert_geq(faultproxy_requests(P, "DescribeStreamSummary"), 2,
 	              "no stream check within 5 s of a 2 s staleness bound");
-	scache_middleware_free(mw);
-	scache_cache_free(cache);
-	pthread_mutex_destroy(&k.mu);
 }

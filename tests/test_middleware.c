@@ -438,18 +438,55 @@ static void start(unsigned flags, unsigned pool, scache_middleware_config mc)
 	}
 }
 
+/* A thread of the test's own (an HTTP client, a timer): joined by the test, or after a
+ * failed assertion by stop(), once it has released what the thread may wait for. What
+ * the thread writes must outlive the test's frame (static). */
+static pthread_t helper;
+static int helper_running;
+
+static void helper_start(void *(*fn)(void *), void *arg)
+{
+	pthread_create(&helper, NULL, fn, arg);
+	helper_running = 1;
+}
+
+static void helper_join(void)
+{
+	pthread_join(helper, NULL);
+	helper_running = 0;
+}
+
+/* The suite's teardown (.fini): runs after every test, also after a failed assertion,
+ * and stops whatever start() (or the test itself) left running. A failed test may have
+ * left the stand-in's polls or a handler blocked: release them first. */
 static void stop(void)
 {
+	if (mw && stream)
+		standin_set(stream, &stream->hold, 0);
+	pthread_mutex_lock(&handler_gate.mu);
+	handler_gate.open = 1;
+	pthread_cond_broadcast(&handler_gate.cv);
+	pthread_mutex_unlock(&handler_gate.mu);
 	scache_middleware_shutdown(mw); /* while the external loop still runs */
+	if (helper_running)
+		helper_join();
 	if (external_mode) {
 		external_stop = 1;
 		pthread_join(external_thread, NULL);
+		external_mode = 0;
 	}
-	MHD_stop_daemon(daemon_);
+	if (daemon_)
+		MHD_stop_daemon(daemon_);
+	daemon_ = NULL;
 	scache_middleware_free(mw);
+	mw = NULL;
 	scache_cache_free(cache);
+	cache = NULL;
+	stream = NULL; /* the source, freed with the middleware, owned it */
 	capture_clear();
 }
+
+TestSuite(middleware, .fini = stop);
 
 static void cache_put(const char *id, const char *value);
 
@@ -554,7 +591,6 @@ static void check_req_cls_kept(unsigned flags, unsigned pool)
 	cr_assert_eq(completed_ok, 2, "the app's completion saw its own req_cls");
 	pthread_mutex_unlock(&app_mu);
 	cr_assert_null(scache_request_current(), "no context outside a handler");
-	stop();
 }
 
 Test(middleware, keeps_req_cls_with_an_internal_polling_thread)
@@ -612,7 +648,6 @@ static void check_strict_drain(unsigned flags, unsigned pool, int suspend)
 	cr_assert(json_object_object_get_ex(o, "saved_ms", &saved));
 	cr_assert_float_eq(json_object_get_double(saved), 4.0, 1e-9);
 	json_object_put(o);
-	stop();
 }
 
 Test(middleware, strict_drain_applies_invalidations_published_before_the_request)
@@ -638,23 +673,20 @@ Test(middleware, shutdown_resumes_parked_requests_so_the_daemon_can_stop)
 	start(MHD_USE_INTERNAL_POLLING_THREAD | MHD_ALLOW_SUSPEND_RESUME, 0, mc);
 	cache_put("1", "a");
 	standin_set(stream, &stream->hold, 1); /* no poll completes from now on */
-	pthread_t t;
-	response r;
-	pthread_create(&t, NULL, get_in_thread, &r);
+	static response r;
+	helper_start(get_in_thread, &r);
 	while (mw_test_waiting(mw) == 0) /* parked: in the waiters list */
 		usleep(1000);
 	scache_middleware_shutdown(mw);
-	pthread_join(t, NULL);
+	helper_join();
 	cr_assert_eq(r.status, 200, "the parked request was served");
 	cr_assert_str_eq(r.xcache, "BYPASS",
 	                 "strict: its poll never completed, so it must not read the cache");
 	cr_assert_eq(mw_test_waiting(mw), 0);
 	cr_assert_eq(mw_test_parked(mw), 0);
 	MHD_stop_daemon(daemon_);
+	daemon_ = NULL;
 	standin_set(stream, &stream->hold, 0);
-	scache_middleware_free(mw);
-	scache_cache_free(cache);
-	capture_clear();
 }
 
 Test(middleware, empty_cache_does_not_wait_but_keeps_the_stream_moving)
@@ -669,7 +701,6 @@ Test(middleware, empty_cache_does_not_wait_but_keeps_the_stream_moving)
 		pthread_cond_wait(&stream->cv, &stream->mu);
 	pthread_mutex_unlock(&stream->mu);
 	standin_set(stream, &stream->hold, 0);
-	stop();
 }
 
 Test(middleware, bounded_staleness_uses_a_recent_poll_without_waiting)
@@ -684,7 +715,6 @@ Test(middleware, bounded_staleness_uses_a_recent_poll_without_waiting)
 	response r = http("GET", "/get/1", NULL);
 	cr_assert_str_eq(r.xcache, "HIT", "a poll within the interval is good enough");
 	cr_assert_eq(standin_drains(stream), before, "no poll for the request");
-	stop();
 }
 
 Test(middleware, adds_are_refused_when_the_id_was_invalidated_during_the_handler)
@@ -701,7 +731,6 @@ Test(middleware, adds_are_refused_when_the_id_was_invalidated_during_the_handler
 	mw_apply_keys(mw, &k, &kl, 1);
 	cr_assert_eq(scache_add(&fake, "t", "2", "v", 1, 1), SCACHE_ESTALE);
 	cr_assert_eq(scache_add(&fake, "t", "3", "v", 1, 1), SCACHE_OK);
-	stop();
 }
 
 Test(middleware, bypasses_when_the_stream_stays_down_and_recovers_by_itself)
@@ -743,7 +772,6 @@ Test(middleware, bypasses_when_the_stream_stays_down_and_recovers_by_itself)
 	cr_assert_eq(st.bypassing, 0);
 	cr_assert(st.poll_errors >= 1);
 	cr_assert(st.bypass_requests >= 2);
-	stop();
 }
 
 Test(middleware, starts_bypassed_when_the_stream_is_unreachable_and_caches_once_connected)
@@ -801,7 +829,6 @@ Test(middleware, starts_bypassed_when_the_stream_is_unreachable_and_caches_once_
 	pthread_mutex_unlock(&stream->mu);
 	/* the recovery line is written after the poll state changes: wait for it */
 	cr_assert_eq(wait_lines("warning", 2), 2, "the recovery is logged, nothing more");
-	stop();
 }
 
 /* The real stream (scache_middleware_new) against 127.0.0.1:PORT where a socket is bound
@@ -856,7 +883,6 @@ Test(middleware, new_fails_at_once_on_a_configuration_error)
 	    err, "middleware: config.source, or config.stream with a stream_name, is required");
 	cr_assert_eq(count_lines("warning"), 0);
 	close(sock);
-	scache_cache_free(cache);
 }
 
 Test(middleware, new_succeeds_bypassed_when_the_stream_cannot_be_reached)
@@ -905,11 +931,7 @@ Test(middleware, new_succeeds_bypassed_when_the_stream_cannot_be_reached)
 	             scache_strerror(perr));
 	scache_value v;
 	cr_assert_eq(scache_cache_get(cache, key, strlen(key), &v), SCACHE_ENOTFOUND);
-	scache_middleware_free(mw);
-	mw = NULL;
 	close(sock);
-	scache_cache_free(cache);
-	capture_clear();
 }
 
 Test(middleware, a_gap_flushes_the_cache)
@@ -933,7 +955,6 @@ Test(middleware, a_gap_flushes_the_cache)
 	                 "invalidations may have been missed (stand-in gap \"quoted\"): cache "
 	                 "flushed");
 	json_object_put(w);
-	stop();
 }
 
 Test(middleware, log_lines_escape_what_the_client_sent)
@@ -956,7 +977,6 @@ Test(middleware, log_lines_escape_what_the_client_sent)
 	cr_assert_str_eq(json_object_get_string(path),
 	                 "/x\",\"status\":999,\"a\":\"\\\xef\xbf\xbd\x01\xef\xbf\xbd");
 	json_object_put(o);
-	stop();
 }
 
 Test(middleware, summary_says_when_the_cache_costs_more_than_it_saves)
@@ -987,7 +1007,6 @@ Test(middleware, summary_says_when_the_cache_costs_more_than_it_saves)
 	cr_assert_not_null(o);
 	cr_assert_not(json_object_object_get_ex(o, "warning", NULL), "no warning when it pays");
 	json_object_put(o);
-	stop();
 }
 
 Test(middleware, invalidate_publishes_then_removes_and_reports_publish_failure)
@@ -1010,7 +1029,6 @@ Test(middleware, invalidate_publishes_then_removes_and_reports_publish_failure)
 	scache_middleware_stats_get(mw, &st);
 	cr_assert_eq(st.published_keys, 1);
 	cr_assert_eq(st.publish_errors, 1);
-	stop();
 }
 
 /* get_or_load: a loader that blocks until released, counting its runs. */
@@ -1102,7 +1120,6 @@ Test(middleware, get_or_load_runs_one_loader_per_id_and_waiters_share_it)
 	call_get_or_load(&again);
 	cr_assert_eq(again.outcome, SCACHE_OUTCOME_HIT);
 	cr_assert_eq(g.runs, 1);
-	stop();
 }
 
 Test(middleware, get_or_load_waiter_reloads_when_the_shared_load_is_stale_for_it)
@@ -1143,7 +1160,6 @@ Test(middleware, get_or_load_waiter_reloads_when_the_shared_load_is_stale_for_it
 	scache_middleware_stats_get(mw, &st);
 	cr_assert_eq(st.cache.refused_adds, 1, "the leader's stale add was refused");
 	cr_assert_eq(st.cache.entries, 1, "the late request's fresh load was cached");
-	stop();
 }
 
 Test(middleware, metrics_are_prometheus_text)
@@ -1173,7 +1189,6 @@ Test(middleware, metrics_are_prometheus_text)
 	}
 	cr_assert_eq(samples, 24);
 	free(text);
-	stop();
 }
 
 Test(middleware, throttling_backs_the_poll_rate_off_until_a_clean_poll)
@@ -1191,7 +1206,6 @@ Test(middleware, throttling_backs_the_poll_rate_off_until_a_clean_poll)
 	scache_middleware_stats st;
 	scache_middleware_stats_get(mw, &st);
 	cr_assert(st.throttled_polls >= 1);
-	stop();
 }
 
 /* A key another writer spelled differently: the pairs in another order, %20 for a space,
@@ -1219,7 +1233,6 @@ Test(middleware, an_invalidation_spelled_differently_still_removes_the_id)
 	scache_middleware_stats_get(mw, &st);
 	cr_assert_eq(st.cache.entries, 0, "every spelling removed its ID");
 	cr_assert_eq(st.keys_applied, 3);
-	stop();
 }
 
 static void *release_hold_later(void *arg)
@@ -1237,12 +1250,10 @@ Test(middleware, a_huge_staleness_bound_still_makes_strict_requests_wait)
 	cache_put("1", "old");
 	standin_queue(stream, "t", "1");
 	standin_set(stream, &stream->hold, 1);
-	pthread_t t;
-	pthread_create(&t, NULL, release_hold_later, stream);
+	helper_start(release_hold_later, stream);
 	response r = http("GET", "/get/1", NULL);
-	pthread_join(t, NULL);
+	helper_join();
 	cr_assert_str_eq(r.xcache, "MISS", "the request waited for its poll (got %s)", r.xcache);
-	stop();
 }
 
 Test(middleware, bounded_staleness_never_uses_a_poll_older_than_the_staleness_bound)
@@ -1257,7 +1268,6 @@ Test(middleware, bounded_staleness_never_uses_a_poll_older_than_the_staleness_bo
 	usleep(400000); /* the last poll is now older than max_staleness_ms */
 	response r = http("GET", "/get/1", NULL);
 	cr_assert_str_eq(r.xcache, "MISS", "a poll %s ago was used (got %s)", "400 ms", r.xcache);
-	stop();
 }
 
 static void *gated_get_in_thread(void *arg)
@@ -1277,9 +1287,8 @@ Test(middleware, a_request_that_skipped_the_drain_on_an_empty_cache_never_hits_a
 	standin_set(stream, &stream->hold, 1);
 	standin_queue(stream, "t", "1");
 	/* R arrives: the cache is empty, so it goes on without waiting */
-	response r;
-	pthread_t t;
-	pthread_create(&t, NULL, gated_get_in_thread, &r);
+	static response r;
+	helper_start(gated_get_in_thread, &r);
 	pthread_mutex_lock(&handler_gate.mu);
 	while (!handler_gate.entered)
 		pthread_cond_wait(&handler_gate.cv, &handler_gate.mu);
@@ -1293,11 +1302,10 @@ Test(middleware, a_request_that_skipped_the_drain_on_an_empty_cache_never_hits_a
 	handler_gate.open = 1;
 	pthread_cond_broadcast(&handler_gate.cv);
 	pthread_mutex_unlock(&handler_gate.mu);
-	pthread_join(t, NULL);
+	helper_join();
 	cr_assert_str_eq(r.xcache, "MISS",
 	                 "R arrived after the change was announced: it must not see %s", r.body);
 	standin_set(stream, &stream->hold, 0);
-	stop();
 }
 
 /* Issue 13, item 1 (../shared/repro/strict-failed-poll.sh): in strict mode a request
@@ -1326,7 +1334,6 @@ static void check_strict_failed_poll(unsigned flags, unsigned pool, int suspend)
 	standin_queue(stream, "t", "1");
 	r = http("GET", "/get/1", NULL);
 	cr_assert_str_eq(r.xcache, "MISS", "the next good poll applies the invalidation");
-	stop();
 }
 
 Test(middleware, strict_read_after_a_failed_poll_bypasses_the_cache)
@@ -1351,7 +1358,6 @@ Test(middleware, bounded_read_after_a_failed_poll_uses_the_cache_within_the_boun
 	response r = http("GET", "/get/1", NULL);
 	cr_assert_str_eq(r.xcache, "HIT",
 	                 "bounded staleness: the bound, not the interval, decides");
-	stop();
 }
 
 static scache_err quick_loader(void *arg, void **value, size_t *len)
@@ -1396,7 +1402,6 @@ Test(middleware, get_or_load_stops_waiting_for_a_hung_loader_and_loads_itself)
 	cr_assert_eq(leader.err, SCACHE_OK);
 	cr_assert_str_eq(leader.value, "loaded");
 	cr_assert_eq(g.runs, 1);
-	stop();
 }
 
 /* A sink that reads the middleware's stats and metrics from inside the sink call. */
@@ -1427,7 +1432,4 @@ Test(middleware, the_log_sink_may_read_stats_and_metrics)
 	mc.source = standin_source(stream);
 	cr_assert_eq(scache_middleware_new(&mc, &mw, NULL, 0), SCACHE_OK);
 	cr_assert_eq(wait_lines("warning", 1), 1, "the warning went through the sink");
-	scache_middleware_free(mw);
-	scache_cache_free(cache);
-	capture_clear();
 }
