@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 
 pkgs=(libmicrohttpd-dev libcurl4-openssl-dev libjson-c-dev uthash-dev libcriterion-dev
       libsqlite3-dev libssl-dev meson ninja-build pkg-config gcc curl sqlite3 python3
-      nodejs npm)
+      nodejs npm
+      awscli) # AWS CLI v2 (Debian 12: 2.9.19), a client not written here, for tests
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
