@@ -11,6 +11,9 @@
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 /* ---- The application's database: one user ---------------------------------- */
 
@@ -117,11 +120,6 @@ static void log_nothing(void *arg, const char *line, size_t len)
 
 Test(snippets, add_read_and_announce_work_as_the_readme_says)
 {
-	/* the middleware snippet needs a real stream: it is linked here, and run by the
-	 * example server's integration tests in the same shape */
-	struct MHD_Daemon *(*start)(MHD_AccessHandlerCallback, void *, scache_cache **,
-	                            scache_middleware **) = start_users_service;
-	cr_assert(start != NULL);
 	scache_cache *cache;
 	cr_assert_eq(scache_cache_new(NULL, &cache), SCACHE_OK);
 	scache_middleware_config mc = {
@@ -150,6 +148,71 @@ Test(snippets, add_read_and_announce_work_as_the_readme_says)
 	get("/get", "1 {\"id\":\"1\",\"name\":\"Ada Lovelace\"}");
 	cr_assert_eq(db_loads, 2);
 
+	MHD_stop_daemon(d);
+	scache_middleware_free(mw);
+	scache_cache_free(cache);
+}
+
+/* A port nothing listens on (bound, then closed). */
+static uint16_t closed_port(void)
+{
+	int s = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in sa = {.sin_family = AF_INET};
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	socklen_t len = sizeof sa;
+	cr_assert_eq(bind(s, (struct sockaddr *)&sa, sizeof sa), 0);
+	cr_assert_eq(getsockname(s, (struct sockaddr *)&sa, &len), 0);
+	close(s);
+	return ntohs(sa.sin_port);
+}
+
+#define IDLE 1100
+
+Test(snippets, the_middleware_snippet_serves_beside_many_idle_connections)
+{
+	/* select() (FD_SETSIZE) and MHD's default limit of 1020 connections: ~1,000 idle
+	 * sockets left every later request an empty reply. The stream is unreachable (the
+	 * middleware bypasses the cache), which does not matter here. */
+	char ep[64];
+	snprintf(ep, sizeof ep, "http://127.0.0.1:%u", closed_port());
+	setenv("AWS_ENDPOINT_URL_KINESIS", ep, 1);
+	setenv("AWS_REGION", "us-east-1", 1);
+	setenv("AWS_ACCESS_KEY_ID", "local", 1);
+	setenv("AWS_SECRET_ACCESS_KEY", "local", 1);
+	scache_cache *cache;
+	scache_middleware *mw;
+	struct MHD_Daemon *d = start_users_service(0, handler, NULL, &cache, &mw);
+	cr_assert_not_null(d);
+	struct rlimit rl;
+	cr_assert_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
+	if (rl.rlim_cur < 2 * IDLE + 200) { /* both ends of each connection are ours */
+		scache_middleware_shutdown(mw);
+		MHD_stop_daemon(d);
+		scache_middleware_free(mw);
+		scache_cache_free(cache);
+		cr_skip_test("an open-file limit of %llu is below %d",
+		             (unsigned long long)rl.rlim_cur, 2 * IDLE + 200);
+	}
+	port = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT)->port;
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	static int idle[IDLE];
+	for (int i = 0; i < IDLE; i++) {
+		idle[i] = socket(AF_INET, SOCK_STREAM, 0);
+		cr_assert_geq(idle[i], 0);
+		cr_assert_eq(connect(idle[i], (struct sockaddr *)&sa, sizeof sa), 0, "idle %d", i);
+	}
+	unsigned held = 0;
+	for (int i = 0; i < 3000 && held < IDLE; i++) { /* until all are accepted, or 30 s */
+		held = MHD_get_daemon_info(d, MHD_DAEMON_INFO_CURRENT_CONNECTIONS)->num_connections;
+		if (held < IDLE)
+			usleep(10000);
+	}
+	cr_expect_eq(held, IDLE, "the daemon holds every idle connection");
+	get("/cached", "0");
+	for (int i = 0; i < IDLE; i++)
+		close(idle[i]);
+	scache_middleware_shutdown(mw);
 	MHD_stop_daemon(d);
 	scache_middleware_free(mw);
 	scache_cache_free(cache);

@@ -4,11 +4,13 @@
 
 #include <microhttpd.h>
 #include <stdio.h>
+#include <sys/resource.h>
 
 #include "snippets.h"
 
-struct MHD_Daemon *start_users_service(MHD_AccessHandlerCallback my_handler, void *my_app,
-                                       scache_cache **cache_out, scache_middleware **mw_out)
+struct MHD_Daemon *start_users_service(uint16_t port, MHD_AccessHandlerCallback my_handler,
+                                       void *my_app, scache_cache **cache_out,
+                                       scache_middleware **mw_out)
 {
 	/* The cache: entries live 1 to 5 minutes (random, so they do not expire together). */
 	scache_cache_config cc = {.min_ttl_ms = 60000, .max_ttl_ms = 300000};
@@ -33,10 +35,25 @@ struct MHD_Daemon *start_users_service(MHD_AccessHandlerCallback my_handler, voi
 		return NULL;
 	}
 
-	/* Give MHD the middleware's two callbacks, with the middleware as their closure. */
+	/* Each connection holds a file descriptor: raise the soft limit to the hard one (if
+	 * that fails, keep the soft one), and leave 64 to the rest of the process. */
+	struct rlimit rl = {.rlim_cur = 1024};
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+			getrlimit(RLIMIT_NOFILE, &rl);
+	}
+	unsigned max_conn = rl.rlim_cur > 4096 + 64 ? 4096 : (unsigned)rl.rlim_cur - 64;
+
+	/* Give MHD the middleware's two callbacks, with the middleware as their closure.
+	 * MHD_USE_AUTO polls with epoll (select() stops at 1,024 descriptors); with a
+	 * connection limit and an idle timeout, idle clients cannot take every connection. */
 	struct MHD_Daemon *d = MHD_start_daemon(
-	    MHD_USE_INTERNAL_POLLING_THREAD, 8080, NULL, NULL, &scache_access_handler, mw,
-	    MHD_OPTION_NOTIFY_COMPLETED, &scache_request_completed, mw, MHD_OPTION_END);
+	    MHD_USE_AUTO_INTERNAL_THREAD, port, NULL, NULL, &scache_access_handler, mw,
+	    MHD_OPTION_NOTIFY_COMPLETED, &scache_request_completed, mw, /* the middleware */
+	    MHD_OPTION_CONNECTION_LIMIT, max_conn,                      /* connections */
+	    MHD_OPTION_CONNECTION_TIMEOUT, 30u,                         /* seconds idle */
+	    MHD_OPTION_END);
 	if (!d) {
 		scache_middleware_free(mw);
 		scache_cache_free(cache);

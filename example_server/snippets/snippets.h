@@ -8,8 +8,9 @@
 char *db_load_user_json(const char *id); /* malloc()ed JSON, NULL if absent */
 int db_update_user_name(const char *id, const char *name);
 
-struct MHD_Daemon *start_users_service(MHD_AccessHandlerCallback my_handler, void *my_app,
-                                       scache_cache **cache_out, scache_middleware **mw_out);
+struct MHD_Daemon *start_users_service(uint16_t port, MHD_AccessHandlerCallback my_handler,
+                                       void *my_app, scache_cache **cache_out,
+                                       scache_middleware **mw_out);
 char *load_and_cache_user(const char *id);
 int user_is_cached(const char *id);
 char *get_user(const char *id, int *hit);
