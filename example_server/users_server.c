@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -49,6 +50,7 @@ typedef struct server {
 typedef struct settings {
 	const char *port, *db, *stream, *endpoint, *region, *min_ttl, *max_ttl, *poll_interval,
 	    *max_staleness, *max_bytes, *threads, *log;
+	const char *max_connections, *connection_timeout;
 	const char *publish_timeout;
 } settings;
 
@@ -81,6 +83,12 @@ static const struct flag {
     {"--publish-timeout", "SCACHE_PUBLISH_TIMEOUT",
      "bound of one invalidation's publish, retries included [5s]",
      offsetof(settings, publish_timeout)},
+    {"--max-connections", "SCACHE_MAX_CONNECTIONS",
+     "connections held at once [4096, or fewer to fit the fd limit]",
+     offsetof(settings, max_connections)},
+    {"--connection-timeout", "SCACHE_CONNECTION_TIMEOUT",
+     "close a connection silent this long, in whole seconds; 0 = never [30s]",
+     offsetof(settings, connection_timeout)},
 };
 #define NFLAGS (sizeof flags / sizeof flags[0])
 
@@ -88,7 +96,7 @@ static void usage(FILE *f)
 {
 	fprintf(f, "usage: users_server --stream NAME [options]\n");
 	for (size_t i = 0; i < NFLAGS; i++)
-		fprintf(f, "  %-16s %-22s %s\n", flags[i].name, flags[i].env, flags[i].help);
+		fprintf(f, "  %-20s %-25s %s\n", flags[i].name, flags[i].env, flags[i].help);
 }
 
 static int parse_args(int argc, char **argv, settings *s)
@@ -150,6 +158,64 @@ static long long parse_count(const char *v, long long dflt)
 	errno = 0;
 	long long n = strtoll(v, &end, 10);
 	return errno || *end || n < 0 ? -1 : n;
+}
+
+/* ---- Connections: how many fit, and for how long ------------------------------ */
+
+/* Each connection holds a file descriptor; the rest of the process needs some too (stdio,
+ * SQLite's files, the log, connections to Kinesis, MHD's own: 2 per thread). */
+#define FD_RESERVE       64
+#define MAX_CONN_DEFAULT 4096
+
+/* Raises the soft limit on open files to the hard one (without that, an ulimit -n of 1024
+ * lets ~1,000 idle clients take every descriptor) and returns the limit in force. */
+static long long raise_fd_limit(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return 1024;
+	if (rl.rlim_cur < rl.rlim_max) {
+		struct rlimit raised = {.rlim_cur = rl.rlim_max, .rlim_max = rl.rlim_max};
+		if (setrlimit(RLIMIT_NOFILE, &raised) == 0)
+			rl = raised; /* RLIM_INFINITY fails (above nr_open): soft one kept */
+	}
+	return rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > INT_MAX ? INT_MAX
+	                                                             : (long long)rl.rlim_cur;
+}
+
+/* --max-connections (checked against the fd limit) and --connection-timeout (seconds);
+ * -1 after saying which is wrong. */
+static int connection_settings(const settings *s, long long threads, unsigned *limit,
+                               unsigned *timeout_s)
+{
+	long long fds = raise_fd_limit(), fit = fds - FD_RESERVE - 2 * threads;
+	long long n =
+	    parse_count(s->max_connections, fit < MAX_CONN_DEFAULT ? fit : MAX_CONN_DEFAULT);
+	long long ms = parse_ms(s->connection_timeout, 30000);
+	if (n < 1 || n > UINT_MAX || n < threads) {
+		fprintf(stderr,
+		        "users_server: bad --max-connections '%s': a number of connections, "
+		        "at least 1 and at least --threads\n",
+		        s->max_connections ? s->max_connections : "");
+		return -1;
+	}
+	if (n > fit) {
+		fprintf(stderr,
+		        "users_server: --max-connections %lld needs %lld open files, but the "
+		        "limit is %lld (ulimit -n, raised to its hard limit): at most %lld here\n",
+		        n, n + FD_RESERVE + 2 * threads, fds, fit > 0 ? fit : 0);
+		return -1;
+	}
+	if (ms < 0 || ms % 1000 || ms / 1000 > UINT_MAX) {
+		fprintf(stderr,
+		        "users_server: bad --connection-timeout '%s': whole seconds, e.g. "
+		        "30s or 2m; 0 = never\n",
+		        s->connection_timeout ? s->connection_timeout : "");
+		return -1;
+	}
+	*limit = (unsigned)n;
+	*timeout_s = (unsigned)(ms / 1000);
+	return 0;
 }
 
 /* ---- The database ----------------------------------------------------------- */
@@ -395,6 +461,110 @@ static enum MHD_Result announce(struct MHD_Connection *c, const char *id, unsign
 	return respond(c, status, "application/json", body, NULL);
 }
 
+/* ---- Request bodies: strict UTF-8 ------------------------------------------------- */
+
+/* RFC 3629: a character is 1 to 4 bytes, in its shortest form, at most U+10FFFF, and
+ * never a UTF-16 surrogate (U+D800..U+DFFF). json-c 0.16 checks only the shape of lead
+ * and continuation bytes, so it stores overlong forms, encoded surrogates and code points
+ * above U+10FFFF as they came. Returns 0, or -1 with what is wrong at which byte. */
+static int check_utf8(const unsigned char *s, size_t n, char *why, size_t why_size)
+{
+	for (size_t i = 0; i < n;) {
+		unsigned c = s[i];
+		size_t len = c < 0x80                 ? 1
+		             : c >= 0xC2 && c <= 0xDF ? 2
+		             : c >= 0xE0 && c <= 0xEF ? 3
+		                                      : 4;
+		const char *what = NULL;
+		if (c >= 0x80 && c <= 0xBF)
+			what = "unexpected continuation byte";
+		else if (c == 0xC0 || c == 0xC1)
+			what = "overlong encoding (lead byte C0 or C1)";
+		else if (c >= 0xF5 && c <= 0xF7)
+			what = "a code point above U+10FFFF (lead byte F5 to F7)";
+		else if (c >= 0xF8)
+			what = "a byte that never appears in UTF-8";
+		if (what) {
+			snprintf(why, why_size, "not valid UTF-8 at byte %zu: %s (%02X)", i, what,
+			         c);
+			return -1;
+		}
+		unsigned cp = len == 1 ? c : c & (0x7Fu >> len);
+		for (size_t k = 1; k < len; k++) {
+			if (i + k >= n || (s[i + k] & 0xC0) != 0x80) {
+				snprintf(why, why_size,
+				         "not valid UTF-8 at byte %zu: truncated %zu-byte "
+				         "sequence (%02X, then %zu of its continuation bytes)",
+				         i, len, c, k - 1);
+				return -1;
+			}
+			cp = cp << 6 | (s[i + k] & 0x3Fu);
+		}
+		static const unsigned shortest[] = {0, 0, 0x80, 0x800, 0x10000};
+		what = cp < shortest[len]             ? "overlong encoding of U+%04X"
+		       : cp >= 0xD800 && cp <= 0xDFFF ? "encoded surrogate U+%04X"
+		       : cp > 0x10FFFF                ? "a code point above U+10FFFF (U+%04X)"
+		                                      : NULL;
+		if (what) {
+			char w[64];
+			snprintf(w, sizeof w, what, cp);
+			snprintf(why, why_size, "not valid UTF-8 at byte %zu: %s", i, w);
+			return -1;
+		}
+		i += len;
+	}
+	return 0;
+}
+
+/* The value of the 4 hex digits at s, or -1. */
+static long hex4(const char *s)
+{
+	long v = 0;
+	for (int k = 0; k < 4; k++) {
+		int d = hex_digit(s[k]);
+		if (d < 0)
+			return -1;
+		v = v << 4 | d;
+	}
+	return v;
+}
+
+/* The body, already parsed as JSON: a \uXXXX escape of a lone UTF-16 surrogate names no
+ * character (json-c would store U+FFFD in its place). A high surrogate must be followed
+ * by a low one, as in \ud83d\ude00. Returns 0, or -1 with the escape's byte. */
+static int check_escaped_surrogates(const char *s, size_t n, char *why, size_t why_size)
+{
+	int in_string = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] == '"') {
+			in_string = !in_string;
+			continue;
+		}
+		if (!in_string || s[i] != '\\')
+			continue;
+		if (s[i + 1] != 'u' || i + 5 >= n) {
+			i++; /* an escaped character: an escaped quote or backslash is skipped */
+			continue;
+		}
+		long u = hex4(s + i + 2);
+		if (u >= 0xD800 && u <= 0xDBFF && i + 11 < n && s[i + 6] == '\\' &&
+		    s[i + 7] == 'u') {
+			long lo = hex4(s + i + 8);
+			if (lo >= 0xDC00 && lo <= 0xDFFF) {
+				i += 11; /* a pair: one character */
+				continue;
+			}
+		}
+		if (u >= 0xD800 && u <= 0xDFFF) {
+			snprintf(why, why_size, "lone UTF-16 surrogate \\u%.4s at byte %zu",
+			         s + i + 2, i);
+			return -1;
+		}
+		i += 5;
+	}
+	return 0;
+}
+
 static const char *string_field(json_object *o, const char *name)
 {
 	json_object *f;
@@ -410,6 +580,11 @@ static const char *string_field(json_object *o, const char *name)
 static enum MHD_Result put_user(server *sv, struct MHD_Connection *c, const char *id,
                                 const char *body, size_t len)
 {
+	char why[160], msg[200];
+	if (check_utf8((const unsigned char *)body, len, why, sizeof why)) {
+		snprintf(msg, sizeof msg, "the body is %s", why);
+		return respond_error(c, 400, msg);
+	}
 	json_tokener *tok = json_tokener_new();
 	if (tok)
 		json_tokener_set_flags(tok, JSON_TOKENER_VALIDATE_UTF8); /* JSON text is UTF-8 */
@@ -422,6 +597,11 @@ static enum MHD_Result put_user(server *sv, struct MHD_Connection *c, const char
 	if (!o || !complete || !json_object_is_type(o, json_type_object)) {
 		json_object_put(o);
 		return respond_error(c, 400, "the body must be a JSON object");
+	}
+	if (check_escaped_surrogates(body, len, why, sizeof why)) {
+		json_object_put(o);
+		snprintf(msg, sizeof msg, "the body has a %s", why);
+		return respond_error(c, 400, msg);
 	}
 	const char *name = string_field(o, "name"), *email = string_field(o, "email");
 	if (!name || !email) {
@@ -611,6 +791,9 @@ int main(int argc, char **argv)
 		                "(durations: 250ms, 10s, 5m; min-ttl <= max-ttl)\n");
 		return 2;
 	}
+	unsigned max_conn, conn_timeout_s;
+	if (connection_settings(&s, threads, &max_conn, &conn_timeout_s))
+		return 2;
 	long long publish_timeout = parse_ms(s.publish_timeout, 5000);
 	if (publish_timeout <= 0 || publish_timeout > LONG_MAX) {
 		fprintf(stderr, "users_server: bad --publish-timeout (a duration > 0: 250ms, "
@@ -677,14 +860,19 @@ int main(int argc, char **argv)
 	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	/* scache: a request waiting for the stream is parked (MHD_suspend_connection), so a
 	 * small thread pool serves many waiting requests; --threads 0 runs a thread per
-	 * connection instead, where waiting in place is fine. */
-	unsigned mode = threads ? MHD_USE_INTERNAL_POLLING_THREAD | MHD_ALLOW_SUSPEND_RESUME
-	                        : MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION;
+	 * connection instead, where waiting in place is fine. MHD_USE_AUTO polls with epoll in
+	 * the pool (poll() per connection thread, where MHD refuses epoll): select() would stop
+	 * at FD_SETSIZE (1024) descriptors. The limit and the idle timeout keep idle clients
+	 * from holding every connection; a parked request is not idle (MHD does not time it
+	 * out). */
+	unsigned mode = threads ? MHD_USE_AUTO_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME
+	                        : MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_THREAD_PER_CONNECTION;
 	struct MHD_Daemon *d = MHD_start_daemon(
 	    mode | MHD_USE_ERROR_LOG, (uint16_t)port, NULL, NULL, scache_access_handler,
 	    sv.mw,                                                        /* scache */
 	    MHD_OPTION_NOTIFY_COMPLETED, scache_request_completed, sv.mw, /* scache */
 	    MHD_OPTION_SOCK_ADDR, &sa, MHD_OPTION_UNESCAPE_CALLBACK, unescape_url, NULL,
+	    MHD_OPTION_CONNECTION_LIMIT, max_conn, MHD_OPTION_CONNECTION_TIMEOUT, conn_timeout_s,
 	    threads ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END, (unsigned)threads,
 	    MHD_OPTION_END);
 	if (!d) {
@@ -692,8 +880,16 @@ int main(int argc, char **argv)
 		scache_middleware_free(sv.mw);
 		return 1;
 	}
-	fprintf(stderr, "users_server: listening on http://127.0.0.1:%lld (stream %s, %s)\n", port,
-	        s.stream, poll ? "bounded staleness" : "strict");
+	const union MHD_DaemonInfo *info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_FLAGS);
+	unsigned used = info ? (unsigned)info->flags : 0;
+	fprintf(stderr,
+	        "users_server: listening on http://127.0.0.1:%lld (stream %s, %s; %s, %s; up to "
+	        "%u connections, closed after %u s idle)\n",
+	        port, s.stream, poll ? "bounded staleness" : "strict",
+	        used & MHD_USE_EPOLL  ? "epoll"
+	        : used & MHD_USE_POLL ? "poll"
+	                              : "select",
+	        threads ? "thread pool" : "a thread per connection", max_conn, conn_timeout_s);
 
 	int sig;
 	sigwait(&sigs, &sig);

@@ -510,11 +510,13 @@ def a_server_started_before_its_stream_serves_bypassed_then_caches(env):
     eq(json.loads(a.request("GET", "/healthz")[2])["bypassing"], False, "/healthz")
     a.stop()
     warnings = [l["msg"] for l in log_lines(a.log) if l["type"] == "warning"]
-    eq(len(warnings), 2, f"one warning at startup, one at recovery: {warnings}")
+    eq(len(warnings), 3, f"one warning at startup, one for the PUT, one at recovery: {warnings}")
     expect(warnings[0].startswith("the stream cannot be read yet (") and
            env.kinesis.endpoint in warnings[0], f"the startup warning names the cause: "
            f"{warnings[0]}")
-    eq(warnings[1], "the stream is read again: the cache was flushed and is back in use", "recovery")
+    expect(warnings[1].startswith("1 invalidation(s) could not be published (PutRecords at "
+                                  + env.kinesis.endpoint), f"the PUT's warning: {warnings[1]}")
+    eq(warnings[2], "the stream is read again: the cache was flushed and is back in use", "recovery")
 
 
 def bounded_staleness_sees_a_change_within_one_interval(env):
@@ -555,6 +557,180 @@ def a_sigterm_during_startup_still_shuts_down_cleanly(env):
         procs.remove(p)
 
 
+
+# ---- Denial of service: idle connections ------------------------------------------
+
+
+def open_idle_sockets(port, n):
+    """n TCP connections to 127.0.0.1:port that send nothing (the caller closes them)."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < n + 200:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, n + 200), hard))
+    socks = []
+    try:
+        for _ in range(n):
+            socks.append(socket.create_connection(("127.0.0.1", port), timeout=10))
+    except BaseException:
+        for s in socks:
+            s.close()
+        raise
+    return socks
+
+
+def accepted_connections(pid, port):
+    """How many established connections to 127.0.0.1:port the process holds open."""
+    inodes = set()
+    with open(f"/proc/{pid}/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            col = line.split()
+            if col[1].endswith(f":{port:04X}") and col[3] == "01":  # 01: ESTABLISHED
+                inodes.add(col[9])
+    held = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except FileNotFoundError:
+            continue
+        held += link.startswith("socket:[") and link[8:-1] in inodes
+    return held
+
+
+def idle_connections_do_not_deny_service(env, n=1100):
+    """With select() (FD_SETSIZE) and MHD's default limit of 1020 connections, ~1,000 idle
+    sockets left every later request an empty reply. They are all accepted and held now,
+    and a request on a new connection is still answered."""
+    a = env.servers["A"]
+    a.put_user(1, "Ada")
+    socks = open_idle_sockets(a.port, n)
+    try:
+        held = []
+        try:
+            wait_until(f"server A to accept all {n} idle connections", lambda: held.append(
+                accepted_connections(a.proc.pid, a.port)) or held[-1] >= n)
+        except AssertionError:
+            raise AssertionError(f"server A accepted {held[-1]} of {n} idle connections")
+        st, _, user = a.get_user(1)
+        eq((st, user["name"]), (200, "Ada"), f"GET /users/1 beside {n} idle connections")
+    finally:
+        for s in socks:
+            s.close()
+
+
+def idle_connections_do_not_deny_service_thread_per_connection(env):
+    idle_connections_do_not_deny_service(env)
+
+
+def idle_connections_are_closed_after_the_connection_timeout(env):
+    a = env.servers["A"]  # --connection-timeout 1s
+    socks = open_idle_sockets(a.port, 30)
+    try:
+        def closed(s):
+            s.settimeout(0)
+            try:
+                return s.recv(1) == b""
+            except BlockingIOError:
+                return False
+            except ConnectionResetError:
+                return True
+        wait_until("the server to close every idle connection",
+                   lambda: all(closed(s) for s in socks))
+    finally:
+        for s in socks:
+            s.close()
+    eq(a.get_user(1)[:2], (404, "MISS"), "the server still serves")
+
+
+def connection_flags_are_checked_against_the_fd_limit(env):
+    import resource
+
+    def limited():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
+
+    e = dict(os.environ, AWS_ACCESS_KEY_ID="local", AWS_SECRET_ACCESS_KEY="local",
+             AWS_REGION="us-east-1")
+    base = [SERVER, "--stream", env.stream, "--endpoint", env.kinesis.endpoint, "--db", env.db]
+    out = subprocess.run(base + ["--port", str(free_port()), "--max-connections", "1000"],
+                         env=e, preexec_fn=limited, capture_output=True, text=True, timeout=30)
+    eq(out.returncode, 2, f"exit status with more connections than fds ({out.stderr!r})")
+    expect("--max-connections" in out.stderr and "256" in out.stderr,
+           f"the error names the flag and the limit: {out.stderr!r}")
+    for flag, bad in (("--max-connections", "0"), ("--max-connections", "x"),
+                      ("--connection-timeout", "1500ms"), ("--connection-timeout", "-1s")):
+        out = subprocess.run(base + ["--port", str(free_port()), flag, bad], env=e,
+                             capture_output=True, text=True, timeout=30)
+        eq(out.returncode, 2, f"exit status with {flag} {bad}")
+        expect(flag in out.stderr, f"{flag} {bad}: {out.stderr!r}")
+    # under the same limit, the default fits the connections to it and the server serves
+    port = free_port()
+    p = subprocess.Popen(base + ["--port", str(port)], env=e, preexec_fn=limited,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    procs.append(p)
+    try:
+        def answers():
+            if p.poll() is not None:
+                raise AssertionError(f"the server exited: {p.stderr.read()!r}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz",
+                                            timeout=10) as r:
+                    return r.status == 200
+            except OSError:
+                return False
+        wait_until("the server with 256 fds to serve", answers)
+    finally:
+        p.terminate()
+        eq(p.wait(timeout=20), 0, "exit status")
+        procs.remove(p)
+        p.stderr.close()
+
+
+# ---- Invalid UTF-8 ----------------------------------------------------------------
+
+
+INVALID_UTF8 = [  # (what, bytes inside "name":"a...z" at byte 10, a word of the error)
+    ("encoded surrogate U+D800", b"\xed\xa0\x80", "surrogate"),
+    ("overlong 2-byte '/'", b"\xc0\xaf", "overlong"),
+    ("overlong 3-byte '/'", b"\xe0\x80\xaf", "overlong"),
+    ("overlong 4-byte", b"\xf0\x80\x80\xaf", "overlong"),
+    ("above U+10FFFF", b"\xf4\x90\x80\x80", "above U+10FFFF"),
+    ("lead byte F5", b"\xf5\x80\x80\x80", "above U+10FFFF"),
+    ("lone continuation byte", b"\x80", "continuation"),
+    ("truncated 3-byte sequence", b"\xe2\x82", "truncated"),
+    ("byte FF", b"\xff", "never"),
+]
+
+
+def invalid_utf8_is_refused_and_nothing_is_stored(env):
+    a = env.servers["A"]
+    for i, (what, raw, word) in enumerate(INVALID_UTF8):
+        body = b'{"name":"a' + raw + b'z","email":"e@example.com"}'
+        st, _, data = a.request("PUT", f"/users/u{i}", body)
+        eq(st, 400, f"PUT with {what}")
+        msg = json.loads(data)["error"]
+        expect("UTF-8" in msg and "byte 10" in msg and word in msg,
+               f"{what}: the error says what and where: {msg!r}")
+        eq(a.request("GET", f"/users/u{i}")[0], 404, f"nothing stored for {what}")
+    # escapes of lone UTF-16 surrogates (json-c would store U+FFFD in their place)
+    prefix = '{"email":"e@example.com","name":"a'
+    for i, esc in enumerate((r"\ud800", r"\uDC00", r"\ud83dz", r"\ud83d\u0041",
+                             r"\ude00\ud83d", r"\ud83d")):
+        st, _, data = a.request("PUT", f"/users/s{i}", prefix + esc + '"}')
+        eq(st, 400, f"PUT with {esc}")
+        msg = json.loads(data)["error"]
+        expect("surrogate" in msg and f"byte {len(prefix)}" in msg, f"{esc}: {msg!r}")
+        eq(a.request("GET", f"/users/s{i}")[0], 404, f"nothing stored for {esc}")
+    # what is valid stays valid: a surrogate pair, an escaped backslash before "u", the
+    # largest code point, U+FFFD itself
+    for i, (name, want) in enumerate(((r"\ud83d\ude00", "\U0001F600"),
+                                      (r"\\ud800", r"\ud800"),
+                                      ("\U0010FFFF\uFFFD\u00e9\u20ac",
+                                       "\U0010FFFF\uFFFD\u00e9\u20ac"))):
+        body = '{"name":"' + name + '","email":"e"}'
+        st, _, data = a.request("PUT", f"/users/v{i}", body.encode())
+        eq(st, 200, f"PUT with {name!r} ({data!r})")
+        eq(a.get_user(f"v{i}")[2]["name"], want, f"stored {name!r}")
+
+
 SCENARIOS = [
     (a_sigterm_during_startup_still_shuts_down_cleanly, {"servers": ()}),
     (cross_instance_invalidation_keeps_a_correct, {}),
@@ -570,6 +746,13 @@ SCENARIOS = [
      {"servers": ("A",), "extra": ("--max-staleness", "1s")}),
     (a_server_started_before_its_stream_serves_bypassed_then_caches,
      {"servers": ("A",), "stream_down": True}),
+    (idle_connections_do_not_deny_service, {"servers": ("A",)}),
+    (idle_connections_do_not_deny_service_thread_per_connection,
+     {"servers": ("A",), "extra": ("--threads", "0")}),
+    (idle_connections_are_closed_after_the_connection_timeout,
+     {"servers": ("A",), "extra": ("--connection-timeout", "1s")}),
+    (connection_flags_are_checked_against_the_fd_limit, {"servers": ()}),
+    (invalid_utf8_is_refused_and_nothing_is_stored, {"servers": ("A",)}),
 ]
 
 
