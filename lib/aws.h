@@ -74,7 +74,7 @@ void aws_settings_clear(aws_settings *s);
 /* Classes of failure, deciding retries and what callers do. */
 typedef enum aws_fail {
 	AWS_FAIL_NONE = 0,
-	AWS_FAIL_THROTTLE,  /* ProvisionedThroughputExceeded, LimitExceeded, KMSThrottling... */
+	AWS_FAIL_THROTTLE,  /* ProvisionedThroughputExceeded, RequestLimitExceeded... */
 	AWS_FAIL_SERVER,    /* 5xx */
 	AWS_FAIL_TRANSPORT, /* connect, reset, timeout: no HTTP answer */
 	AWS_FAIL_EXPIRED,   /* ExpiredIteratorException */

@@ -174,7 +174,9 @@ aws_fail aws_classify(long http_status, const char *name)
 	if (name && *name) {
 		if (!strcmp(name, "ProvisionedThroughputExceededException") ||
 		    !strcmp(name, "LimitExceededException") ||
-		    !strcmp(name, "KMSThrottlingException") || !strcmp(name, "ThrottlingException"))
+		    !strcmp(name, "KMSThrottlingException") ||
+		    !strcmp(name, "ThrottlingException") ||
+		    !strcmp(name, "RequestLimitExceeded")) /* DynamoDB: the account's limit */
 			return AWS_FAIL_THROTTLE;
 		if (!strcmp(name, "ExpiredIteratorException"))
 			return AWS_FAIL_EXPIRED;
