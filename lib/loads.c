@@ -119,8 +119,8 @@ static void flight_release(flight *f)
 
 /* Run the loader and add its result under a token taken just before it. Sets *added. */
 static scache_err load_and_add(scache_request *req, const char *key, size_t klen,
-                               scache_loader_fn loader, void *loader_arg, void **value, size_t *len,
-                               uint64_t *token, int *added)
+                               scache_loader_fn loader, void *loader_arg, const uint64_t *ttl_ms,
+                               void **value, size_t *len, uint64_t *token, int *added)
 {
 	scache_middleware *mw = req->mw;
 	*token = scache_cache_begin_load(mw->cfg.cache);
@@ -132,6 +132,8 @@ static scache_err load_and_add(scache_request *req, const char *key, size_t klen
 	*added = 0;
 	if (err == SCACHE_OK && !req->bypass) {
 		scache_add_opts opts = {.token = *token, .saved_ns = took};
+		if (ttl_ms && *ttl_ms) /* read after the loader: it may choose the lifetime */
+			opts.min_ttl_ms = opts.max_ttl_ms = *ttl_ms;
 		*added =
 		    scache_cache_add(mw->cfg.cache, key, klen, *value, *len, &opts) == SCACHE_OK;
 	}
@@ -140,14 +142,16 @@ static scache_err load_and_add(scache_request *req, const char *key, size_t klen
 
 /* Lead a load of key: run the loader, add its result, publish it to waiters. */
 static scache_err lead_load(scache_request *req, flight *f, const char *key, size_t klen,
-                            scache_loader_fn loader, void *loader_arg, void **value, size_t *len)
+                            scache_loader_fn loader, void *loader_arg, const uint64_t *ttl_ms,
+                            void **value, size_t *len)
 {
 	scache_middleware *mw = req->mw;
 	void *v;
 	size_t n;
 	uint64_t token;
 	int added;
-	scache_err err = load_and_add(req, key, klen, loader, loader_arg, &v, &n, &token, &added);
+	scache_err err =
+	    load_and_add(req, key, klen, loader, loader_arg, ttl_ms, &v, &n, &token, &added);
 
 	pthread_mutex_lock(&mw->flight_mu);
 	f->done = 1;
@@ -177,6 +181,13 @@ static scache_err lead_load(scache_request *req, flight *f, const char *key, siz
 scache_err scache_get_or_load(scache_request *req, const char *source, const char *id,
                               scache_loader_fn loader, void *loader_arg, void **value, size_t *len,
                               scache_outcome *outcome)
+{
+	return mw_get_or_load(req, source, id, loader, loader_arg, NULL, value, len, outcome);
+}
+
+scache_err mw_get_or_load(scache_request *req, const char *source, const char *id,
+                          scache_loader_fn loader, void *loader_arg, const uint64_t *ttl_ms,
+                          void **value, size_t *len, scache_outcome *outcome)
 {
 	if (!req || !loader || !value || !len)
 		return SCACHE_EINVAL;
@@ -236,7 +247,7 @@ scache_err scache_get_or_load(scache_request *req, const char *source, const cha
 			pthread_mutex_unlock(&mw->flight_mu);
 			req->misses++;
 			/* lead_load uses the key only before it drops the flight's reference */
-			err = lead_load(req, f, key, klen, loader, loader_arg, value, len);
+			err = lead_load(req, f, key, klen, loader, loader_arg, ttl_ms, value, len);
 			if (outcome)
 				*outcome = oc;
 			return err;
@@ -255,8 +266,8 @@ scache_err scache_get_or_load(scache_request *req, const char *source, const cha
 			req->misses++;
 			uint64_t token;
 			int added;
-			err = load_and_add(req, key, klen, loader, loader_arg, value, len, &token,
-			                   &added);
+			err = load_and_add(req, key, klen, loader, loader_arg, ttl_ms, value, len,
+			                   &token, &added);
 			break;
 		}
 		/* Its load is good for us if it began after our drain, or if no invalidation of

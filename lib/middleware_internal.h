@@ -35,6 +35,16 @@ uint64_t mw_test_backoff_ns(scache_middleware *mw);
 void mw_test_set_period(scache_middleware *mw, uint64_t requests, uint64_t hits, uint64_t misses,
                         uint64_t stream_ns, uint64_t saved_ns);
 
+/* ---- Loads with a lifetime of their own ------------------------------------------ */
+
+/* scache_get_or_load, where the added entry lives exactly *ttl_ms milliseconds instead of
+ * the cache's window when ttl_ms is not NULL and *ttl_ms is not 0. *ttl_ms is read after
+ * the loader returned, so a loader may choose it by what it found (lib/dynamodb.c caches
+ * "no such item" for its negative_ttl_ms). */
+scache_err mw_get_or_load(scache_request *req, const char *source, const char *id,
+                          scache_loader_fn loader, void *loader_arg, const uint64_t *ttl_ms,
+                          void **value, size_t *len, scache_outcome *outcome);
+
 /* ---- State shared by the middleware's files ------------------------------------ */
 
 #define NS_PER_MS 1000000ull
