@@ -16,5 +16,6 @@
 #include "source.h"
 #include "stream.h"
 #include "middleware.h"
+#include "dynamodb.h"
 
 #endif
