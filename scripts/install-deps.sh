@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what libscache needs on a fresh Debian 12 machine (as root, or with sudo
-# when not root), then kinesalite (the local Kinesis) into .deps/ of the project.
+# when not root), then kinesalite (the local Kinesis) and dynalite (the local DynamoDB) into
+# .deps/ of the project.
 # Installs only what is missing: a second run does nothing and is quick.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,4 +31,12 @@ if [ ! -f .deps/node_modules/kinesalite/cli.js ]; then
   echo "install-deps: installing kinesalite@$KINESALITE_VERSION into .deps/" >&2
   mkdir -p .deps
   npm install --prefix .deps --no-audit --no-fund --loglevel=error "kinesalite@$KINESALITE_VERSION" >/dev/null
+fi
+
+# dynalite: the local DynamoDB of the DynamoDB tests (tests/dynalite.c)
+DYNALITE_VERSION=4.0.0
+if [ ! -f .deps/node_modules/dynalite/cli.js ]; then
+  echo "install-deps: installing dynalite@$DYNALITE_VERSION into .deps/" >&2
+  mkdir -p .deps
+  npm install --prefix .deps --no-audit --no-fund --loglevel=error "dynalite@$DYNALITE_VERSION" >/dev/null
 fi
