@@ -26,6 +26,25 @@ typedef enum scache_record_format {
 	SCACHE_RECORD_SCACHE = 0 /* scache's {"keys":[...],"ts":"..."} */
 } scache_record_format;
 
+/* ---- DynamoDB change records -------------------------------------------------- */
+
+/* What a DynamoDB change record (Kinesis Data Streams for DynamoDB) does to the item's
+ * cache entry. (Used by stream.h and dynamodb.h alike.) */
+typedef enum scache_dynamodb_mode {
+	SCACHE_DYNAMODB_INVALIDATE = 0, /* INSERT, MODIFY and REMOVE remove the item */
+	SCACHE_DYNAMODB_REFRESH         /* INSERT and MODIFY store the NewImage, REMOVE
+	                                   removes; a record without NewImage invalidates */
+} scache_dynamodb_mode;
+
+/* One table. Strings are borrowed for the call that takes the table (and copied). */
+typedef struct scache_dynamodb_table {
+	const char *table;         /* required: the table's name */
+	const char *partition_key; /* required: the partition (hash) key attribute */
+	const char *sort_key;      /* [NULL: none] the sort (range) key attribute */
+	const char *source;        /* [NULL: "dynamodb.<table>"] the source of its data IDs */
+	scache_dynamodb_mode mode; /* [SCACHE_DYNAMODB_INVALIDATE] */
+} scache_dynamodb_table;
+
 /*
  * Connection settings, shared by reader and publisher. Zero-initialise; a NULL or zero
  * field falls back, in this order, to the AWS conventions of the environment:
