@@ -30,12 +30,89 @@ const aws_service kinesis_service = {
 
 /* ---- settings ------------------------------------------------------------------ */
 
+static void tables_free(scache_dynamodb_table *t, size_t n)
+{
+	for (size_t i = 0; t && i < n; i++) {
+		free((char *)t[i].table);
+		free((char *)t[i].partition_key);
+		free((char *)t[i].sort_key);
+		free((char *)t[i].source);
+	}
+	free(t);
+}
+
+/* A deep copy of n tables into *out (NULL when n is 0). SCACHE_ENOMEM. */
+static scache_err tables_copy(const scache_dynamodb_table *src, size_t n,
+                              scache_dynamodb_table **out)
+{
+	*out = NULL;
+	if (!n)
+		return SCACHE_OK;
+	scache_dynamodb_table *t = calloc(n, sizeof *t);
+	if (!t)
+		return SCACHE_ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		const char *in[4] = {src[i].table, src[i].partition_key, src[i].sort_key,
+		                     src[i].source};
+		char *copy[4] = {NULL, NULL, NULL, NULL};
+		for (int j = 0; j < 4; j++)
+			if (in[j] && !(copy[j] = strdup(in[j]))) {
+				for (int k = 0; k < j; k++)
+					free(copy[k]);
+				tables_free(t, i);
+				return SCACHE_ENOMEM;
+			}
+		t[i] = (scache_dynamodb_table){.table = copy[0],
+		                               .partition_key = copy[1],
+		                               .sort_key = copy[2],
+		                               .source = copy[3],
+		                               .mode = src[i].mode};
+	}
+	*out = t;
+	return SCACHE_OK;
+}
+
+/* The mistakes in a list of tables that no retry fixes. */
+static scache_err tables_check(const scache_dynamodb_table *t, size_t n, char *errbuf,
+                               size_t errlen)
+{
+	if (n && !t) {
+		util_fmt(errbuf, errlen, "dynamodb_ntables is %zu but dynamodb_tables is NULL", n);
+		return SCACHE_ECONFIG;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (!t[i].table || !t[i].table[0]) {
+			util_fmt(errbuf, errlen, "dynamodb_tables[%zu]: no table name", i);
+			return SCACHE_ECONFIG;
+		}
+		if (!t[i].partition_key || !t[i].partition_key[0]) {
+			util_fmt(errbuf, errlen, "DynamoDB table '%s': no partition_key",
+			         t[i].table);
+			return SCACHE_ECONFIG;
+		}
+		if (t[i].mode != SCACHE_DYNAMODB_INVALIDATE &&
+		    t[i].mode != SCACHE_DYNAMODB_REFRESH) {
+			util_fmt(errbuf, errlen, "DynamoDB table '%s': unknown mode %d", t[i].table,
+			         (int)t[i].mode);
+			return SCACHE_ECONFIG;
+		}
+		for (size_t j = 0; j < i; j++)
+			if (strcmp(t[i].table, t[j].table) == 0) {
+				util_fmt(errbuf, errlen, "DynamoDB table '%s' is named twice",
+				         t[i].table);
+				return SCACHE_ECONFIG;
+			}
+	}
+	return SCACHE_OK;
+}
+
 void kinesis_settings_clear(kinesis_settings *s)
 {
 	if (!s)
 		return;
 	aws_settings_clear(&s->aws);
 	free(s->stream_name);
+	tables_free(s->dynamodb_tables, s->dynamodb_ntables);
 	memset(s, 0, sizeof *s);
 }
 
@@ -55,6 +132,8 @@ scache_err kinesis_settings_resolve(const scache_stream_config *config, int need
 		         "--stream or SCACHE_STREAM)");
 		return SCACHE_ECONFIG;
 	}
+	if (tables_check(cfg->dynamodb_tables, cfg->dynamodb_ntables, errbuf, errlen))
+		return SCACHE_ECONFIG;
 	aws_config ac = {
 	    .region = cfg->region,
 	    .endpoint = cfg->endpoint,
@@ -83,6 +162,12 @@ scache_err kinesis_settings_resolve(const scache_stream_config *config, int need
 		out->stream_check_interval_ms = STREAM_CHECK_MIN_MS;
 	out->format = cfg->format;
 	out->publish_timeout_ms = cfg->publish_timeout_ms > 0 ? cfg->publish_timeout_ms : 5000;
+	if (tables_copy(cfg->dynamodb_tables, cfg->dynamodb_ntables, &out->dynamodb_tables)) {
+		kinesis_settings_clear(out);
+		util_fmt(errbuf, errlen, "out of memory");
+		return SCACHE_ENOMEM;
+	}
+	out->dynamodb_ntables = cfg->dynamodb_ntables;
 	return SCACHE_OK;
 }
 
@@ -90,14 +175,18 @@ scache_err kinesis_settings_copy(kinesis_settings *dst, const kinesis_settings *
 {
 	*dst = *src;
 	dst->stream_name = NULL;
+	dst->dynamodb_tables = NULL;
+	dst->dynamodb_ntables = 0;
 	if (aws_settings_copy(&dst->aws, &src->aws)) {
 		memset(dst, 0, sizeof *dst);
 		return SCACHE_ENOMEM;
 	}
-	if (src->stream_name && !(dst->stream_name = strdup(src->stream_name))) {
+	if ((src->stream_name && !(dst->stream_name = strdup(src->stream_name))) ||
+	    tables_copy(src->dynamodb_tables, src->dynamodb_ntables, &dst->dynamodb_tables)) {
 		kinesis_settings_clear(dst);
 		return SCACHE_ENOMEM;
 	}
+	dst->dynamodb_ntables = src->dynamodb_ntables;
 	return SCACHE_OK;
 }
 

@@ -31,13 +31,17 @@ typedef struct kinesis_settings {
 	unsigned stream_check_interval_ms; /* [10000], at least 1000 */
 	scache_record_format format;
 	long publish_timeout_ms; /* [5000] */
+	/* DynamoDB tables whose change records the reader applies (strings owned) */
+	scache_dynamodb_table *dynamodb_tables;
+	size_t dynamodb_ntables;
 } kinesis_settings;
 
 /*
  * kinesis_settings_resolve: fill *out from config (may be NULL), the environment and
  * defaults (see aws_settings_resolve). need_stream: whether a missing stream name is an
- * error. On error (SCACHE_ECONFIG naming the missing setting, SCACHE_ENOMEM) *out is left
- * empty. Free with kinesis_settings_clear.
+ * error. The DynamoDB tables are copied and checked (a name and a partition key each,
+ * no table twice, a known mode). On error (SCACHE_ECONFIG naming the missing or wrong
+ * setting, SCACHE_ENOMEM) *out is left empty. Free with kinesis_settings_clear.
  */
 scache_err kinesis_settings_resolve(const scache_stream_config *config, int need_stream,
                                     kinesis_settings *out, char *errbuf, size_t errlen);

@@ -9,6 +9,9 @@
  * for any other reason (stream unreachable, throttled, not yet created), the source says
  * so through unavailable() (the middleware starts with its cache bypassed) and each
  * sync tries to create the reader again, positioned at LATEST, until it succeeds.
+ *
+ * The stream configuration (DynamoDB tables included) is copied once, into the resolved
+ * settings (kinesis_settings_resolve), from which every later reader is made.
  */
 #include "kinesis.h"
 #include "publish.h"
@@ -37,6 +40,19 @@ static void on_keys(void *arg, const char *const *keys, const size_t *lens, size
 		ks->sink->keys(ks->sink->arg, keys, lens, n);
 }
 
+/* A refresh (a DynamoDB change record in refresh mode): to sink->value, or, for a sink
+ * without one, to sink->keys as an invalidation. */
+static void on_value(void *arg, const char *key, size_t key_len, const void *value, size_t len)
+{
+	kinesis_source *ks = arg;
+	if (!ks->sink)
+		return;
+	if (ks->sink->value)
+		ks->sink->value(ks->sink->arg, key, key_len, value, len);
+	else
+		ks->sink->keys(ks->sink->arg, &key, &key_len, 1);
+}
+
 static void on_gap(void *arg, const char *why)
 {
 	kinesis_source *ks = arg;
@@ -63,8 +79,11 @@ static void on_log(void *arg, const char *message)
 static scache_err reader_create(kinesis_source *ks, scache_start_at start, char *errbuf,
                                 size_t errlen)
 {
-	scache_reader_callbacks cb = {
-	    .on_keys = on_keys, .on_gap = on_gap, .arg = ks, .on_log = on_log};
+	scache_reader_callbacks cb = {.on_keys = on_keys,
+	                              .on_gap = on_gap,
+	                              .arg = ks,
+	                              .on_log = on_log,
+	                              .on_value = on_value};
 	return reader_new(&ks->settings, start, &cb, &ks->reader, errbuf, errlen);
 }
 

@@ -24,6 +24,13 @@
  * Messages go to on_log, else stderr; one repeating within LOG_REPEAT_S is dropped and
  * counted (see reader_log.c).
  *
+ * Records. Each record's data goes to record_read (record.c): scache records yield keys
+ * (on_keys); DynamoDB change records of the configured tables yield a key, or a new
+ * value (on_value: refresh mode), and are ordered per item by the reader's ddb_versions,
+ * which only the thread polling touches (polls never overlap). Records of other tables
+ * are counted (foreign_records) and named once per LOG_REPEAT_S per table; changes
+ * older than one applied are counted (stale_records) and skipped.
+ *
  * Polls. One poll reads every readable shard concurrently (curl multi) until caught up
  * (MillisBehindLatest 0 and a short page), following NextShardIterator. Polls are
  * single-flight: scache_reader_sync() callers share a poll when it began late enough for
@@ -71,6 +78,7 @@ struct scache_reader {
 	double retention_s;
 	double retention_margin_s;
 	scache_poll_info *cur; /* the poll in progress (thread polling only) */
+	record_ddb ddb;        /* DynamoDB tables and versions (thread polling only) */
 	/* messages: touched by the thread polling (or creating), one at a time */
 	log_limit log;
 
@@ -321,14 +329,32 @@ static int deliver_record(scache_reader *r, shard *s, const char *data, const ch
 	if (!raw) {
 		util_copy_str(why, sizeof why, data ? "Data is not base64" : "no Data");
 	} else {
-		err = record_parse(r->s.format, raw, rawlen, &keys, why, sizeof why);
+		err = record_read(&r->ddb, r->s.format, raw, rawlen, s->id, seq, &keys, why,
+		                  sizeof why);
 	}
 	free(raw);
 	if (err == SCACHE_ENOMEM) {
 		r->cur->records--; /* it will be read again */
 		return -1;
 	}
-	if (err == SCACHE_OK) {
+	if (err == SCACHE_OK && keys.skip != RECORD_APPLY) {
+		pthread_mutex_lock(&r->mu);
+		if (keys.skip == RECORD_FOREIGN)
+			r->stats.foreign_records++;
+		else
+			r->stats.stale_records++;
+		pthread_mutex_unlock(&r->mu);
+		if (keys.skip == RECORD_FOREIGN) {
+			char tkey[320];
+			util_fmt(tkey, sizeof tkey, "foreign table %s", keys.table);
+			reader_log(
+			    r, tkey,
+			    "stream '%s': DynamoDB change records of table '%s' skipped: the "
+			    "table is not in dynamodb_tables",
+			    r->s.stream_name, keys.table);
+		}
+		record_keys_clear(&keys);
+	} else if (err == SCACHE_OK) {
 		if (keys.bad) {
 			r->cur->bad_records++;
 			reader_log(
@@ -341,9 +367,16 @@ static int deliver_record(scache_reader *r, shard *s, const char *data, const ch
 			if (r->cb.on_record)
 				r->cb.on_record(r->cb.arg, s->id, seq,
 				                (const char *const *)keys.keys, keys.lens, keys.n);
-			if (r->cb.on_keys)
+			if (keys.value && r->cb.on_value) {
+				r->cb.on_value(r->cb.arg, keys.keys[0], keys.lens[0], keys.value,
+				               keys.value_len);
+				pthread_mutex_lock(&r->mu);
+				r->stats.values++;
+				pthread_mutex_unlock(&r->mu);
+			} else if (r->cb.on_keys) {
 				r->cb.on_keys(r->cb.arg, (const char *const *)keys.keys, keys.lens,
 				              keys.n);
+			}
 		}
 		r->cur->keys += keys.n;
 		record_keys_clear(&keys);
@@ -594,6 +627,16 @@ scache_err reader_new(const kinesis_settings *s, scache_start_at start,
 	}
 	if (callbacks)
 		r->cb = *callbacks;
+	r->ddb.tables = r->s.dynamodb_tables;
+	r->ddb.ntables = r->s.dynamodb_ntables;
+	for (size_t i = 0; i < r->ddb.ntables && !r->ddb.versions; i++)
+		if (r->ddb.tables[i].mode == SCACHE_DYNAMODB_REFRESH &&
+		    !(r->ddb.versions = ddb_versions_new(0, 0))) {
+			aws_client_free(r->c);
+			kinesis_settings_clear(&r->s);
+			free(r);
+			return SCACHE_ENOMEM;
+		}
 	r->retention_s = 24 * 3600.0;
 	r->retention_margin_s = RETENTION_MARGIN_S;
 	r->log.repeat_s = LOG_REPEAT_S;
@@ -652,6 +695,7 @@ void scache_reader_free(scache_reader *r)
 		return;
 	shards_free(&r->t);
 	aws_client_free(r->c);
+	ddb_versions_free(r->ddb.versions);
 	kinesis_settings_clear(&r->s);
 	pthread_mutex_destroy(&r->mu);
 	pthread_cond_destroy(&r->cv);

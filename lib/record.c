@@ -1,9 +1,22 @@
 /*
  * record.c: record formats. A Kinesis record's data becomes a list of invalidated
- * data-ID strings; the publisher builds scache records.
+ * data-ID strings, or a new value; the publisher builds scache records.
  *
- * Formats sit in a table of parsers indexed by scache_record_format, so a new format
- * (DynamoDB change records come next) is one more function and one more row.
+ * Formats sit in a table of parsers indexed by scache_record_format (the stream's own
+ * format). DynamoDB change records (Kinesis Data Streams for DynamoDB) share a stream
+ * with scache records, so they are told apart per record, not configured per stream:
+ * record_read parses the JSON once, and "eventSource":"aws:dynamodb" sends it to the
+ * DynamoDB path, anything else to the format's parser. A change of a configured table
+ * names its item (ddb_key_id: source "dynamodb.<table>", the key's text as id). In
+ * invalidate mode every change invalidates the item: no ordering is needed, as a late
+ * or repeated invalidation is always safe. In refresh mode an INSERT or MODIFY stores
+ * the NewImage as plain JSON, so a late record must never overwrite a newer change: the
+ * reader's ddb_versions orders changes by ApproximateCreationDateTime (then shard and
+ * sequence number); an older one is skipped, and where the order is unknown (a tie, or
+ * forgotten) the item is invalidated instead of refreshed. REMOVE, records without
+ * NewImage (KEYS_ONLY and OLD_IMAGE views) and images over RECORD_DDB_VALUE_MAX
+ * invalidate. A malformed change record is skipped, but its item is still invalidated
+ * when its table and Keys name it; a record of a table not configured is skipped.
  *
  * The scache format is {"keys":["<data ID>",...],"ts":"<RFC 3339>"}, read with json-c
  * (which decodes \u0026 and every other escape) and written by hand with the escaping of
@@ -31,6 +44,7 @@ void record_keys_clear(record_keys *k)
 		free(k->keys[i]);
 	free(k->keys);
 	free(k->lens);
+	free(k->value);
 	memset(k, 0, sizeof *k);
 }
 
@@ -63,22 +77,45 @@ static int is_rfc3339(const char *s, size_t len)
 	       s[i + 3] == ':' && digits(s + i + 4, 2);
 }
 
-static scache_err parse_scache(const unsigned char *data, size_t len, record_keys *out, char *why,
-                               size_t whylen)
+/*
+ * One JSON document: NULL when data is not one (*oom set when the tokener could not be
+ * made). *ws_after is set when whitespace follows it: DynamoDB records may end with a
+ * newline, scache records may not. The depth fits DynamoDB's images: each of their 32
+ * levels takes two JSON levels ({"M":{...}}), under the record and "dynamodb".
+ */
+static json_object *parse_json(const unsigned char *data, size_t len, int *ws_after, int *oom)
 {
-	json_tokener *tok = json_tokener_new();
-	json_object *o = NULL, *keys, *ts;
-	scache_err err = SCACHE_ERECORD;
-
-	if (!tok)
-		return SCACHE_ENOMEM;
+	json_tokener *tok = json_tokener_new_ex(2 * DDB_MAX_DEPTH + 16);
+	json_object *o = NULL;
+	*ws_after = 0;
+	if (!tok) {
+		*oom = 1;
+		return NULL;
+	}
 	if (len <= (size_t)INT32_MAX)
 		o = json_tokener_parse_ex(tok, (const char *)data, (int)len);
-	if (!o || json_tokener_get_error(tok) != json_tokener_success ||
-	    json_tokener_get_parse_end(tok) != len) {
-		util_fmt(why, whylen, "not valid JSON");
-		goto out;
+	size_t end = o && json_tokener_get_error(tok) == json_tokener_success
+	                 ? json_tokener_get_parse_end(tok)
+	                 : 0;
+	json_tokener_free(tok);
+	size_t e = end;
+	while (o && e < len &&
+	       (data[e] == ' ' || data[e] == '\n' || data[e] == '\r' || data[e] == '\t'))
+		e++;
+	if (!o || e != len) {
+		json_object_put(o);
+		return NULL;
 	}
+	*ws_after = end != len;
+	return o;
+}
+
+/* The keys of an scache record already parsed (o borrowed). */
+static scache_err scache_keys_of(json_object *o, record_keys *out, char *why, size_t whylen)
+{
+	json_object *keys, *ts;
+	scache_err err = SCACHE_ERECORD;
+
 	if (!json_object_is_type(o, json_type_object)) {
 		util_fmt(why, whylen, "not a JSON object");
 		goto out;
@@ -136,8 +173,23 @@ static scache_err parse_scache(const unsigned char *data, size_t len, record_key
 out:
 	if (err != SCACHE_OK)
 		record_keys_clear(out);
+	return err;
+}
+
+static scache_err parse_scache(const unsigned char *data, size_t len, record_keys *out, char *why,
+                               size_t whylen)
+{
+	int ws = 0, oom = 0;
+	json_object *o = parse_json(data, len, &ws, &oom);
+	if (oom)
+		return SCACHE_ENOMEM;
+	if (!o || ws) {
+		json_object_put(o);
+		util_fmt(why, whylen, "not valid JSON");
+		return SCACHE_ERECORD;
+	}
+	scache_err err = scache_keys_of(o, out, why, whylen);
 	json_object_put(o);
-	json_tokener_free(tok);
 	return err;
 }
 
@@ -160,6 +212,166 @@ scache_err record_parse(scache_record_format fmt, const unsigned char *data, siz
 		return SCACHE_ERECORD;
 	}
 	return parsers[fmt](data ? data : (const unsigned char *)"", len, out, why, whylen);
+}
+
+/* ---- DynamoDB change records ------------------------------------------------------ */
+
+/* out holds the one key id (taken). SCACHE_ENOMEM (id freed). */
+static scache_err keys_take_one(record_keys *out, char *id, size_t id_len)
+{
+	out->keys = malloc(sizeof *out->keys);
+	out->lens = malloc(sizeof *out->lens);
+	if (!out->keys || !out->lens) {
+		free(id);
+		record_keys_clear(out);
+		return SCACHE_ENOMEM;
+	}
+	out->keys[0] = id;
+	out->lens[0] = id_len;
+	out->n = 1;
+	return SCACHE_OK;
+}
+
+static const scache_dynamodb_table *table_find(const record_ddb *ddb, const char *name)
+{
+	for (size_t i = 0; ddb && i < ddb->ntables; i++)
+		if (strcmp(ddb->tables[i].table, name) == 0)
+			return &ddb->tables[i];
+	return NULL;
+}
+
+/* A change record that ddb_change_from_json refused: invalidate its item if its Keys
+ * name one (the record still counts as malformed), else SCACHE_ERECORD. */
+static scache_err name_malformed(const ddb_table *dt, json_object *o, record_keys *out)
+{
+	json_object *dyn, *keys;
+	char *id = NULL;
+	size_t id_len = 0;
+	if (!json_object_object_get_ex(o, "dynamodb", &dyn) ||
+	    !json_object_object_get_ex(dyn, "Keys", &keys))
+		return SCACHE_ERECORD;
+	ddb_err de = ddb_key_id(dt, keys, &id, &id_len, NULL, 0);
+	if (de == DDB_ENOMEM)
+		return SCACHE_ENOMEM;
+	if (de != DDB_OK)
+		return SCACHE_ERECORD;
+	out->bad = 1;
+	return keys_take_one(out, id, id_len);
+}
+
+/* A change record (o borrowed) of a configured table, or not. See record_read. */
+static scache_err read_change(record_ddb *ddb, json_object *o, const char *shard, const char *seq,
+                              record_keys *out, char *why, size_t whylen)
+{
+	json_object *v;
+	const char *name = json_object_object_get_ex(o, "tableName", &v) &&
+	                           json_object_is_type(v, json_type_string)
+	                       ? json_object_get_string(v)
+	                       : NULL;
+	const scache_dynamodb_table *t = name ? table_find(ddb, name) : NULL;
+	if (name)
+		util_copy_str(out->table, sizeof out->table, name);
+	if (name && !t) {
+		out->skip = RECORD_FOREIGN;
+		return SCACHE_OK;
+	}
+	ddb_table dt = {0};
+	if (t)
+		dt = (ddb_table){
+		    .table = t->table, .source = t->source, .key = {t->partition_key, t->sort_key}};
+
+	ddb_change c;
+	ddb_err de = ddb_change_from_json(o, DDB_SHAPE_KINESIS, &c, why, whylen);
+	if (de == DDB_ENOMEM)
+		return SCACHE_ENOMEM;
+	if (de != DDB_OK)
+		return t ? name_malformed(&dt, o, out) : SCACHE_ERECORD;
+
+	char *id = NULL, *value = NULL;
+	size_t id_len = 0, value_len = 0;
+	scache_err err = SCACHE_OK;
+	de = ddb_key_id(&dt, c.keys, &id, &id_len, why, whylen);
+	if (de != DDB_OK) {
+		err = de == DDB_ENOMEM ? SCACHE_ENOMEM : SCACHE_ERECORD;
+		goto out;
+	}
+	if (t->mode != SCACHE_DYNAMODB_REFRESH || !ddb->versions) {
+		err = keys_take_one(out, id, id_len); /* invalidate mode: always safe, unordered */
+		id = NULL;
+		goto out;
+	}
+	if (c.new_image) {
+		char iwhy[200];
+		de = ddb_image_to_json(c.new_image, RECORD_DDB_VALUE_MAX, &value, &value_len, iwhy,
+		                       sizeof iwhy);
+		if (de == DDB_ENOMEM) {
+			err = SCACHE_ENOMEM;
+			goto out;
+		}
+		if (de != DDB_OK && de != DDB_ETOOBIG) {
+			out->bad = 1; /* malformed image: the item is still invalidated */
+			util_fmt(why, whylen, "NewImage: %s", iwhy);
+		}
+	}
+	/* Noted as applied before it is delivered: delivery cannot fail, and on ENOMEM
+	 * nothing is noted, so the record read again is judged the same way. */
+	ddb_order order;
+	de = ddb_versions_record(ddb->versions, id, id_len, c.created_us, shard, seq, &order);
+	if (de == DDB_ENOMEM) {
+		err = SCACHE_ENOMEM;
+		goto out;
+	}
+	if (de == DDB_OK && order == DDB_ORDER_STALE) {
+		out->skip = RECORD_STALE;
+		out->bad = 0;
+		goto out;
+	}
+	err = keys_take_one(out, id, id_len);
+	id = NULL;
+	if (err == SCACHE_OK && de == DDB_OK && order == DDB_ORDER_NEWER && value) {
+		out->value = value; /* a refresh; TIE and UNKNOWN invalidate */
+		out->value_len = value_len;
+		value = NULL;
+	}
+out:
+	free(id);
+	free(value);
+	ddb_change_clear(&c);
+	if (err != SCACHE_OK)
+		record_keys_clear(out);
+	return err;
+}
+
+scache_err record_read(record_ddb *ddb, scache_record_format fmt, const unsigned char *data,
+                       size_t len, const char *shard, const char *seq, record_keys *out, char *why,
+                       size_t whylen)
+{
+	if (!out || (!data && len))
+		return SCACHE_EINVAL;
+	memset(out, 0, sizeof *out);
+	if (why && whylen)
+		why[0] = '\0';
+	if ((unsigned)fmt >= sizeof parsers / sizeof parsers[0]) {
+		util_fmt(why, whylen, "unknown record format");
+		return SCACHE_ERECORD;
+	}
+	int ws = 0, oom = 0;
+	json_object *o = parse_json(data ? data : (const unsigned char *)"", len, &ws, &oom), *v;
+	if (oom)
+		return SCACHE_ENOMEM;
+	scache_err err;
+	if (o && json_object_is_type(o, json_type_object) &&
+	    json_object_object_get_ex(o, "eventSource", &v) &&
+	    json_object_is_type(v, json_type_string) &&
+	    strcmp(json_object_get_string(v), "aws:dynamodb") == 0) {
+		err = read_change(ddb, o, shard, seq, out, why, whylen);
+	} else if (o && !ws && fmt == SCACHE_RECORD_SCACHE) {
+		err = scache_keys_of(o, out, why, whylen); /* parsed once */
+	} else {
+		err = parsers[fmt](data ? data : (const unsigned char *)"", len, out, why, whylen);
+	}
+	json_object_put(o);
+	return err;
 }
 
 /* ---- building, with Go's encoding/json escaping --------------------------------- */

@@ -1,6 +1,7 @@
 /*
  * record.h: private interface to record formats (lib/record.c): turning the data of a
- * Kinesis record into invalidated data-ID strings, and building scache records.
+ * Kinesis record into invalidated data-ID strings (scache records) or into what a
+ * DynamoDB change record does (invalidate, refresh, skip), and building scache records.
  */
 #ifndef SCACHE_RECORD_H
 #define SCACHE_RECORD_H
@@ -8,15 +9,31 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ddb.h"
 #include "scache/error.h"
 #include "scache/stream.h"
 
-/* The keys one record invalidates. Owned by the struct; free with record_keys_clear. */
+/* Why a record delivers nothing although it is well formed. */
+typedef enum record_skip {
+	RECORD_APPLY = 0, /* deliver keys (and value) */
+	RECORD_FOREIGN,   /* a DynamoDB change record of a table not configured */
+	RECORD_STALE,     /* a DynamoDB change older than (or the same as) one applied */
+} record_skip;
+
+/* What one record does. Owned by the struct; free with record_keys_clear. */
 typedef struct record_keys {
 	char **keys; /* NUL-terminated copies (a key may hold NUL bytes: use lens) */
 	size_t *lens;
 	size_t n;
-	size_t bad; /* keys of the record that were skipped as malformed data IDs */
+	size_t bad; /* keys of the record that were skipped as malformed data IDs; for a
+	               DynamoDB change record, 1 when it is malformed but names its item
+	               (keys[0] is then invalidated) */
+	/* DynamoDB change records (record_read) only: */
+	char *value; /* NULL, or the new value (plain JSON, NUL-terminated) of keys[0]: a
+	                refresh, delivered instead of invalidating keys[0] (n is then 1) */
+	size_t value_len;
+	record_skip skip;
+	char table[256]; /* the change record's tableName (cut), for messages */
 } record_keys;
 
 void record_keys_clear(record_keys *k);
@@ -30,6 +47,42 @@ void record_keys_clear(record_keys *k);
  */
 scache_err record_parse(scache_record_format fmt, const unsigned char *data, size_t len,
                         record_keys *out, char *why, size_t whylen);
+
+/* The largest new image stored by a refresh, as plain JSON: DynamoDB's item limit
+ * (400 KB, names and values). A larger image (binary as base64 grows by a third)
+ * invalidates the item instead: always safe, and the next read loads it. */
+#define RECORD_DDB_VALUE_MAX (400u * 1024u)
+
+/* What a reader knows of DynamoDB: the tables of its settings (borrowed) and the order
+ * of the changes applied to their items (versions: NULL when no table refreshes).
+ * Owned by one reader, used by its polling thread only (ddb_versions is not
+ * thread-safe; polls of one reader never overlap). */
+typedef struct record_ddb {
+	const scache_dynamodb_table *tables;
+	size_t ntables;
+	ddb_versions *versions;
+} record_ddb;
+
+/*
+ * record_read: what the data of one Kinesis record (after base64) does, whatever its
+ * format: a DynamoDB change record ("eventSource":"aws:dynamodb", wire-formats 5) is
+ * applied per ddb's table, anything else is read as format fmt (record_parse). shard and
+ * seq are the Kinesis record's shard and sequence number: they order changes of one
+ * item with the same ApproximateCreationDateTime.
+ *
+ * A change of a configured table names its item (ddb_key_id) and, in invalidate mode,
+ * yields that key. In refresh mode the change is noted in ddb->versions first (on
+ * SCACHE_ENOMEM nothing is noted: the caller reads the record again), then: STALE ->
+ * skip (out->skip); NEWER with a NewImage that converts within RECORD_DDB_VALUE_MAX ->
+ * out->value; anything else (REMOVE, no NewImage, too large, TIE, UNKNOWN) -> the key
+ * is invalidated. A record of another table -> RECORD_FOREIGN (not an error).
+ * SCACHE_OK: act on *out (out->bad > 0: the record counts as malformed, but its keys
+ * still invalidate; why says how). SCACHE_ERECORD: malformed, nothing to do (why says
+ * how). SCACHE_ENOMEM.
+ */
+scache_err record_read(record_ddb *ddb, scache_record_format fmt, const unsigned char *data,
+                       size_t len, const char *shard, const char *seq, record_keys *out, char *why,
+                       size_t whylen);
 
 /* Bytes that key adds to the "keys" array of an scache record, with its quotes. */
 size_t record_key_size(const char *key, size_t len);

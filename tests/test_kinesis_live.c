@@ -572,22 +572,28 @@ Test(live, malformed_records_are_counted_and_skipped)
 	cr_assert_eq(st.bad_records, 4);
 }
 
-/* json_tokener_new, interposed: fail the tokener_fail_at-th call after arming (0: never),
+/* json_tokener_new and json_tokener_new_ex (records are parsed with a depth of their
+ * own), interposed: fail the tokener_fail_at-th call of either after arming (0: never),
  * so a test can make one record's parse run out of memory */
 static int tokener_fail_at, tokener_calls, tokener_failed;
 
-json_tokener *json_tokener_new(void)
+json_tokener *json_tokener_new_ex(int depth)
 {
-	static json_tokener *(*real)(void);
+	static json_tokener *(*real)(int);
 	if (!real) {
-		void *sym = dlsym(RTLD_NEXT, "json_tokener_new");
+		void *sym = dlsym(RTLD_NEXT, "json_tokener_new_ex");
 		memcpy(&real, &sym, sizeof real);
 	}
 	if (tokener_fail_at && ++tokener_calls == tokener_fail_at) {
 		tokener_failed++;
 		return NULL;
 	}
-	return real();
+	return real(depth);
+}
+
+json_tokener *json_tokener_new(void)
+{
+	return json_tokener_new_ex(JSON_TOKENER_DEFAULT_DEPTH);
 }
 
 Test(live, a_record_whose_parse_runs_out_of_memory_is_read_again)

@@ -83,6 +83,16 @@ typedef struct scache_stream_config {
 	 * and no retry starts after it. Concurrent publishes run side by side, each bounded
 	 * alone. 0: the default. */
 	long publish_timeout_ms;
+	/* [none] DynamoDB tables whose change records (Kinesis Data Streams for DynamoDB,
+	 * "eventSource":"aws:dynamodb") come on this stream, next to scache records. A
+	 * change of a listed table invalidates the item's data ID (dynamodb.h names it), or
+	 * in SCACHE_DYNAMODB_REFRESH mode stores its NewImage as plain JSON (on_value); a
+	 * record of a table not listed is skipped. Late and repeated records are ordered by
+	 * ApproximateCreationDateTime: an older change never overwrites a newer one. The
+	 * array and its strings are copied with the rest of the configuration. A table
+	 * without name or partition key, or named twice, is SCACHE_ECONFIG. */
+	const scache_dynamodb_table *dynamodb_tables;
+	size_t dynamodb_ntables;
 } scache_stream_config;
 
 /* ---- Reader ------------------------------------------------------------------ */
@@ -109,12 +119,21 @@ typedef void (*scache_record_fn)(void *arg, const char *shard_id, const char *se
  * "libscache: <message>" with control bytes shown as \xNN. Same thread rules as on_gap. */
 typedef void (*scache_message_fn)(void *arg, const char *message);
 
+/* Optional, told the new value of a data ID (a DynamoDB change record of a table in
+ * SCACHE_DYNAMODB_REFRESH mode: key is the item's data-ID string, value its NewImage as
+ * plain JSON, len bytes, not NUL-terminated). The owner replaces what it holds, as an
+ * invalidation followed by an add. NULL: the key goes to on_keys (an invalidation,
+ * always safe). Same thread rules as on_keys. */
+typedef void (*scache_value_fn)(void *arg, const char *key, size_t key_len, const void *value,
+                                size_t len);
+
 typedef struct scache_reader_callbacks {
 	scache_keys_fn on_keys;
 	scache_gap_fn on_gap;
 	void *arg;
 	scache_record_fn on_record; /* may be NULL (added after the first draft of this API) */
 	scache_message_fn on_log;   /* may be NULL: messages go to stderr (see scache_message_fn) */
+	scache_value_fn on_value;   /* may be NULL: refreshes become invalidations (on_keys) */
 } scache_reader_callbacks;
 
 /* Where a new reader starts on every shard. */
@@ -164,6 +183,10 @@ typedef struct scache_reader_stats {
 	uint64_t gaps;
 	uint64_t shards;                  /* shards currently tracked */
 	uint64_t last_success_started_ns; /* start of the newest successful poll, 0 if none */
+	/* DynamoDB change records (dynamodb_tables): */
+	uint64_t values;          /* new values delivered (refreshes; counted in keys too) */
+	uint64_t foreign_records; /* records of tables not configured, skipped */
+	uint64_t stale_records;   /* changes older than one applied to the item, skipped */
 } scache_reader_stats;
 
 /* scache_reader_stats_get: a snapshot of the reader's counters into *out (zeroed when
