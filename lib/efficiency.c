@@ -2,7 +2,9 @@
  * Efficiency: does the cache pay for itself? Each request costs the time it waited for
  * the stream (stream_ms) and earns the load time its hits avoided (saved_ms). This file
  * writes one JSON line per request, a summary line per period with a verdict, warning
- * lines (the counters behind them are read by metrics.c).
+ * lines (the counters behind them are read by metrics.c). Refreshes (values the stream
+ * delivered, stored by the poller) are counted per period in the summary, not per
+ * request: no request causes them.
  *
  * Every string that comes from outside (method, path, error messages) goes through
  * strbuf_json_string: quotes, backslashes and control characters are escaped and
@@ -156,10 +158,11 @@ void efficiency_summary(scache_middleware *mw, int force)
 		strbuf_puts(&b, "\"saved_per_stream\":null,");
 	strbuf_printf(&b,
 	              "\"polls\":%llu,\"source_calls\":%llu,\"source_errors\":%llu,"
-	              "\"staleness_ms\":%.3f,\"bypassing\":%s,\"entries\":%llu",
+	              "\"refreshed\":%llu,\"staleness_ms\":%.3f,\"bypassing\":%s,"
+	              "\"entries\":%llu",
 	              (unsigned long long)p.polls, (unsigned long long)p.calls,
-	              (unsigned long long)p.poll_errors, ms(staleness),
-	              bypassing ? "true" : "false", (unsigned long long)cs.entries);
+	              (unsigned long long)p.poll_errors, (unsigned long long)p.refreshed,
+	              ms(staleness), bypassing ? "true" : "false", (unsigned long long)cs.entries);
 	if (p.stream_ns > p.saved_ns) {
 		char w[256];
 		snprintf(w, sizeof w,

@@ -68,6 +68,9 @@ scache_err scache_middleware_metrics(scache_middleware *mw, char **out, size_t *
 	       (double)s.gaps);
 	metric(&b, "stream_keys_total", "counter", "Invalidated IDs received from the source.",
 	       (double)s.keys_applied);
+	metric(&b, "refreshed_total", "counter",
+	       "New values received from the source that replaced the entry (refreshes).",
+	       (double)s.refreshed);
 	metric(&b, "published_keys_total", "counter", "IDs published as invalidations.",
 	       (double)s.published_keys);
 	metric(&b, "publish_errors_total", "counter", "Invalidations whose publish failed.",

@@ -102,6 +102,7 @@ typedef struct period_counters {
 	uint64_t requests, hits, misses, bypass_requests;
 	uint64_t stream_ns, saved_ns;
 	uint64_t polls, poll_errors, calls;
+	uint64_t refreshed; /* values the source delivered that the cache stored */
 } period_counters;
 
 struct scache_middleware {

@@ -429,8 +429,20 @@ static void sink_gap(void *arg, const char *why)
 	efficiency_warning(mw, msg);
 }
 
-/* A refresh: the new value replaces the old, as an invalidation (so a load that began
- * before it is refused) followed by an add under a token taken after it. */
+/*
+ * A refresh: the new value replaces the old, as an invalidation followed by an add under
+ * a token taken after it. What keeps older data from replacing newer:
+ *   - refresh vs. refresh (records of one item late or repeated on the stream): the
+ *     source orders them (the Kinesis reader's ddb_versions) and never delivers an older
+ *     change after a newer one; where it cannot tell, it invalidates instead;
+ *   - a local load that began before the refresh: the invalidation makes the cache
+ *     refuse its add (stale-add guard), so the older data it read never lands on top;
+ *   - a local load that began after the refresh: it reads the item strongly consistent
+ *     (DynamoDB GetItem with ConsistentRead, lib/dynamodb.c), so it reads this change or
+ *     a newer one. If it read a newer one, a later refresh of the older image may still
+ *     replace it until the newer change's own record arrives, which the next poll
+ *     delivers: the staleness bound of any invalidation.
+ */
 static void sink_value(void *arg, const char *key, size_t key_len, const void *value, size_t len)
 {
 	scache_middleware *mw = arg;
@@ -440,6 +452,7 @@ static void sink_value(void *arg, const char *key, size_t key_len, const void *v
 	const char *k = canon ? canon : key;
 	size_t klen = canon ? clen : key_len;
 	size_t removed = 0;
+	int stored = 0;
 	if (oom) {
 		scache_cache_flush(mw->cfg.cache, &removed);
 	} else {
@@ -447,12 +460,14 @@ static void sink_value(void *arg, const char *key, size_t key_len, const void *v
 		scache_cache_invalidate(mw->cfg.cache, k, klen, &was);
 		removed = was > 0;
 		scache_add_opts opts = {.token = scache_cache_begin_load(mw->cfg.cache)};
-		scache_cache_add(mw->cfg.cache, k, klen, value, len, &opts);
+		stored = scache_cache_add(mw->cfg.cache, k, klen, value, len, &opts) == SCACHE_OK;
 	}
 	atomic_fetch_add(&mw->poll_removed, removed);
 	free(canon);
 	pthread_mutex_lock(&mw->stats_mu);
 	mw->totals.keys_applied++;
+	mw->totals.refreshed += (uint64_t)stored;
+	mw->period.refreshed += (uint64_t)stored;
 	pthread_mutex_unlock(&mw->stats_mu);
 }
 

@@ -1187,7 +1187,7 @@ Test(middleware, metrics_are_prometheus_text)
 		cr_assert_eq(sscanf(line, "%63[a-z_] %lf", name, &v), 2, "%s", line);
 		samples++;
 	}
-	cr_assert_eq(samples, 24);
+	cr_assert_eq(samples, 25);
 	free(text);
 }
 

@@ -295,7 +295,10 @@ typedef struct scache_middleware_stats {
 	uint64_t throttled_polls; /* polls the service throttled (the rate backed off) */
 	uint64_t source_calls;    /* calls polls made to the source's service (HTTP) */
 	uint64_t gaps;            /* gaps reported (each flushed the cache) */
-	uint64_t keys_applied;    /* invalidated keys received from the stream */
+	uint64_t keys_applied;    /* invalidated keys received from the stream (refreshes too) */
+	uint64_t refreshed;       /* new values received from the stream (DynamoDB change
+	                             records in refresh mode) that replaced the entry; a
+	                             value the cache refused only invalidated it */
 	uint64_t published_keys;  /* keys published by scache_invalidate* */
 	uint64_t publish_errors;  /* scache_invalidate* calls whose publish failed */
 	uint64_t stream_ns;       /* time requests spent waiting for the drain */
