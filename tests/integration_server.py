@@ -262,7 +262,8 @@ REQUEST_FIELDS = {"type", "time", "method", "path", "status", "request_ms", "str
                   "saved_ms", "hits", "misses", "evicted", "bypass"}
 SUMMARY_FIELDS = {"type", "time", "period_s", "requests", "hits", "misses", "hit_ratio",
                   "bypass_requests", "stream_ms", "saved_ms", "saved_per_stream", "polls",
-                  "source_calls", "source_errors", "staleness_ms", "bypassing", "entries"}
+                  "source_calls", "source_errors", "staleness_ms", "bypassing", "entries",
+                  "refreshed"}
 
 # ---- Scenarios ---------------------------------------------------------------------
 
