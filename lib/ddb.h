@@ -197,10 +197,15 @@ ddb_err ddb_change_from_json(json_object *record, ddb_shape shape, ddb_change *o
  *
  * Records of one item can arrive late and more than once (Kinesis). A ddb_versions
  * remembers, per data ID, the newest change applied: (creation time, shard ID, sequence
- * number). A change is newer when its time is later; at the same time, within one shard,
- * when its sequence number is larger (compared as decimal numbers of any length); at the
- * same time across shards (or without sequence numbers) the order is unknown: a tie, and
- * once tied an ID stays tied at that time. Ties and unknowns are invalidated, never
+ * number). A change is newer when its time is later; at the same time, the same shard and
+ * sequence (the same change delivered again) is stale; within one shard, a larger
+ * sequence number (compared as decimal numbers of any length) is newer; at the same time
+ * across shards (or without decimal sequence numbers) the order is unknown: a tie, and
+ * once tied an ID stays tied at that time. On a Kinesis stream the caller passes no shard
+ * and the record's eventID as seq: a Kinesis sequence number orders arrivals, not
+ * changes (DynamoDB's writer may put one change twice, the copy with a later number), so
+ * two changes of one item in the same time unit tie, while a copy of the change applied
+ * is recognised by its eventID. Ties and unknowns are invalidated, never
  * refreshed: an invalidation is always safe, a refresh with the wrong image is not.
  *
  * Memory is bounded by time and count. The newest creation time seen (record time, not

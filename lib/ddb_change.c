@@ -327,6 +327,11 @@ static ddb_order compare(const ddb_versions *v, const ventry *e, int64_t t, cons
 		return t > v->floor_us ? DDB_ORDER_NEWER : DDB_ORDER_UNKNOWN;
 	if (t != e->time_us)
 		return t > e->time_us ? DDB_ORDER_NEWER : DDB_ORDER_STALE;
+	/* the very change applied, delivered again (same shard, same sequence or event ID);
+	 * once tied, what was applied is not known */
+	if (!e->tied && seq && e->seq && strcmp(seq, e->seq) == 0 &&
+	    ((!shard && !e->shard) || (shard && e->shard && strcmp(shard, e->shard) == 0)))
+		return DDB_ORDER_STALE;
 	if (e->tied || !shard || !e->shard || strcmp(shard, e->shard) != 0 || !is_decimal(seq) ||
 	    !is_decimal(e->seq))
 		return DDB_ORDER_TIE;

@@ -329,8 +329,7 @@ static int deliver_record(scache_reader *r, shard *s, const char *data, const ch
 	if (!raw) {
 		util_copy_str(why, sizeof why, data ? "Data is not base64" : "no Data");
 	} else {
-		err = record_read(&r->ddb, r->s.format, raw, rawlen, s->id, seq, &keys, why,
-		                  sizeof why);
+		err = record_read(&r->ddb, r->s.format, raw, rawlen, &keys, why, sizeof why);
 	}
 	free(raw);
 	if (err == SCACHE_ENOMEM) {

@@ -260,8 +260,8 @@ static scache_err name_malformed(const ddb_table *dt, json_object *o, record_key
 }
 
 /* A change record (o borrowed) of a configured table, or not. See record_read. */
-static scache_err read_change(record_ddb *ddb, json_object *o, const char *shard, const char *seq,
-                              record_keys *out, char *why, size_t whylen)
+static scache_err read_change(record_ddb *ddb, json_object *o, record_keys *out, char *why,
+                              size_t whylen)
 {
 	json_object *v;
 	const char *name = json_object_object_get_ex(o, "tableName", &v) &&
@@ -316,7 +316,14 @@ static scache_err read_change(record_ddb *ddb, json_object *o, const char *shard
 	/* Noted as applied before it is delivered: delivery cannot fail, and on ENOMEM
 	 * nothing is noted, so the record read again is judged the same way. */
 	ddb_order order;
-	de = ddb_versions_record(ddb->versions, id, id_len, c.created_us, shard, seq, &order);
+	/* Not the Kinesis shard and sequence number: they order arrivals, and DynamoDB's
+	 * writer may put one change twice (see ddb.h). The eventID names the change. */
+	json_object *ev;
+	const char *event_id = json_object_object_get_ex(o, "eventID", &ev) &&
+	                               json_object_is_type(ev, json_type_string)
+	                           ? json_object_get_string(ev)
+	                           : NULL;
+	de = ddb_versions_record(ddb->versions, id, id_len, c.created_us, NULL, event_id, &order);
 	if (de == DDB_ENOMEM) {
 		err = SCACHE_ENOMEM;
 		goto out;
@@ -343,8 +350,7 @@ out:
 }
 
 scache_err record_read(record_ddb *ddb, scache_record_format fmt, const unsigned char *data,
-                       size_t len, const char *shard, const char *seq, record_keys *out, char *why,
-                       size_t whylen)
+                       size_t len, record_keys *out, char *why, size_t whylen)
 {
 	if (!out || (!data && len))
 		return SCACHE_EINVAL;
@@ -364,7 +370,7 @@ scache_err record_read(record_ddb *ddb, scache_record_format fmt, const unsigned
 	    json_object_object_get_ex(o, "eventSource", &v) &&
 	    json_object_is_type(v, json_type_string) &&
 	    strcmp(json_object_get_string(v), "aws:dynamodb") == 0) {
-		err = read_change(ddb, o, shard, seq, out, why, whylen);
+		err = read_change(ddb, o, out, why, whylen);
 	} else if (o && !ws && fmt == SCACHE_RECORD_SCACHE) {
 		err = scache_keys_of(o, out, why, whylen); /* parsed once */
 	} else {

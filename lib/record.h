@@ -66,9 +66,10 @@ typedef struct record_ddb {
 /*
  * record_read: what the data of one Kinesis record (after base64) does, whatever its
  * format: a DynamoDB change record ("eventSource":"aws:dynamodb", wire-formats 5) is
- * applied per ddb's table, anything else is read as format fmt (record_parse). shard and
- * seq are the Kinesis record's shard and sequence number: they order changes of one
- * item with the same ApproximateCreationDateTime.
+ * applied per ddb's table, anything else is read as format fmt (record_parse). Changes
+ * of one item are ordered by ApproximateCreationDateTime, and a change delivered again
+ * is known by its eventID (see ddb.h: Kinesis sequence numbers order arrivals, not
+ * changes).
  *
  * A change of a configured table names its item (ddb_key_id) and, in invalidate mode,
  * yields that key. In refresh mode the change is noted in ddb->versions first (on
@@ -81,8 +82,7 @@ typedef struct record_ddb {
  * how). SCACHE_ENOMEM.
  */
 scache_err record_read(record_ddb *ddb, scache_record_format fmt, const unsigned char *data,
-                       size_t len, const char *shard, const char *seq, record_keys *out, char *why,
-                       size_t whylen);
+                       size_t len, record_keys *out, char *why, size_t whylen);
 
 /* Bytes that key adds to the "keys" array of an scache record, with its quotes. */
 size_t record_key_size(const char *key, size_t len);

@@ -1015,3 +1015,22 @@ Test(ddb_fuzz, mutated_records_and_images_never_crash, .timeout = 300)
 	cr_assert_gt(ok_records, 100);
 	cr_assert_gt(ok_images, 100);
 }
+
+Test(ddb, the_same_change_delivered_again_is_stale_and_another_one_at_the_same_time_ties)
+{
+	ddb_versions *v = ddb_versions_new(0, 0);
+	cr_assert_not_null(v);
+	/* on Kinesis: no shard, the eventID as seq */
+	cr_assert_eq(ddb_versions_record(v, "a", 1, 100, NULL, "ev-1", NULL), DDB_OK);
+	cr_assert_eq(ddb_versions_check(v, "a", 1, 100, NULL, "ev-1"), DDB_ORDER_STALE);
+	cr_assert_eq(ddb_versions_check(v, "a", 1, 100, NULL, "ev-2"), DDB_ORDER_TIE);
+	cr_assert_eq(ddb_versions_check(v, "a", 1, 100, "s", "ev-1"), DDB_ORDER_TIE,
+	             "another shard: not known to be the same change");
+	ddb_order o;
+	cr_assert_eq(ddb_versions_record(v, "a", 1, 100, NULL, "ev-2", &o), DDB_OK);
+	cr_assert_eq(o, DDB_ORDER_TIE);
+	cr_assert_eq(ddb_versions_check(v, "a", 1, 100, NULL, "ev-1"), DDB_ORDER_TIE,
+	             "once tied, a copy of the first change is not the change applied");
+	cr_assert_eq(ddb_versions_check(v, "a", 1, 101, NULL, "ev-3"), DDB_ORDER_NEWER);
+	ddb_versions_free(v);
+}
