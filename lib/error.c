@@ -18,7 +18,6 @@ static const char *const messages[] = {
 	[SCACHE_ETRANSPORT] = "HTTP transport failed",
 	[SCACHE_ESERVICE] = "the service answered with an error",
 	[SCACHE_ETHROTTLED] = "throttled by the service beyond the retry bound",
-	[SCACHE_EGAP] = "invalidations may have been missed (gap in the stream)",
 	[SCACHE_ERECORD] = "malformed record",
 	[SCACHE_EPUBLISH] = "some invalidations could not be published",
 	[SCACHE_EIO] = "I/O error",

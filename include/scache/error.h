@@ -29,7 +29,6 @@ typedef enum scache_err {
 	SCACHE_ETRANSPORT, /* HTTP transport failed (connect, TLS, timeout, reset) */
 	SCACHE_ESERVICE,   /* the service answered with an error */
 	SCACHE_ETHROTTLED, /* the service throttled us beyond the retry bound */
-	SCACHE_EGAP,       /* invalidations may have been missed: the caller must flush */
 	SCACHE_ERECORD,    /* a record is malformed */
 	SCACHE_EPUBLISH,   /* some invalidations could not be published */
 	SCACHE_EIO,        /* a file or socket operation failed */
