@@ -28,7 +28,8 @@ extern "C" {
 
 typedef struct scache_cache scache_cache;
 
-/* A monotonic clock in nanoseconds. The default reads CLOCK_MONOTONIC. */
+/* A monotonic clock in nanoseconds. The cache's default reads CLOCK_MONOTONIC_COARSE (see
+ * scache_cache_config.clock). */
 typedef uint64_t (*scache_clock_fn)(void *arg);
 
 /* scache_now_ns: CLOCK_MONOTONIC in nanoseconds (what the stream and middleware time with). */

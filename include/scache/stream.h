@@ -158,11 +158,15 @@ SCACHE_EXTERN void scache_reader_free(scache_reader *reader);
 /*
  * scache_reader_sync: make sure a poll that *began* at or after `since_ns` (a
  * scache_now_ns() value) has completed, and return its outcome in *info (may be NULL).
- * Single-flight: if such a poll is in flight, wait for it; if the poll in flight began
- * before since_ns, wait for it and then start (or join) the next one; else poll now in
- * this thread. Thread-safe; many threads may call at once, and they share polls.
- * Waits at most timeout_ms (0: no limit) and returns SCACHE_ETRANSPORT-class errors from
- * the poll it relied on. since_ns = 0 accepts any completed poll.
+ * Single-flight: if the last completed poll began at or after since_ns, return its
+ * outcome (info->shared set); else, while another thread polls, wait for that poll, and
+ * then, if it began too early, poll in this thread (or share the poll of a thread that
+ * was quicker to start one). Thread-safe; many threads may call at once, and they share
+ * polls. Waits at most timeout_ms (0: no limit) for another thread's poll, then returns
+ * SCACHE_ETRANSPORT with info->message saying so and starts nothing; a poll this thread
+ * makes itself is bounded by the stream's own timeouts. Otherwise returns the error of
+ * the poll it relied on (SCACHE_ETRANSPORT, SCACHE_ESERVICE, SCACHE_ETHROTTLED,
+ * SCACHE_ENOMEM). since_ns = 0 accepts any completed poll.
  */
 SCACHE_EXTERN scache_err scache_reader_sync(scache_reader *reader, uint64_t since_ns,
                                             uint64_t timeout_ms, scache_poll_info *info);
