@@ -76,7 +76,7 @@ void shards_clear(shard_table *t)
 	t->n = 0;
 }
 
-static shard *shard_add(shard_table *t, const kinesis_shard *ks, start_kind start)
+shard *shards_add(shard_table *t, const kinesis_shard *ks, start_kind start)
 {
 	if (t->n == t->cap) {
 		size_t cap = t->cap ? t->cap * 2 : 8;
@@ -99,7 +99,7 @@ static shard *shard_add(shard_table *t, const kinesis_shard *ks, start_kind star
 	return s;
 }
 
-static void shard_remove(shard_table *t, size_t i)
+void shards_remove(shard_table *t, size_t i)
 {
 	free(t->shards[i].iter);
 	t->shards[i] = t->shards[--t->n];
@@ -338,7 +338,7 @@ scache_err shards_list(shard_table *t, int initial, start_kind start)
 				util_copy_str(s->end_seq, sizeof s->end_seq, all[i].ending_seq);
 			continue;
 		}
-		s = shard_add(t, &all[i], initial ? start : START_TRIM_HORIZON);
+		s = shards_add(t, &all[i], initial ? start : START_TRIM_HORIZON);
 		if (!s) {
 			err = SCACHE_ENOMEM;
 			t->ev.fail(t->ev.arg, err, "out of memory");
@@ -359,7 +359,7 @@ scache_err shards_list(shard_table *t, int initial, start_kind start)
 			         s->id, t->stream);
 			t->ev.gap(t->ev.arg, why);
 		}
-		shard_remove(t, i);
+		shards_remove(t, i);
 	}
 	t->need_list = 0;
 	t->last_list_ns = scache_now_ns(NULL);

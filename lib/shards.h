@@ -64,6 +64,12 @@ void shards_init(shard_table *t, aws_client *c, const char *stream, const shards
 void shards_free(shard_table *t);
 
 shard *shards_find(shard_table *t, const char *id);
+/* shards_add: a new shard of the listing entry ks (strings copied), starting at start
+ * and marked listed; NULL when out of memory. shards_remove: drop shard i (its iterator
+ * freed; the last shard takes its place). For a lineage listed another way (DynamoDB
+ * Streams' DescribeStream, lib/ddb_streams_source.c), which reconciles on its own. */
+shard *shards_add(shard_table *t, const kinesis_shard *ks, start_kind start);
+void shards_remove(shard_table *t, size_t i);
 /* shards_clear: forget every shard (their iterators freed). */
 void shards_clear(shard_table *t);
 /* shard_reset: read s again from `start`, as if nothing was read. */
