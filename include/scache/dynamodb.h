@@ -99,6 +99,85 @@ SCACHE_EXTERN scache_err scache_dynamodb_get_item(scache_request *req, scache_dy
 SCACHE_EXTERN scache_err scache_dynamodb_item_id(const scache_dynamodb_table *table,
                                                  const char *key, char **out, size_t *out_len);
 
+/* ---- DynamoDB Streams as the source --------------------------------------------------
+ *
+ * The table's own stream (DynamoDB Streams, not Kinesis Data Streams for DynamoDB) read
+ * as an invalidation source (source.h): every shard polled with GetRecords, closed shards
+ * read to their end and then their children (shards roll over about every 4 hours), each
+ * change mapped as change records on Kinesis are (stream.h, dynamodb_tables): its item's
+ * data ID invalidated, or, in refresh mode, its NewImage stored as plain JSON (a change
+ * without NewImage, e.g. a KEYS_ONLY or OLD_IMAGE view or a REMOVE, invalidates).
+ *
+ * Caught up. DynamoDB Streams has no MillisBehindLatest. A shard counts as caught up when
+ * a GetRecords returned an empty page (open shard) or no NextShardIterator (closed shard
+ * read to its end, whose children are then read in the same sync). sync returns SCACHE_OK
+ * only when every shard known was caught up in that sync. Limitation: an open shard can
+ * answer an empty page while records lie further on or are still being written (AWS:
+ * "it might take multiple calls to get to a portion of the shard that contains stream
+ * records"), so a change committed just before `since` can be delivered one sync late.
+ *
+ * Limits it respects: DescribeStream (10 calls a second) runs at creation, when a shard
+ * ends (with ShardFilter CHILD_SHARDS: its children only), when a shard or the stream
+ * goes missing, and every describe_interval_ms; GetRecords asks 1000 records (its
+ * maximum; it also stops at 1 MB); iterators expire after 15 minutes and are re-taken
+ * from the last sequence number read (AFTER_SEQUENCE_NUMBER).
+ *
+ * At most two processes should read one shard at a time (AWS throttles beyond that):
+ * each instance of a service using this source is one reader. A fleet of more than two
+ * instances must not read one table's stream directly: enable Kinesis Data Streams for
+ * DynamoDB on the table and use the Kinesis source (stream.h, dynamodb_tables), which
+ * serves any number of readers (or enhanced fan-out).
+ *
+ * Gaps (sink->gap: the owner flushes): TrimmedDataAccessException (records older than
+ * the 24 h retention were trimmed before they were read), a shard that vanished before
+ * it was read to its end, the stream not found (deleted or expired) after it was read,
+ * and a stream DISABLED (no changes are recorded any more; each later sync fails).
+ * An iterator taken at LATEST that expires before any record was read is re-taken at
+ * TRIM_HORIZON: more records than needed, never fewer.
+ *
+ * publish: the table's writes are the invalidations, so the source publishes nothing:
+ * publishing one key or more fails with SCACHE_ECONFIG (scache_invalidate has nothing to
+ * do with this source: write the item to the table instead).
+ */
+
+typedef struct scache_dynamodb_streams_config {
+	const char *region;            /* [AWS_REGION, then AWS_DEFAULT_REGION] */
+	const char *endpoint;          /* [AWS_ENDPOINT_URL_DYNAMODB_STREAMS, then
+	                                  AWS_ENDPOINT_URL, then
+	                                  https://streams.dynamodb.<region>.amazonaws.com] */
+	const char *access_key_id;     /* [AWS_ACCESS_KEY_ID]; with the secret and token: */
+	const char *secret_access_key; /* [AWS_SECRET_ACCESS_KEY] */
+	const char *session_token;     /* [AWS_SESSION_TOKEN unless keys are given here] */
+	/* The stream: its ARN, or NULL to take the newest ENABLED (or ENABLING) stream of
+	 * table.table (ListStreams with TableName, then DescribeStream). */
+	const char *stream_arn;
+	scache_dynamodb_table table; /* required: name, partition key; sort key, source, mode */
+	scache_start_at start;       /* [SCACHE_START_LATEST] or SCACHE_START_TRIM_HORIZON */
+	long connect_timeout_ms;     /* [2000] */
+	long timeout_ms;             /* [10000] per HTTP call */
+	unsigned max_retries;        /* [5] retries of throttling (LimitExceededException), 5xx and
+	                                connection errors, with jittered backoff */
+	unsigned describe_interval_ms; /* [60000] DescribeStream on this slow timer too */
+} scache_dynamodb_streams_config;
+
+/*
+ * scache_dynamodb_streams_source_new: a source reading a table's DynamoDB Stream (see
+ * above). config is borrowed for the call (strings copied). Lists the stream's shards
+ * now; when that fails for a reason a later try may fix (unreachable, throttled, no
+ * stream yet), the source still comes back SCACHE_OK and says why through the source's
+ * unavailable() (the middleware starts bypassed), and each sync tries again (at most once
+ * a second), positioned at LATEST. On SCACHE_OK *out owns the source (give it to a
+ * middleware as .source, or scache_source_free it). Errors: SCACHE_EINVAL (config or out
+ * NULL), SCACHE_ECONFIG (no region or credentials, a bad endpoint, no table name or
+ * partition key, an unknown start; errbuf says which), SCACHE_ETRANSPORT (libcurl cannot
+ * start), SCACHE_ENOMEM. Any thread. sync's errors: SCACHE_ESERVICE (an AWS error or a
+ * malformed answer, named in info->message), SCACHE_ETHROTTLED (LimitExceededException
+ * after max_retries; info->throttled is set whenever a call was throttled),
+ * SCACHE_ETRANSPORT, SCACHE_ENOMEM.
+ */
+SCACHE_EXTERN scache_err scache_dynamodb_streams_source_new(
+    const scache_dynamodb_streams_config *config, scache_source **out, char *errbuf, size_t errlen);
+
 #ifdef __cplusplus
 }
 #endif
