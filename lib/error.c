@@ -21,6 +21,7 @@ static const char *const messages[] = {
 	[SCACHE_ERECORD] = "malformed record",
 	[SCACHE_EPUBLISH] = "some invalidations could not be published",
 	[SCACHE_EIO] = "I/O error",
+	[SCACHE_ETIMEOUT] = "timed out waiting",
 };
 
 _Static_assert(sizeof messages / sizeof messages[0] == SCACHE_ERR_COUNT_,

@@ -741,7 +741,7 @@ scache_err scache_reader_sync(scache_reader *r, uint64_t since_ns, uint64_t time
 		if (rc == ETIMEDOUT && scache_now_ns(NULL) >= deadline) {
 			pthread_mutex_unlock(&r->mu);
 			memset(info, 0, sizeof *info);
-			info->err = SCACHE_ETRANSPORT;
+			info->err = SCACHE_ETIMEOUT;
 			info->shared = 1;
 			util_fmt(info->message, sizeof info->message,
 			         "timed out after %llu ms waiting for a poll of the stream",

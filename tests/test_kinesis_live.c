@@ -1393,8 +1393,8 @@ Test(live, a_waiter_times_out_while_another_polls)
 	uint64_t waited_ms = (scache_now_ns(NULL) - t0) / 1000000u;
 	pthread_join(ta, NULL); /* before any assertion: down() frees the reader it uses */
 	pthread_barrier_destroy(&go);
-	cr_assert_eq(e, SCACHE_ETRANSPORT);
-	cr_assert_eq(info.err, SCACHE_ETRANSPORT);
+	cr_assert_eq(e, SCACHE_ETIMEOUT);
+	cr_assert_eq(info.err, SCACHE_ETIMEOUT);
 	cr_assert_str_eq(info.message, "timed out after 50 ms waiting for a poll of the stream");
 	cr_assert_geq(waited_ms, 50);
 	cr_assert_lt(waited_ms, 400);

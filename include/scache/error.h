@@ -32,6 +32,7 @@ typedef enum scache_err {
 	SCACHE_ERECORD,    /* a record is malformed */
 	SCACHE_EPUBLISH,   /* some invalidations could not be published */
 	SCACHE_EIO,        /* a file or socket operation failed */
+	SCACHE_ETIMEOUT,   /* waited as long as the caller allowed, without an outcome */
 	SCACHE_ERR_COUNT_  /* not an error: the number of codes */
 } scache_err;
 

@@ -163,7 +163,7 @@ SCACHE_EXTERN void scache_reader_free(scache_reader *reader);
  * then, if it began too early, poll in this thread (or share the poll of a thread that
  * was quicker to start one). Thread-safe; many threads may call at once, and they share
  * polls. Waits at most timeout_ms (0: no limit) for another thread's poll, then returns
- * SCACHE_ETRANSPORT with info->message saying so and starts nothing; a poll this thread
+ * SCACHE_ETIMEOUT with info->message saying so and starts nothing; a poll this thread
  * makes itself is bounded by the stream's own timeouts. Otherwise returns the error of
  * the poll it relied on (SCACHE_ETRANSPORT, SCACHE_ESERVICE, SCACHE_ETHROTTLED,
  * SCACHE_ENOMEM). since_ns = 0 accepts any completed poll.
