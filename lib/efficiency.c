@@ -13,6 +13,7 @@
  * of concurrent requests never interleave.
  */
 #include "middleware_internal.h"
+#include "util.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -115,7 +116,7 @@ void efficiency_warning(scache_middleware *mw, const char *msg)
 {
 	strbuf b = {0};
 	strbuf_puts(&b, "{\"type\":\"warning\",\"time\":");
-	append_time(&b, mw_wall_ns());
+	append_time(&b, util_wall_ns());
 	strbuf_puts(&b, ",\"msg\":");
 	strbuf_json_string(&b, msg, strlen(msg));
 	strbuf_puts(&b, "}");
@@ -142,7 +143,7 @@ void efficiency_summary(scache_middleware *mw, int force)
 
 	strbuf b = {0};
 	strbuf_puts(&b, "{\"type\":\"summary\",\"time\":");
-	append_time(&b, mw_wall_ns());
+	append_time(&b, util_wall_ns());
 	strbuf_printf(&b,
 	              ",\"period_s\":%.3f,\"requests\":%llu,\"hits\":%llu,\"misses\":%llu,"
 	              "\"hit_ratio\":%.4f,\"bypass_requests\":%llu,\"stream_ms\":%.3f,"

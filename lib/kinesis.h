@@ -132,18 +132,4 @@ typedef struct kinesis_put_outcome {
  * out[0..n). SCACHE_ESERVICE when the answer has not one entry per record. */
 scache_err kinesis_parse_put_records(json_object *body, size_t n, kinesis_put_outcome *out);
 
-/* ---- old names ------------------------------------------------------------------ */
-
-/* Still used by tests/kinesalite.c, another engineer's fixture: remove these once it uses
- * the aws_ and util_ names. */
-typedef aws_client kinesis_client;
-typedef aws_result kinesis_result;
-#define kinesis_call         aws_call
-#define kinesis_client_free  aws_client_free
-#define kinesis_result_clear aws_result_clear
-#define kinesis_json_str     aws_json_str
-#define kinesis_fmt          util_fmt
-#define kinesis_b64_encode   util_b64_encode
-#define kinesis_random       aws_random
-
 #endif

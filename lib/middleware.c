@@ -41,13 +41,6 @@ int mw_init_cond(pthread_cond_t *c)
 	return r;
 }
 
-uint64_t mw_wall_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 /* ---- Lifecycle ------------------------------------------------------------------- */
 
 static scache_err resolve_config(scache_middleware_config *c, char *errbuf, size_t errlen)

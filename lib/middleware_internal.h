@@ -155,8 +155,6 @@ void mw_set_err(char *errbuf, size_t errlen, const char *msg);
 struct timespec mw_timespec(uint64_t ns);
 /* A condition variable on CLOCK_MONOTONIC; 0 or an errno. */
 int mw_init_cond(pthread_cond_t *c);
-/* CLOCK_REALTIME in nanoseconds, for the times written in log lines. */
-uint64_t mw_wall_ns(void);
 
 /* poller.c */
 enum drain_result { DRAIN_FRESH, DRAIN_FAILED, DRAIN_TIMEOUT, DRAIN_STOPPED };

@@ -10,6 +10,7 @@
  * also registered by connection, so scache_request_of works from any thread.
  */
 #include "middleware_internal.h"
+#include "util.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -41,7 +42,7 @@ static scache_request *request_begin(scache_middleware *mw, struct MHD_Connectio
 		request_free(req);
 		return NULL;
 	}
-	req->wall_ns = mw_wall_ns();
+	req->wall_ns = util_wall_ns();
 	req->arrival_ns = scache_now_ns(NULL);
 
 	req->reg.connection = connection;

@@ -21,11 +21,12 @@
 #include <unistd.h>
 
 #include "kinesis.h"
+#include "util.h"
 
 static void say(char *err, size_t errlen, const char *msg)
 {
 	if (err && errlen)
-		kinesis_fmt(err, errlen, "%s", msg);
+		util_fmt(err, errlen, "%s", msg);
 }
 
 static void nap_ms(long ms)
@@ -78,7 +79,7 @@ static int find_cli(char *path, size_t len)
 	for (size_t i = 0; i < sizeof roots / sizeof roots[0]; i++) {
 		if (!roots[i] || !*roots[i])
 			continue;
-		kinesis_fmt(path, len, "%s/.deps/node_modules/kinesalite/index.js", roots[i]);
+		util_fmt(path, len, "%s/.deps/node_modules/kinesalite/index.js", roots[i]);
 		if (stat(path, &st) == 0)
 			return 0;
 	}
@@ -185,8 +186,8 @@ int kinesalite_call(const char *endpoint, const char *op, const char *json, char
 {
 	scache_stream_config cfg;
 	kinesis_settings s;
-	kinesis_client *c = NULL;
-	kinesis_result res;
+	aws_client *c = NULL;
+	aws_result res;
 	int rc = -1;
 
 	memset(&cfg, 0, sizeof cfg);
@@ -208,10 +209,10 @@ int kinesalite_call(const char *endpoint, const char *op, const char *json, char
 	json_object *req = json_tokener_parse(json);
 	if (!req) {
 		say(err, errlen, "kinesalite_call: the request is not JSON");
-		kinesis_client_free(c);
+		aws_client_free(c);
 		return -1;
 	}
-	kinesis_call(c, op, req, &res);
+	aws_call(c, op, req, &res);
 	json_object_put(req);
 	if (res.err) {
 		say(err, errlen, res.message);
@@ -224,8 +225,8 @@ int kinesalite_call(const char *endpoint, const char *op, const char *json, char
 				rc = -1;
 		}
 	}
-	kinesis_result_clear(&res);
-	kinesis_client_free(c);
+	aws_result_clear(&res);
+	aws_client_free(c);
 	return rc;
 }
 
@@ -240,8 +241,8 @@ static int stream_status(const kinesalite *k, const char *stream, char *status, 
 	free(answer);
 	const char *st = NULL;
 	if (o && json_object_object_get_ex(o, "StreamDescriptionSummary", &sum))
-		st = kinesis_json_str(sum, "StreamStatus");
-	kinesis_fmt(status, len, "%s", st ? st : "");
+		st = aws_json_str(sum, "StreamStatus");
+	util_fmt(status, len, "%s", st ? st : "");
 	json_object_put(o);
 	return 0;
 }
@@ -288,12 +289,12 @@ int kinesalite_put_raw(const kinesalite *k, const char *stream, const void *data
                        char *seq, size_t seqlen, char *err, size_t errlen)
 {
 	size_t bl;
-	char *b64 = kinesis_b64_encode(data, len, &bl), *answer = NULL;
+	char *b64 = util_b64_encode(data, len, &bl), *answer = NULL;
 	char pk[32];
 	int rc = -1;
 	if (!b64)
 		return -1;
-	snprintf(pk, sizeof pk, "%016llx", (unsigned long long)kinesis_random());
+	snprintf(pk, sizeof pk, "%016llx", (unsigned long long)aws_random());
 	size_t n = bl + strlen(stream) + 128;
 	char *body = malloc(n);
 	if (body) {
@@ -303,8 +304,8 @@ int kinesalite_put_raw(const kinesalite *k, const char *stream, const void *data
 	}
 	if (rc == 0 && seq && seqlen) {
 		json_object *o = json_tokener_parse(answer);
-		const char *s = kinesis_json_str(o, "SequenceNumber");
-		kinesis_fmt(seq, seqlen, "%s", s ? s : "");
+		const char *s = aws_json_str(o, "SequenceNumber");
+		util_fmt(seq, seqlen, "%s", s ? s : "");
 		json_object_put(o);
 	}
 	free(answer);
