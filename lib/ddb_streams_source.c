@@ -16,9 +16,8 @@
  *     base64 data.
  * The shard table itself (struct, parents, finishing, add/remove) is shards.c's.
  *
- * The change -> keys/value mapping repeats record.c's read_change for this shape (key id,
- * image within RECORD_DDB_VALUE_MAX, ddb_versions ordering): record.c's takes a Kinesis
- * record's bytes; a shared entry point taking a ddb_change would remove the copy.
+ * A change becomes keys or a value exactly as a change record on Kinesis does
+ * (record_change in record.c: key id, image within RECORD_DDB_VALUE_MAX, ddb_versions).
  *
  * Threads: sync runs on one thread at a time (the source contract); stats from any thread
  * under mu.
@@ -169,68 +168,42 @@ out:
 	free(res);
 }
 
-/* What one change does: its item's key, or its new value (refresh). -1: out of memory
- * (nothing was noted or delivered: the record must be read again). */
+/* What one change does: its item's key, or its new value (refresh), as for change
+ * records on Kinesis (record_change). -1: out of memory (nothing was noted or delivered:
+ * the record must be read again). DynamoDB Streams delivers each change once and in
+ * order per item; the order check costs little and keeps a replay (TRIM_HORIZON) from
+ * going back in time. Its shard and sequence number do order changes. */
 static int apply_change(ddbs_source *d, shard *s, json_object *rec, const char *seq)
 {
 	ddb_change c;
-	char why[256], msg[512], *id = NULL, *value = NULL;
-	size_t id_len = 0, value_len = 0;
-	int rc = 0;
+	record_keys out;
+	memset(&out, 0, sizeof out);
+	char why[256], msg[512];
 	ddb_err de = ddb_change_from_json(rec, DDB_SHAPE_STREAMS, &c, why, sizeof why);
+	if (de == DDB_ENOMEM)
+		return -1;
+	scache_err err = SCACHE_ERECORD;
 	if (de == DDB_OK)
-		de = ddb_key_id(&d->dt, c.keys, &id, &id_len, why, sizeof why);
-	if (de == DDB_ENOMEM) {
-		rc = -1;
-		goto out;
-	}
-	if (de != DDB_OK) {
-		d->cur->bad_records++;
-		util_fmt(msg, sizeof msg,
-		         "stream %s shard %s sequence %s: malformed record skipped: %s", d->arn,
-		         s->id, seq, why);
-		ddbs_log(d, msg);
-		goto out;
-	}
-	ddb_order order = DDB_ORDER_NEWER;
-	if (d->versions) {
-		if (c.new_image) {
-			de = ddb_image_to_json(c.new_image, RECORD_DDB_VALUE_MAX, &value,
-			                       &value_len, why, sizeof why);
-			if (de == DDB_ENOMEM) {
-				rc = -1;
-				goto out;
-			}
-			if (de != DDB_OK && de != DDB_ETOOBIG) {
-				d->cur->bad_records++; /* the item is still invalidated */
-				util_fmt(
-				    msg, sizeof msg,
-				    "stream %s shard %s sequence %s: NewImage: %s: the item is "
-				    "invalidated",
-				    d->arn, s->id, seq, why);
-				ddbs_log(d, msg);
-			}
-		}
-		/* DynamoDB Streams delivers each change once and in order per item; the check
-		 * costs little and keeps a replay (TRIM_HORIZON) from going back in time */
-		de = ddb_versions_record(d->versions, id, id_len, c.created_us, s->id, seq, &order);
-		if (de == DDB_ENOMEM) {
-			rc = -1;
-			goto out;
-		}
-		if (de == DDB_OK && order == DDB_ORDER_STALE)
-			goto out;
-	}
-	if (value && de == DDB_OK && order == DDB_ORDER_NEWER && d->sink && d->sink->value)
-		d->sink->value(d->sink->arg, id, id_len, value, value_len);
-	else if (d->sink)
-		d->sink->keys(d->sink->arg, (const char *const *)&id, &id_len, 1);
-	d->cur->keys++;
-out:
-	free(id);
-	free(value);
+		err = record_change(&d->dt, d->versions, &c, s->id, seq, &out, why, sizeof why);
 	ddb_change_clear(&c);
-	return rc;
+	if (err == SCACHE_ENOMEM)
+		return -1;
+	if (err != SCACHE_OK || out.bad) {
+		d->cur->bad_records++;
+		util_fmt(msg, sizeof msg, "stream %s shard %s sequence %s: %s%s", d->arn, s->id,
+		         seq, err != SCACHE_OK ? "malformed record skipped: " : "", why);
+		ddbs_log(d, msg);
+	}
+	if (err == SCACHE_OK && out.n == 1 && out.skip != RECORD_STALE && d->sink) {
+		if (out.value && d->sink->value)
+			d->sink->value(d->sink->arg, out.keys[0], out.lens[0], out.value,
+			               out.value_len);
+		else
+			d->sink->keys(d->sink->arg, (const char *const *)out.keys, out.lens, 1);
+		d->cur->keys++;
+	}
+	record_keys_clear(&out);
+	return 0;
 }
 
 /* One GetRecords answer for shard s. */

@@ -199,8 +199,9 @@ static const record_parser parsers[] = {
     [SCACHE_RECORD_SCACHE] = parse_scache, /* a new format is one more row */
 };
 
-scache_err record_parse(scache_record_format fmt, const unsigned char *data, size_t len,
-                        record_keys *out, char *why, size_t whylen)
+/* The checks and clearing both entry points begin with. */
+static scache_err read_begin(scache_record_format fmt, const unsigned char *data, size_t len,
+                             record_keys *out, char *why, size_t whylen)
 {
 	if (!out || (!data && len))
 		return SCACHE_EINVAL;
@@ -211,6 +212,15 @@ scache_err record_parse(scache_record_format fmt, const unsigned char *data, siz
 		util_fmt(why, whylen, "unknown record format");
 		return SCACHE_ERECORD;
 	}
+	return SCACHE_OK;
+}
+
+scache_err record_parse(scache_record_format fmt, const unsigned char *data, size_t len,
+                        record_keys *out, char *why, size_t whylen)
+{
+	scache_err err = read_begin(fmt, data, len, out, why, whylen);
+	if (err)
+		return err;
 	return parsers[fmt](data ? data : (const unsigned char *)"", len, out, why, whylen);
 }
 
@@ -287,22 +297,40 @@ static scache_err read_change(record_ddb *ddb, json_object *o, record_keys *out,
 	if (de != DDB_OK)
 		return t ? name_malformed(&dt, o, out) : SCACHE_ERECORD;
 
+	/* Not the Kinesis shard and sequence number: they order arrivals, and DynamoDB's
+	 * writer may put one change twice (see ddb.h). The eventID names the change. */
+	json_object *ev;
+	const char *event_id = json_object_object_get_ex(o, "eventID", &ev) &&
+	                               json_object_is_type(ev, json_type_string)
+	                           ? json_object_get_string(ev)
+	                           : NULL;
+	scache_err err =
+	    record_change(&dt, t->mode == SCACHE_DYNAMODB_REFRESH ? ddb->versions : NULL, &c, NULL,
+	                  event_id, out, why, whylen);
+	ddb_change_clear(&c);
+	return err;
+}
+
+scache_err record_change(const ddb_table *dt, ddb_versions *versions, const ddb_change *c,
+                         const char *shard, const char *seq, record_keys *out, char *why,
+                         size_t whylen)
+{
 	char *id = NULL, *value = NULL;
 	size_t id_len = 0, value_len = 0;
 	scache_err err = SCACHE_OK;
-	de = ddb_key_id(&dt, c.keys, &id, &id_len, why, whylen);
+	ddb_err de = ddb_key_id(dt, c->keys, &id, &id_len, why, whylen);
 	if (de != DDB_OK) {
 		err = de == DDB_ENOMEM ? SCACHE_ENOMEM : SCACHE_ERECORD;
 		goto out;
 	}
-	if (t->mode != SCACHE_DYNAMODB_REFRESH || !ddb->versions) {
+	if (!versions) {
 		err = keys_take_one(out, id, id_len); /* invalidate mode: always safe, unordered */
 		id = NULL;
 		goto out;
 	}
-	if (c.new_image) {
+	if (c->new_image) {
 		char iwhy[200];
-		de = ddb_image_to_json(c.new_image, RECORD_DDB_VALUE_MAX, &value, &value_len, iwhy,
+		de = ddb_image_to_json(c->new_image, RECORD_DDB_VALUE_MAX, &value, &value_len, iwhy,
 		                       sizeof iwhy);
 		if (de == DDB_ENOMEM) {
 			err = SCACHE_ENOMEM;
@@ -316,14 +344,7 @@ static scache_err read_change(record_ddb *ddb, json_object *o, record_keys *out,
 	/* Noted as applied before it is delivered: delivery cannot fail, and on ENOMEM
 	 * nothing is noted, so the record read again is judged the same way. */
 	ddb_order order;
-	/* Not the Kinesis shard and sequence number: they order arrivals, and DynamoDB's
-	 * writer may put one change twice (see ddb.h). The eventID names the change. */
-	json_object *ev;
-	const char *event_id = json_object_object_get_ex(o, "eventID", &ev) &&
-	                               json_object_is_type(ev, json_type_string)
-	                           ? json_object_get_string(ev)
-	                           : NULL;
-	de = ddb_versions_record(ddb->versions, id, id_len, c.created_us, NULL, event_id, &order);
+	de = ddb_versions_record(versions, id, id_len, c->created_us, shard, seq, &order);
 	if (de == DDB_ENOMEM) {
 		err = SCACHE_ENOMEM;
 		goto out;
@@ -343,7 +364,6 @@ static scache_err read_change(record_ddb *ddb, json_object *o, record_keys *out,
 out:
 	free(id);
 	free(value);
-	ddb_change_clear(&c);
 	if (err != SCACHE_OK)
 		record_keys_clear(out);
 	return err;
@@ -352,20 +372,13 @@ out:
 scache_err record_read(record_ddb *ddb, scache_record_format fmt, const unsigned char *data,
                        size_t len, record_keys *out, char *why, size_t whylen)
 {
-	if (!out || (!data && len))
-		return SCACHE_EINVAL;
-	memset(out, 0, sizeof *out);
-	if (why && whylen)
-		why[0] = '\0';
-	if ((unsigned)fmt >= sizeof parsers / sizeof parsers[0]) {
-		util_fmt(why, whylen, "unknown record format");
-		return SCACHE_ERECORD;
-	}
+	scache_err err = read_begin(fmt, data, len, out, why, whylen);
+	if (err)
+		return err;
 	int ws = 0, oom = 0;
 	json_object *o = parse_json(data ? data : (const unsigned char *)"", len, &ws, &oom), *v;
 	if (oom)
 		return SCACHE_ENOMEM;
-	scache_err err;
 	if (o && json_object_is_type(o, json_type_object) &&
 	    json_object_object_get_ex(o, "eventSource", &v) &&
 	    json_object_is_type(v, json_type_string) &&

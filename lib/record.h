@@ -84,6 +84,19 @@ typedef struct record_ddb {
 scache_err record_read(record_ddb *ddb, scache_record_format fmt, const unsigned char *data,
                        size_t len, record_keys *out, char *why, size_t whylen);
 
+/*
+ * record_change: what one parsed DynamoDB change of the table dt does, whichever stream
+ * carried it (Kinesis Data Streams for DynamoDB, DynamoDB Streams). versions: NULL in
+ * invalidate mode (the item's key is invalidated, unordered: always safe), else the
+ * table's refresh order, keyed by (created time, shard, seq): see ddb.h for what the
+ * caller passes as shard and seq. Fills *out (zeroed by the caller) as record_read does:
+ * one key, with a value for a refresh, or skip RECORD_STALE. SCACHE_ERECORD (a key that
+ * is not the table's; why says how), SCACHE_ENOMEM (nothing noted: read it again).
+ */
+scache_err record_change(const ddb_table *dt, ddb_versions *versions, const ddb_change *c,
+                         const char *shard, const char *seq, record_keys *out, char *why,
+                         size_t whylen);
+
 /* Bytes that key adds to the "keys" array of an scache record, with its quotes. */
 size_t record_key_size(const char *key, size_t len);
 
