@@ -98,12 +98,9 @@ static void shard_trimmed(ddbs_source *d, shard *s, const char *message)
 /* Take iterators for readable shards without one, concurrently. */
 static void take_iterators(ddbs_source *d)
 {
-	size_t n = d->t.n ? d->t.n : 1, m = 0;
-	shard **who = calloc(n, sizeof *who);         /* NOLINT(bugprone-sizeof-expression) */
-	json_object **reqs = calloc(n, sizeof *reqs); /* NOLINT(bugprone-sizeof-expression) */
-	aws_result *res = calloc(n, sizeof *res);
+	shard_batch b;
 	char why[400];
-	if (!who || !reqs || !res) {
+	if (!shard_batch_init(&b, d->t.n)) {
 		ddbs_poll_fail(d, SCACHE_ENOMEM, "out of memory");
 		goto out;
 	}
@@ -131,41 +128,35 @@ static void take_iterators(ddbs_source *d)
 		if (s->last_seq[0])
 			json_object_object_add(req, "SequenceNumber",
 			                       json_object_new_string(s->last_seq));
-		reqs[m] = req;
-		who[m++] = s;
+		b.reqs[b.m] = req;
+		b.who[b.m++] = s;
 	}
-	aws_call_many(d->c, "GetShardIterator", reqs, m, res);
-	for (size_t k = 0; k < m; k++) {
-		shard *s = who[k];
-		const char *it = res[k].err ? NULL : aws_json_str(res[k].body, "ShardIterator");
+	aws_call_many(d->c, "GetShardIterator", b.reqs, b.m, b.res);
+	for (size_t k = 0; k < b.m; k++) {
+		shard *s = b.who[k];
+		const char *it = b.res[k].err ? NULL : aws_json_str(b.res[k].body, "ShardIterator");
 		if (it) {
 			if (!(s->iter = strdup(it)))
 				ddbs_poll_fail(d, SCACHE_ENOMEM, "out of memory");
 			continue;
 		}
-		if (!res[k].err) {
+		if (!b.res[k].err) {
 			util_fmt(why, sizeof why,
 			         "GetShardIterator at %s: malformed answer (no ShardIterator) for "
 			         "shard %s",
 			         aws_client_endpoint(d->c), s->id);
 			ddbs_poll_fail(d, SCACHE_ESERVICE, why);
-		} else if (is_trimmed(&res[k])) {
-			shard_trimmed(d, s, res[k].message);
-		} else if (res[k].fail == AWS_FAIL_NOTFOUND) {
+		} else if (is_trimmed(&b.res[k])) {
+			shard_trimmed(d, s, b.res[k].message);
+		} else if (b.res[k].fail == AWS_FAIL_NOTFOUND) {
 			d->t.need_list = 1; /* the listing tells whether shard or stream is gone */
 			s->more = 1;
 		} else {
-			ddbs_poll_fail(d, res[k].err, res[k].message);
+			ddbs_poll_fail(d, b.res[k].err, b.res[k].message);
 		}
 	}
 out:
-	for (size_t k = 0; k < m; k++) {
-		aws_result_clear(&res[k]);
-		json_object_put(reqs[k]);
-	}
-	free(who);
-	free(reqs);
-	free(res);
+	shard_batch_free(&b);
 }
 
 /* What one change does: its item's key, or its new value (refresh), as for change
@@ -273,12 +264,9 @@ static void read_answer(ddbs_source *d, shard *s, json_object *body)
  * up. Returns whether another round is needed. */
 static int read_round(ddbs_source *d)
 {
-	size_t n = d->t.n ? d->t.n : 1, m = 0;
 	int again = 0;
-	shard **who = calloc(n, sizeof *who);         /* NOLINT(bugprone-sizeof-expression) */
-	json_object **reqs = calloc(n, sizeof *reqs); /* NOLINT(bugprone-sizeof-expression) */
-	aws_result *res = calloc(n, sizeof *res);
-	if (!who || !reqs || !res) {
+	shard_batch b;
+	if (!shard_batch_init(&b, d->t.n)) {
 		ddbs_poll_fail(d, SCACHE_ENOMEM, "out of memory");
 		goto out;
 	}
@@ -293,22 +281,22 @@ static int read_round(ddbs_source *d)
 		}
 		json_object_object_add(req, "ShardIterator", json_object_new_string(s->iter));
 		json_object_object_add(req, "Limit", json_object_new_int(DDBS_RECORDS_LIMIT));
-		reqs[m] = req;
-		who[m++] = s;
+		b.reqs[b.m] = req;
+		b.who[b.m++] = s;
 	}
-	aws_call_many(d->c, "GetRecords", reqs, m, res);
-	for (size_t k = 0; k < m; k++) {
-		shard *s = who[k];
+	aws_call_many(d->c, "GetRecords", b.reqs, b.m, b.res);
+	for (size_t k = 0; k < b.m; k++) {
+		shard *s = b.who[k];
 		s->more = 0;
-		if (!res[k].err) {
+		if (!b.res[k].err) {
 			int was = s->finished;
-			read_answer(d, s, res[k].body);
+			read_answer(d, s, b.res[k].body);
 			again |= s->more || (s->finished && !was);
 			continue;
 		}
 		free(s->iter);
 		s->iter = NULL;
-		if (res[k].fail == AWS_FAIL_EXPIRED) {
+		if (b.res[k].fail == AWS_FAIL_EXPIRED) {
 			s->more = 1; /* 15 minutes old: a new one from the position */
 			again = 1;
 			if (!s->last_seq[0] && s->start == START_LATEST) {
@@ -318,25 +306,19 @@ static int read_round(ddbs_source *d)
 				       "read: resuming from TRIM_HORIZON");
 				s->start = START_TRIM_HORIZON;
 			}
-		} else if (is_trimmed(&res[k])) {
-			shard_trimmed(d, s, res[k].message);
+		} else if (is_trimmed(&b.res[k])) {
+			shard_trimmed(d, s, b.res[k].message);
 			again = 1;
-		} else if (res[k].fail == AWS_FAIL_NOTFOUND) {
+		} else if (b.res[k].fail == AWS_FAIL_NOTFOUND) {
 			s->more = 1;
 			d->t.need_list = 1;
 			again = 1;
 		} else {
-			ddbs_poll_fail(d, res[k].err, res[k].message);
+			ddbs_poll_fail(d, b.res[k].err, b.res[k].message);
 		}
 	}
 out:
-	for (size_t k = 0; k < m; k++) {
-		aws_result_clear(&res[k]);
-		json_object_put(reqs[k]);
-	}
-	free(who);
-	free(reqs);
-	free(res);
+	shard_batch_free(&b);
 	return again;
 }
 

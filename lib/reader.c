@@ -164,44 +164,20 @@ static void at_timestamp_fallback(scache_reader *r, shard *s, const char *messag
 	s->start_ts = 0;
 }
 
-/* The calls of one round, one per shard at most: who asked, the requests, the results. */
-typedef struct batch {
-	shard **who;
-	json_object **reqs;
-	aws_result *res;
-	size_t m; /* calls prepared */
-} batch;
-
 /* Room for a call per shard; 0 when out of memory (then the poll fails). */
-static int batch_init(scache_reader *r, batch *b)
+static int batch_init(scache_reader *r, shard_batch *b)
 {
-	size_t n = r->t.n ? r->t.n : 1;
-	b->m = 0;
-	b->who = calloc(n, sizeof *b->who);   /* NOLINT(bugprone-sizeof-expression) */
-	b->reqs = calloc(n, sizeof *b->reqs); /* NOLINT(bugprone-sizeof-expression) */
-	b->res = calloc(n, sizeof *b->res);
-	if (b->who && b->reqs && b->res)
+	if (shard_batch_init(b, r->t.n))
 		return 1;
 	poll_fail(r, SCACHE_ENOMEM, "out of memory");
 	return 0;
-}
-
-static void batch_free(batch *b)
-{
-	for (size_t k = 0; k < b->m; k++) {
-		aws_result_clear(&b->res[k]);
-		json_object_put(b->reqs[k]);
-	}
-	free(b->who);
-	free(b->reqs);
-	free(b->res);
 }
 
 /* Take iterators for readable shards without one. Returns how many were taken. */
 static size_t take_iterators(scache_reader *r)
 {
 	size_t m = 0, taken = 0;
-	batch b;
+	shard_batch b;
 	int ok = batch_init(r, &b);
 	double *asked = calloc(r->t.n ? r->t.n : 1, sizeof *asked);
 	shard **who = b.who;
@@ -299,7 +275,7 @@ static size_t take_iterators(scache_reader *r)
 	}
 out:
 	b.m = m;
-	batch_free(&b);
+	shard_batch_free(&b);
 	free(asked);
 	return taken;
 }
@@ -441,7 +417,7 @@ static int read_round(scache_reader *r)
 {
 	size_t m = 0;
 	int again = 0;
-	batch b;
+	shard_batch b;
 	if (!batch_init(r, &b))
 		goto out;
 	shard **who = b.who;
@@ -499,7 +475,7 @@ static int read_round(scache_reader *r)
 	}
 out:
 	b.m = m;
-	batch_free(&b);
+	shard_batch_free(&b);
 	return again;
 }
 

@@ -432,3 +432,24 @@ void shards_check_stream(shard_table *t)
 	}
 	t->created_ts = sum.created;
 }
+
+int shard_batch_init(shard_batch *b, size_t nshards)
+{
+	size_t n = nshards ? nshards : 1;
+	b->m = 0;
+	b->who = calloc(n, sizeof *b->who);   /* NOLINT(bugprone-sizeof-expression) */
+	b->reqs = calloc(n, sizeof *b->reqs); /* NOLINT(bugprone-sizeof-expression) */
+	b->res = calloc(n, sizeof *b->res);
+	return b->who && b->reqs && b->res;
+}
+
+void shard_batch_free(shard_batch *b)
+{
+	for (size_t k = 0; k < b->m; k++) {
+		aws_result_clear(&b->res[k]);
+		json_object_put(b->reqs[k]);
+	}
+	free(b->who);
+	free(b->reqs);
+	free(b->res);
+}

@@ -92,4 +92,18 @@ scache_err shards_list(shard_table *t, int initial, start_kind start);
  * time is a gap, an unexpected open shard count asks for a listing. */
 void shards_check_stream(shard_table *t);
 
+/* The calls of one round over a shard table, one per shard at most: who asked, the
+ * requests, the results (for aws_call_many). */
+typedef struct shard_batch {
+	shard **who;
+	json_object **reqs;
+	aws_result *res;
+	size_t m; /* calls prepared */
+} shard_batch;
+
+/* Room for a call per shard of a table of nshards; 0 when out of memory. */
+int shard_batch_init(shard_batch *b, size_t nshards);
+/* Free the requests and results of the m calls prepared, and the arrays. */
+void shard_batch_free(shard_batch *b);
+
 #endif
