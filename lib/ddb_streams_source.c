@@ -322,6 +322,18 @@ out:
 	return again;
 }
 
+/* The sync fails while a finished shard's children are not listed: reporting it caught
+ * up could skip their records. */
+static void no_child_yet(ddbs_source *d, const char *id)
+{
+	char why[400];
+	util_fmt(why, sizeof why,
+	         "shard %s of stream %s was read to its end, and DescribeStream lists no child "
+	         "of it yet",
+	         id, d->arn);
+	ddbs_poll_fail(d, SCACHE_ESERVICE, why);
+}
+
 static int has_child(ddbs_source *d, const char *id)
 {
 	for (size_t j = 0; j < d->t.n; j++)
@@ -335,30 +347,19 @@ static int has_child(ddbs_source *d, const char *id)
  * records may already wait in a child). Nothing to ask when the stream is disabled. */
 static void find_children(ddbs_source *d)
 {
-	char why[400];
 	for (size_t i = d->nawait; i-- > 0 && d->cur->err == SCACHE_OK;) {
 		char *id = d->await[i];
 		if (!has_child(d, id) && !d->disabled) {
 			uint64_t now = scache_now_ns(NULL);
 			if (d->last_child_ns && now - d->last_child_ns < DDBS_RETRY_NS) {
-				util_fmt(
-				    why, sizeof why,
-				    "shard %s of stream %s was read to its end, and DescribeStream "
-				    "lists no child of it yet",
-				    id, d->arn);
-				ddbs_poll_fail(d, SCACHE_ESERVICE, why);
+				no_child_yet(d, id);
 				return;
 			}
 			if (ddbs_list_shards(d, 0, id) != SCACHE_OK)
 				return;
 			if (!has_child(d, id) && !d->disabled) {
 				d->last_child_ns = now;
-				util_fmt(
-				    why, sizeof why,
-				    "shard %s of stream %s was read to its end, and DescribeStream "
-				    "lists no child of it yet",
-				    id, d->arn);
-				ddbs_poll_fail(d, SCACHE_ESERVICE, why);
+				no_child_yet(d, id);
 				return;
 			}
 		}
