@@ -11,6 +11,12 @@
  *
  * Run two of these over one database file and one stream: a PUT on one instance
  * invalidates the other's copy before its next request is served.
+ *
+ * DynamoDB mode (--dynamodb-table users): the users are items of a DynamoDB table (key
+ * "id", a string). GET reads through scache_dynamodb_get_item; PUT and DELETE write with
+ * PutItem and DeleteItem (ddb_write.c) and publish nothing: the table's change records
+ * (Kinesis Data Streams for DynamoDB, on the stream this server reads) invalidate or
+ * refresh every instance's copy, writes made behind the servers' backs included.
  */
 #include <scache/scache.h>
 
@@ -33,6 +39,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ddb_write.h"
+
+#include <curl/curl.h>
+
 #define SOURCE   "db.users.id" /* scache: the data source of every cached user */
 #define MAX_BODY (64 * 1024)
 
@@ -43,6 +53,11 @@ typedef struct server {
 	const char *hold_dir; /* test hook: see hold_load() */
 	FILE *log;
 	pthread_mutex_t log_mu;
+	/* DynamoDB mode (ddb != NULL): */
+	scache_dynamodb *ddb;        /* scache: read-aside GetItem */
+	scache_dynamodb_table table; /* scache: the users table, key "id" */
+	scache_cache *cache;         /* to drop this instance's own copy after a write */
+	ddb_writer writer;           /* PutItem, DeleteItem */
 } server;
 
 /* ---- Settings: flags, each with an environment variable ---------------------- */
@@ -52,6 +67,7 @@ typedef struct settings {
 	    *max_staleness, *max_bytes, *threads, *log;
 	const char *max_connections, *connection_timeout;
 	const char *publish_timeout;
+	const char *dynamodb_table, *dynamodb_endpoint, *dynamodb_mode;
 } settings;
 
 static const struct flag {
@@ -89,6 +105,15 @@ static const struct flag {
     {"--connection-timeout", "SCACHE_CONNECTION_TIMEOUT",
      "close a connection silent this long, in whole seconds; 0 = never [30s]",
      offsetof(settings, connection_timeout)},
+    {"--dynamodb-table", "SCACHE_DYNAMODB_TABLE",
+     "users are items of this DynamoDB table (key \"id\", a string) [none: SQLite]",
+     offsetof(settings, dynamodb_table)},
+    {"--dynamodb-endpoint", "SCACHE_DYNAMODB_ENDPOINT",
+     "DynamoDB endpoint [AWS_ENDPOINT_URL_DYNAMODB, AWS_ENDPOINT_URL, AWS]",
+     offsetof(settings, dynamodb_endpoint)},
+    {"--dynamodb-mode", "SCACHE_DYNAMODB_MODE",
+     "what a change record does to a cached user: invalidate or refresh [invalidate]",
+     offsetof(settings, dynamodb_mode)},
 };
 #define NFLAGS (sizeof flags / sizeof flags[0])
 
@@ -97,6 +122,8 @@ static void usage(FILE *f)
 	fprintf(f, "usage: users_server --stream NAME [options]\n");
 	for (size_t i = 0; i < NFLAGS; i++)
 		fprintf(f, "  %-20s %-25s %s\n", flags[i].name, flags[i].env, flags[i].help);
+	fprintf(f, "With --dynamodb-table the stream must carry the table's change records "
+	           "(Kinesis Data Streams for DynamoDB); --db is not used.\n");
 }
 
 static int parse_args(int argc, char **argv, settings *s)
@@ -577,6 +604,114 @@ static const char *string_field(json_object *o, const char *name)
 	return v;
 }
 
+/* ---- DynamoDB mode -------------------------------------------------------------- */
+
+/* The user as the SQLite mode answers it: {"id":...,"name":...,"email":...} first, then
+ * any other attribute the item has (written by someone else), in the item's order. */
+static char *user_json(const char *item, size_t len)
+{
+	json_tokener *tok = json_tokener_new();
+	json_object *in = tok ? json_tokener_parse_ex(tok, item, (int)len) : NULL;
+	json_tokener_free(tok);
+	if (!json_object_is_type(in, json_type_object)) {
+		json_object_put(in);
+		return NULL;
+	}
+	static const char *const first[] = {"id", "name", "email"};
+	json_object *out = json_object_new_object(), *v;
+	for (size_t i = 0; i < 3; i++)
+		if (json_object_object_get_ex(in, first[i], &v))
+			json_object_object_add(out, first[i], json_object_get(v));
+	json_object_object_foreach(in, k, val)
+	{
+		if (strcmp(k, "id") && strcmp(k, "name") && strcmp(k, "email"))
+			json_object_object_add(out, k, json_object_get(val));
+	}
+	char *text = strdup(json_object_to_json_string_ext(out, JSON_C_TO_STRING_PLAIN));
+	json_object_put(out);
+	json_object_put(in);
+	return text;
+}
+
+static enum MHD_Result get_user_ddb(server *sv, struct MHD_Connection *c, const char *id)
+{
+	char key[128], why[512], *item = NULL;
+	snprintf(key, sizeof key, "{\"id\":{\"S\":\"%s\"}}", id); /* ids need no escaping */
+	size_t len;
+	scache_outcome how = SCACHE_OUTCOME_MISS;
+	/* scache: a hit, or a strongly consistent GetItem cached under the item's data ID */
+	scache_err err =
+	    scache_dynamodb_get_item(scache_request_current(), sv->ddb, sv->table.table, key, &item,
+	                             &len, &how, why, sizeof why);
+	const char *xcache = how == SCACHE_OUTCOME_HIT      ? "HIT"
+	                     : how == SCACHE_OUTCOME_BYPASS ? "BYPASS"
+	                                                    : "MISS";
+	if (err == SCACHE_ENOTFOUND) {
+		json_object *o = json_object_new_object();
+		json_object_object_add(o, "error", json_object_new_string("no such user"));
+		enum MHD_Result r =
+		    respond(c, 404, "application/json",
+		            json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN), xcache);
+		json_object_put(o);
+		return r;
+	}
+	if (err)
+		return respond_error(c, 502, why);
+	char *body = user_json(item, len);
+	free(item);
+	if (!body)
+		return respond_error(c, 502, "the item is not a JSON object");
+	enum MHD_Result r = respond(c, 200, "application/json", body, xcache);
+	free(body);
+	return r;
+}
+
+/* After a write: this instance drops its own copy at once, so its next read loads what
+ * was written (a load begun before is refused: the stale-add guard). Nothing is
+ * published: the table's change record tells every instance, this one included. */
+static void forget_user(server *sv, const char *id)
+{
+	char key[128], *data_id;
+	size_t len;
+	snprintf(key, sizeof key, "{\"id\":{\"S\":\"%s\"}}", id);
+	if (scache_dynamodb_item_id(&sv->table, key, &data_id, &len) == SCACHE_OK) {
+		scache_cache_invalidate(sv->cache, data_id, len, NULL);
+		free(data_id);
+	} else {
+		scache_cache_flush(sv->cache, NULL); /* out of memory: drop everything */
+	}
+}
+
+static enum MHD_Result put_user_ddb(server *sv, struct MHD_Connection *c, const char *id,
+                                    const char *name, const char *email)
+{
+	char why[768];
+	if (ddb_put_user(&sv->writer, id, name, email, why, sizeof why))
+		return respond_error(c, 502, why);
+	forget_user(sv, id);
+	json_object *u = json_object_new_object();
+	json_object_object_add(u, "id", json_object_new_string(id));
+	json_object_object_add(u, "name", json_object_new_string(name));
+	json_object_object_add(u, "email", json_object_new_string(email));
+	enum MHD_Result r =
+	    respond(c, 200, "application/json",
+	            json_object_to_json_string_ext(u, JSON_C_TO_STRING_PLAIN), NULL);
+	json_object_put(u);
+	return r;
+}
+
+static enum MHD_Result delete_user_ddb(server *sv, struct MHD_Connection *c, const char *id)
+{
+	char why[768];
+	int existed;
+	if (ddb_delete_user(&sv->writer, id, &existed, why, sizeof why))
+		return respond_error(c, 502, why);
+	forget_user(sv, id);
+	if (!existed)
+		return respond_error(c, 404, "no such user");
+	return respond(c, 200, "application/json", "{\"deleted\":true}", NULL);
+}
+
 static enum MHD_Result put_user(server *sv, struct MHD_Connection *c, const char *id,
                                 const char *body, size_t len)
 {
@@ -607,6 +742,11 @@ static enum MHD_Result put_user(server *sv, struct MHD_Connection *c, const char
 	if (!name || !email) {
 		json_object_put(o);
 		return respond_error(c, 400, "\"name\" and \"email\" are required strings");
+	}
+	if (sv->ddb) {
+		enum MHD_Result r = put_user_ddb(sv, c, id, name, email);
+		json_object_put(o);
+		return r;
 	}
 	if (db_exec(sv,
 	            "INSERT INTO users (id, name, email) VALUES (?, ?, ?) "
@@ -740,10 +880,10 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
 	if (!valid_id(id))
 		return respond_error(c, 400, "an id is 1 to 64 of A-Z a-z 0-9 - _");
 	if (is_get)
-		return get_user(sv, c, id);
+		return sv->ddb ? get_user_ddb(sv, c, id) : get_user(sv, c, id);
 	if (is_put)
 		return put_user(sv, c, id, cl->body ? cl->body : "", cl->len);
-	return delete_user(sv, c, id);
+	return sv->ddb ? delete_user_ddb(sv, c, id) : delete_user(sv, c, id);
 }
 
 static void completed(void *cls, struct MHD_Connection *c, void **req_cls,
@@ -758,6 +898,51 @@ static void completed(void *cls, struct MHD_Connection *c, void **req_cls,
 		free(cl);
 		*req_cls = NULL;
 	}
+}
+
+/* The DynamoDB mode's settings: 0 when --dynamodb-table is not given (SQLite mode) or
+ * all is well, else -1 after saying what is wrong. Endpoint and region are resolved here
+ * as the library resolves them, so reads and writes go to the same place. */
+static int dynamodb_settings(const settings *s, server *sv, scache_dynamodb_mode *mode,
+                             char *endpoint, size_t endpoint_len, const char **region)
+{
+	int has_table = s->dynamodb_table && *s->dynamodb_table;
+	const char *m = s->dynamodb_mode;
+	if (m && *m && strcmp(m, "invalidate") && strcmp(m, "refresh")) {
+		fprintf(stderr,
+		        "users_server: bad --dynamodb-mode '%s': invalidate (a change record "
+		        "removes the cached user) or refresh (it stores the new one)\n",
+		        m);
+		return -1;
+	}
+	if (!has_table && ((m && *m) || (s->dynamodb_endpoint && *s->dynamodb_endpoint))) {
+		fprintf(stderr, "users_server: --dynamodb-mode and --dynamodb-endpoint need "
+		                "--dynamodb-table (or SCACHE_DYNAMODB_TABLE)\n");
+		return -1;
+	}
+	if (!has_table)
+		return 0;
+	*mode = m && !strcmp(m, "refresh") ? SCACHE_DYNAMODB_REFRESH : SCACHE_DYNAMODB_INVALIDATE;
+	const char *r = s->region && *s->region ? s->region : getenv("AWS_REGION");
+	if (!r || !*r)
+		r = getenv("AWS_DEFAULT_REGION");
+	if (!r || !*r) {
+		fprintf(stderr, "users_server: no AWS region: give --region or set AWS_REGION\n");
+		return -1;
+	}
+	*region = r;
+	const char *e = s->dynamodb_endpoint;
+	if (!e || !*e)
+		e = getenv("AWS_ENDPOINT_URL_DYNAMODB");
+	if (!e || !*e)
+		e = getenv("AWS_ENDPOINT_URL");
+	if (e && *e)
+		snprintf(endpoint, endpoint_len, "%s", e);
+	else
+		snprintf(endpoint, endpoint_len, "https://dynamodb.%s.amazonaws.com", r);
+	sv->table = (scache_dynamodb_table){
+	    .table = s->dynamodb_table, .partition_key = "id", .mode = *mode};
+	return 0;
 }
 
 /* scache: efficiency lines to the --log file. */
@@ -802,6 +987,11 @@ int main(int argc, char **argv)
 	}
 
 	server sv = {.hold_dir = getenv("SCACHE_TEST_HOLD_DIR"), .log = stderr};
+	scache_dynamodb_mode ddb_mode = SCACHE_DYNAMODB_INVALIDATE;
+	char ddb_endpoint[1024];
+	const char *region = NULL;
+	if (dynamodb_settings(&s, &sv, &ddb_mode, ddb_endpoint, sizeof ddb_endpoint, &region))
+		return 2;
 	pthread_mutex_init(&sv.db_mu, NULL);
 	if (s.log && *s.log && strcmp(s.log, "-")) {
 		sv.log = fopen(s.log, "a");
@@ -811,8 +1001,26 @@ int main(int argc, char **argv)
 			return 1;
 		}
 	}
-	if (db_open(&sv, s.db && *s.db ? s.db : "users.db"))
+	if (sv.table.table) {
+		/* scache: the GetItem client; it makes no call yet */
+		scache_dynamodb_config dc = {
+		    .region = region, .endpoint = ddb_endpoint, .tables = &sv.table, .ntables = 1};
+		char why[512];
+		scache_err derr = scache_dynamodb_new(&dc, &sv.ddb, why, sizeof why);
+		if (derr) {
+			fprintf(stderr, "users_server: %s\n", why);
+			return derr == SCACHE_ECONFIG ? 2 : 1;
+		}
+		curl_global_init(CURL_GLOBAL_DEFAULT); /* before any thread: ddb_write.c */
+		if (ddb_writer_init(&sv.writer, ddb_endpoint, region, sv.table.table,
+		                    getenv("AWS_ACCESS_KEY_ID"), getenv("AWS_SECRET_ACCESS_KEY"),
+		                    getenv("AWS_SESSION_TOKEN"))) {
+			fprintf(stderr, "users_server: out of memory\n");
+			return 1;
+		}
+	} else if (db_open(&sv, s.db && *s.db ? s.db : "users.db")) {
 		return 1;
+	}
 
 	/* scache: the cache, then the middleware around our handler. */
 	scache_cache *cache;
@@ -824,10 +1032,15 @@ int main(int argc, char **argv)
 		fprintf(stderr, "users_server: cache: %s\n", scache_strerror(err));
 		return 1;
 	}
+	sv.cache = cache;
 	scache_stream_config stream = {.stream_name = s.stream,
 	                               .endpoint = s.endpoint,
 	                               .region = s.region,
 	                               .publish_timeout_ms = (long)publish_timeout};
+	if (sv.ddb) { /* scache: the table's change records come on this stream */
+		stream.dynamodb_tables = &sv.table;
+		stream.dynamodb_ntables = 1;
+	}
 	scache_middleware_config mc = {
 	    .cache = cache,
 	    .stream = &stream,
@@ -890,6 +1103,12 @@ int main(int argc, char **argv)
 	        : used & MHD_USE_POLL ? "poll"
 	                              : "select",
 	        threads ? "thread pool" : "a thread per connection", max_conn, conn_timeout_s);
+	if (sv.ddb)
+		fprintf(stderr,
+		        "users_server: users in DynamoDB table '%s' at %s, %s mode: kept coherent "
+		        "by the table's change records on stream %s (this server publishes none)\n",
+		        sv.table.table, ddb_endpoint,
+		        ddb_mode == SCACHE_DYNAMODB_REFRESH ? "refresh" : "invalidate", s.stream);
 
 	int sig;
 	sigwait(&sigs, &sig);
@@ -897,6 +1116,11 @@ int main(int argc, char **argv)
 	MHD_stop_daemon(d);                /* then: no request in flight */
 	scache_middleware_free(sv.mw);     /* writes the last summary */
 	scache_cache_free(cache);
+	if (sv.ddb) {
+		scache_dynamodb_free(sv.ddb);
+		ddb_writer_free(&sv.writer);
+		curl_global_cleanup();
+	}
 	sqlite3_close(sv.db);
 	if (sv.log != stderr)
 		fclose(sv.log);
