@@ -184,10 +184,14 @@ json_object *aws_parse_error_text(const char *body, size_t len, char *name, size
  * dstlen > 0), masking credentials first and cutting to fit only then, so a cut never
  * shows part of one and masked credentials take little room: each occurrence of secret or
  * token (either may be NULL) becomes "****", and each occurrence of key_id "****" followed
- * by its last 4 characters (all masked when it has 8 or fewer). A start of any of them
- * (4 characters or more) cut off at the end of text is masked too. Control bytes become
- * '?'. Returns dst.
+ * by its last 4 characters (all masked when it has 8 or fewer). A '/' of a credential
+ * also matches "\/" (JSON's escape). A start of any of them (4 characters or more) cut
+ * off at the end of text is masked too, where a word starts (not after a letter or
+ * digit). Credentials shorter than AWS_REDACT_MIN are not real ones (AWS key
+ * IDs have 16 characters or more, secrets 40) and are left alone: masking "y" would
+ * garble every word with a y. Control bytes become '?'. Returns dst.
  */
+#define AWS_REDACT_MIN 8
 char *aws_redact(char *dst, size_t dstlen, const char *text, size_t len, const char *key_id,
                  const char *secret, const char *token);
 

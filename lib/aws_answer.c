@@ -3,6 +3,12 @@
  * without user:password@, the error name and message of an error answer, its failure
  * class (which decides retries), and the credentials masked wherever they appear.
  *
+ * Only credentials of AWS_REDACT_MIN characters or more are masked: real ones are longer
+ * (secret keys 40, session tokens hundreds, key IDs 16 to 128), and masking a short
+ * placeholder such as "y" would garble every word holding that letter. A credential is
+ * masked wherever it appears whole (a string that long is the credential, whatever
+ * surrounds it); its start cut off by the end of the text only where a word begins.
+ *
  * Masking comes before cutting: a message is masked whole and only then cut to fit, so a
  * cut never shows part of a credential, and a credential cut off at the end of a text is
  * masked too. An answer may quote the signed request's headers; none of it is trusted.
@@ -66,14 +72,40 @@ static void printable(char *dst, size_t dstlen, const char *s, size_t len)
 	dst[j] = '\0';
 }
 
-/* Does a credential of length cl start at text[i..len)? Its length there when it is
- * whole, or cut off by the end of text after at least 4 characters; else 0. */
-static size_t credential_at(const char *text, size_t len, size_t i, const char *cred, size_t cl)
+/* Whether ch is a letter or digit: a cut-off credential is masked only where a word
+ * starts, never in the middle of another word. */
+static int word_char(unsigned char ch)
 {
-	size_t n = len - i < cl ? len - i : cl;
-	if (!cl || !(n == cl || n >= 4) || memcmp(text + i, cred, n))
-		return 0;
-	return n;
+	return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9');
+}
+
+/* Does the credential cred (cl bytes) start at text[i..len)? A '/' of it also matches a
+ * JSON-escaped "\/". Returns the bytes of text it covers, 0 when it does not start
+ * here; *whole says whether all of it is there (else it is cut off by the end of text,
+ * after at least 4 of its characters, at the start of a word). */
+static size_t credential_at(const char *text, size_t len, size_t i, const char *cred, size_t cl,
+                            int *whole)
+{
+	size_t t = i, k = 0;
+	*whole = 0;
+	if (cl < AWS_REDACT_MIN)
+		return 0; /* not a real credential: masking it would garble words */
+	while (k < cl && t < len) {
+		if (text[t] == cred[k])
+			t++;
+		else if (cred[k] == '/' && text[t] == '\\' && t + 1 < len && text[t + 1] == '/')
+			t += 2;
+		else
+			return 0;
+		k++;
+	}
+	if (k == cl) {
+		*whole = 1;
+		return t - i;
+	}
+	if (k >= 4 && (i == 0 || !word_char((unsigned char)text[i - 1])))
+		return t - i;
+	return 0;
 }
 
 char *aws_redact(char *dst, size_t dstlen, const char *text, size_t len, const char *key_id,
@@ -89,8 +121,9 @@ char *aws_redact(char *dst, size_t dstlen, const char *text, size_t len, const c
 		size_t n = 0;
 		for (size_t k = 0; k < 3 && !n; k++) {
 			size_t cl = creds[k] ? strlen(creds[k]) : 0;
-			n = credential_at(text, len, i, creds[k], cl);
-			if (n && k == 2 && n == cl && cl > 8) /* the key ID keeps its last 4 */
+			int whole;
+			n = credential_at(text, len, i, creds[k], cl, &whole);
+			if (n && k == 2 && whole && cl > 8) /* the key ID keeps its last 4 */
 				util_fmt(mask, sizeof mask, "****%s", creds[k] + cl - 4);
 			else if (n)
 				util_fmt(mask, sizeof mask, "****");

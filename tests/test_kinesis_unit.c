@@ -194,10 +194,12 @@ Test(errors, body_that_is_not_json_is_kept_as_printable_text)
 
 Test(errors, credentials_are_masked_before_a_message_is_cut)
 {
-	const char *key = "AKIDEXAMPLE12345", *secret = "wJalrXUtnFEMIbPxRfiCY", *token = "FQoGZX";
-	const char *echo = "refused; headers: X-Amz-Security-Token: FQoGZX; Authorization: "
-	                   "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE12345/20261201/us-east-1/"
-	                   "kinesis/aws4_request, with secret wJalrXUtnFEMIbPxRfiCY\tend";
+	const char *key = "AKIDEXAMPLE12345", *secret = "wJalrXUtnFEMIbPxRfiCY",
+	           *token = "FQoGZXIvYXdzEJr";
+	const char *echo =
+	    "refused; headers: X-Amz-Security-Token: FQoGZXIvYXdzEJr; Authorization: "
+	    "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE12345/20261201/us-east-1/"
+	    "kinesis/aws4_request, with secret wJalrXUtnFEMIbPxRfiCY\tend";
 	char out[512];
 	aws_redact(out, sizeof out, echo, strlen(echo), key, secret, token);
 	cr_assert_str_eq(out, "refused; headers: X-Amz-Security-Token: ****; Authorization: "
@@ -224,6 +226,57 @@ Test(errors, credentials_are_masked_before_a_message_is_cut)
 	cr_assert_str_eq(out, "Credential=****/");
 	aws_redact(out, sizeof out, "plain", 5, NULL, NULL, NULL);
 	cr_assert_str_eq(out, "plain");
+}
+
+Test(errors, a_credential_too_short_to_be_real_garbles_no_word)
+{
+	/* the README's placeholders: secret "y", key ID "x" */
+	const char *text = "DescribeStreamSummary at http://127.0.0.1:4567: Failure when "
+	                   "receiving data from the peer, 0 bytes received (yyyy)";
+	char out[512];
+	aws_redact(out, sizeof out, text, strlen(text), "x", "y", "yy");
+	cr_assert_str_eq(out, text);
+	/* 7 characters are not enough either; 8 are */
+	aws_redact(out, sizeof out, "key secret7 and secret88", 24, NULL, "secret7", NULL);
+	cr_assert_str_eq(out, "key secret7 and secret88");
+	aws_redact(out, sizeof out, "key secret88 and secret7", 24, NULL, "secret88", NULL);
+	cr_assert_str_eq(out, "key **** and secret7");
+}
+
+Test(errors, a_real_length_secret_in_a_quoted_header_is_masked_wherever_it_stands)
+{
+	const char *secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"; /* 40, AWS's example */
+	const char *token = "IQoJb3JpZ2luX2VjEJr//////////wEaCXVzLWVhc3QtMSJHMEUCIQD6";
+	char text[512], out[512];
+	snprintf(text, sizeof text,
+	         "{\"echo\":\"X-Secret: \\\"%s\\\"; X-Amz-Security-Token: %s\"} glued%sglued",
+	         secret, token, secret);
+	aws_redact(out, sizeof out, text, strlen(text), "AKIAIOSFODNN7EXAMPLE", secret, token);
+	cr_assert_str_eq(out, "{\"echo\":\"X-Secret: \\\"****\\\"; X-Amz-Security-Token: ****\"} "
+	                      "glued****glued");
+	/* JSON may escape its slashes */
+	const char *escaped = "secret wJalrXUtnFEMI\\/K7MDENG\\/bPxRfiCYEXAMPLEKEY.";
+	aws_redact(out, sizeof out, escaped, strlen(escaped), NULL, secret, NULL);
+	cr_assert_str_eq(out, "secret ****.");
+	/* cut off at the end: masked where a word starts, not inside another word */
+	aws_redact(out, sizeof out, "secret=wJalrXUt", 15, NULL, secret, NULL);
+	cr_assert_str_eq(out, "secret=****");
+	aws_redact(out, sizeof out, "rawJalr", 7, NULL, secret, NULL);
+	cr_assert_str_eq(out, "rawJalr");
+}
+
+Test(errors, a_key_id_shows_at_most_its_last_4_characters)
+{
+	const char *key = "AKIAIOSFODNN7EXAMPLE";
+	const char *text = "Credential=AKIAIOSFODNN7EXAMPLE/20261201/us-east-1/kinesis, "
+	                   "key AKIAIOSFODNN7EXAMPLE.";
+	char out[512];
+	aws_redact(out, sizeof out, text, strlen(text), key, NULL, NULL);
+	cr_assert_str_eq(out, "Credential=****MPLE/20261201/us-east-1/kinesis, key ****MPLE.");
+	cr_assert_null(strstr(out, "AKIAIOSF"));
+	/* cut: nothing of it but the mask */
+	aws_redact(out, sizeof out, "Credential=AKIAIOSFOD", 21, key, NULL, NULL);
+	cr_assert_str_eq(out, "Credential=****");
 }
 
 Test(errors, classification)
