@@ -556,9 +556,9 @@ static long hex4(const char *s)
 	return v;
 }
 
-/* The body, already parsed as JSON: a \u escape (four hex digits) of a lone UTF-16 surrogate names no
- * character (json-c would store U+FFFD in its place). A high surrogate must be followed
- * by a low one, as in \ud83d\ude00. Returns 0, or -1 with the escape's byte. */
+/* The body, already parsed as JSON: a \u escape (four hex digits) of a lone UTF-16 surrogate names
+ * no character (json-c would store U+FFFD in its place). A high surrogate must be followed by a low
+ * one, as in \ud83d\ude00. Returns 0, or -1 with the escape's byte. */
 static int check_escaped_surrogates(const char *s, size_t n, char *why, size_t why_size)
 {
 	int in_string = 0;
