@@ -32,6 +32,7 @@
  */
 #define _GNU_SOURCE /* pthread_rwlockattr_setkind_np: writers must not starve */
 #include "scache/cache.h"
+#include "scache/id.h"
 
 #include <pthread.h>
 #include <stdalign.h>
@@ -622,6 +623,54 @@ void scache_cache_flush(scache_cache *c, size_t *removed)
 	atomic_fetch_add(&c->flushes, 1);
 	if (removed)
 		*removed = count;
+}
+
+/* Whether the key is a data ID of source (decoded as scache_id_parse does). A key that
+ * cannot be parsed for want of memory counts as one: removing too much is safe. */
+static int key_of_source(const entry *e, const char *source, size_t source_len)
+{
+	scache_id id;
+	scache_err err = scache_id_parse((const char *)e->data, e->hh.keylen, &id);
+	if (err == SCACHE_ENOMEM)
+		return 1;
+	int match = err == SCACHE_OK && id.source_len == source_len &&
+	            (source_len == 0 || !memcmp(id.source, source, source_len));
+	scache_id_clear(&id);
+	return match;
+}
+
+scache_err scache_cache_invalidate_source(scache_cache *c, const char *source, size_t source_len,
+                                          size_t *removed)
+{
+	size_t count = 0;
+	if (removed)
+		*removed = 0;
+	if (!c || (!source && source_len))
+		return SCACHE_EINVAL;
+	/* The IDs of a source are not known in advance, so no tombstone can name them: the
+	 * guard is a flush's (every add whose load began before now is refused, whatever
+	 * its key), published before the scan as scache_cache_flush does. */
+	uint64_t epoch = atomic_fetch_add(&c->epoch, 1) + 1;
+	uint64_t seen = atomic_load(&c->flush_epoch);
+	while (seen < epoch && !atomic_compare_exchange_weak(&c->flush_epoch, &seen, epoch))
+		;
+	for (unsigned i = 0; i < c->nstripes; i++) {
+		stripe *s = &c->stripes[i];
+		entry *e, *tmp;
+		lock_exclusive(c, s);
+		HASH_ITER(hh, s->table, e, tmp) {
+			// cppcheck-suppress uninitvar ; e is set by HASH_ITER
+			if (key_of_source(e, source, source_len)) {
+				stripe_unlink(s, e);
+				s->invalidations++;
+				count++;
+			}
+		}
+		unlock(c, s);
+	}
+	if (removed)
+		*removed = count;
+	return SCACHE_OK;
 }
 
 /* Removes expired entries of one stripe; scans at most `budget` live ones (0: all). */

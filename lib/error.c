@@ -22,6 +22,7 @@ static const char *const messages[] = {
 	[SCACHE_EPUBLISH] = "some invalidations could not be published",
 	[SCACHE_EIO] = "I/O error",
 	[SCACHE_ETIMEOUT] = "timed out waiting",
+	[SCACHE_ENOREQUEST] = "no current request (called outside a handler the middleware runs?)",
 };
 
 _Static_assert(sizeof messages / sizeof messages[0] == SCACHE_ERR_COUNT_,

@@ -56,8 +56,11 @@ static scache_err encode_key(const char *source, const char *id, char **key, siz
 
 scache_err scache_get(scache_request *req, const char *source, const char *id, scache_value *out)
 {
-	if (!req || !out)
-		return SCACHE_EINVAL;
+	if (!req || !out) {
+		if (out)
+			memset(out, 0, sizeof *out);
+		return out ? SCACHE_ENOREQUEST : SCACHE_EINVAL;
+	}
 	memset(out, 0, sizeof *out);
 	if (req->bypass) {
 		req->misses++;
@@ -83,8 +86,15 @@ scache_err scache_get(scache_request *req, const char *source, const char *id, s
 scache_err scache_add(scache_request *req, const char *source, const char *id, const void *value,
                       size_t len, uint64_t saved_ns)
 {
+	return scache_add_ttl(req, source, id, value, len, saved_ns, 0, 0);
+}
+
+scache_err scache_add_ttl(scache_request *req, const char *source, const char *id,
+                          const void *value, size_t len, uint64_t saved_ns, uint64_t min_ttl_ms,
+                          uint64_t max_ttl_ms)
+{
 	if (!req)
-		return SCACHE_EINVAL;
+		return SCACHE_ENOREQUEST;
 	if (req->bypass)
 		return SCACHE_EBYPASS;
 	char *key;
@@ -92,7 +102,10 @@ scache_err scache_add(scache_request *req, const char *source, const char *id, c
 	scache_err err = encode_key(source, id, &key, &klen);
 	if (err)
 		return err;
-	scache_add_opts opts = {.token = req->token, .saved_ns = saved_ns};
+	scache_add_opts opts = {.token = req->token,
+	                        .saved_ns = saved_ns,
+	                        .min_ttl_ms = min_ttl_ms,
+	                        .max_ttl_ms = max_ttl_ms};
 	err = scache_cache_add(req->mw->cfg.cache, key, klen, value, len, &opts);
 	free(key);
 	return err;
@@ -189,8 +202,10 @@ scache_err mw_get_or_load(scache_request *req, const char *source, const char *i
                           scache_loader_fn loader, void *loader_arg, const uint64_t *ttl_ms,
                           void **value, size_t *len, scache_outcome *outcome)
 {
-	if (!req || !loader || !value || !len)
+	if (!loader || !value || !len)
 		return SCACHE_EINVAL;
+	if (!req)
+		return SCACHE_ENOREQUEST;
 	*value = NULL;
 	*len = 0;
 	scache_outcome oc = SCACHE_OUTCOME_MISS;
@@ -347,7 +362,7 @@ scache_err scache_middleware_invalidate(scache_middleware *mw, const char *const
 scache_err scache_invalidate(scache_request *req, const char *source, const char *id)
 {
 	if (!req)
-		return SCACHE_EINVAL;
+		return SCACHE_ENOREQUEST;
 	return scache_middleware_invalidate(req->mw, &source, &id, 1);
 }
 
@@ -355,7 +370,7 @@ scache_err scache_invalidate_many(scache_request *req, const char *const *source
                                   const char *const *ids, size_t n)
 {
 	if (!req)
-		return SCACHE_EINVAL;
+		return SCACHE_ENOREQUEST;
 	return scache_middleware_invalidate(req->mw, sources, ids, n);
 }
 
@@ -367,4 +382,51 @@ unsigned mw_test_flight_refs(scache_middleware *mw, const char *key)
 	unsigned refs = f ? f->refs : 0;
 	pthread_mutex_unlock(&mw->flight_mu);
 	return refs;
+}
+
+/* ---- More helpers: lifetimes, batches, X-Cache --------------------------------------- */
+
+scache_err scache_get_or_load_ttl(scache_request *req, const char *source, const char *id,
+                                  scache_loader_fn loader, void *loader_arg, const uint64_t *ttl_ms,
+                                  void **value, size_t *len, scache_outcome *outcome)
+{
+	return mw_get_or_load(req, source, id, loader, loader_arg, ttl_ms, value, len, outcome);
+}
+
+scache_err scache_get_many(scache_request *req, const char *const *sources, const char *const *ids,
+                           size_t n, scache_value *out, scache_err *errs)
+{
+	if (n && (!sources || !ids || !out || !errs))
+		return SCACHE_EINVAL;
+	for (size_t i = 0; i < n; i++) {
+		memset(&out[i], 0, sizeof out[i]);
+		errs[i] = SCACHE_ENOTFOUND;
+	}
+	if (!req)
+		return SCACHE_ENOREQUEST;
+	for (size_t i = 0; i < n; i++) {
+		scache_err err = scache_get(req, sources[i], ids[i], &out[i]);
+		if (err != SCACHE_OK && err != SCACHE_ENOTFOUND && err != SCACHE_EBYPASS) {
+			/* all or nothing: give back what was found */
+			for (size_t j = 0; j < i; j++)
+				scache_value_release(&out[j]);
+			for (size_t j = 0; j < n; j++)
+				errs[j] = SCACHE_ENOTFOUND;
+			return err;
+		}
+		errs[i] = err;
+	}
+	return SCACHE_OK;
+}
+
+enum MHD_Result scache_response_add_xcache(struct MHD_Response *response, scache_outcome outcome)
+{
+	static const char *const names[] = {
+	    [SCACHE_OUTCOME_MISS] = "MISS",
+	    [SCACHE_OUTCOME_HIT] = "HIT",
+	    [SCACHE_OUTCOME_BYPASS] = "BYPASS",
+	};
+	if (!response || (unsigned)outcome >= sizeof names / sizeof names[0])
+		return MHD_NO;
+	return MHD_add_response_header(response, "X-Cache", names[outcome]);
 }

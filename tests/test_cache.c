@@ -452,3 +452,50 @@ Test(cache, a_null_key_of_length_zero_is_an_absent_key)
 	cr_assert_eq(removed, 0);
 	scache_cache_free(c);
 }
+
+Test(cache, invalidate_source_removes_every_id_of_that_source_and_nothing_else)
+{
+	scache_cache *c = new_cache((scache_cache_config){.stripes = 4});
+	uint64_t t = scache_cache_begin_load(c);
+	/* data IDs as scache encodes them (id.h), a source with an escaped byte, and a key
+	 * that is no data ID */
+	const char *users1 = "id=1&s=db.users.id&t=data.ID", *users2 = "id=2&s=db.users.id&t=data.ID";
+	const char *orders = "id=1&s=db.orders.id&t=data.ID", *prefix = "id=1&s=db.users&t=data.ID";
+	const char *spaced = "id=9&s=my+src&t=data.ID", *plain = "s=db.users.id";
+	const char *keys[] = {users1, users2, orders, prefix, spaced, plain};
+	for (size_t i = 0; i < 6; i++)
+		cr_assert_eq(add(c, keys[i], "v", t), SCACHE_OK);
+
+	size_t removed = 99;
+	cr_assert_eq(scache_cache_invalidate_source(c, "db.users.id", 11, &removed), SCACHE_OK);
+	cr_assert_eq(removed, 2);
+	cr_assert(!has(c, users1) && !has(c, users2));
+	cr_assert(has(c, orders) && has(c, prefix) && has(c, plain));
+	cr_assert_eq(scache_cache_invalidate_source(c, "my src", 6, &removed), SCACHE_OK);
+	cr_assert_eq(removed, 1);
+	cr_assert(!has(c, spaced));
+	cr_assert_eq(scache_cache_invalidate_source(c, "nosuch", 6, NULL), SCACHE_OK);
+
+	scache_cache_stats st;
+	scache_cache_stats_get(c, &st);
+	cr_assert_eq(st.entries, 3);
+	cr_assert_eq(st.invalidations, 3);
+	cr_assert_eq(scache_cache_invalidate_source(NULL, "x", 1, &removed), SCACHE_EINVAL);
+	cr_assert_eq(removed, 0);
+	cr_assert_eq(scache_cache_invalidate_source(c, NULL, 1, NULL), SCACHE_EINVAL);
+	scache_cache_free(c);
+}
+
+Test(cache, invalidate_source_refuses_adds_whose_load_began_before_it)
+{
+	scache_cache *c = new_cache((scache_cache_config){0});
+	const char *k = "id=1&s=db.users.id&t=data.ID";
+	uint64_t before = scache_cache_begin_load(c);
+	cr_assert_eq(scache_cache_invalidate_source(c, "db.users.id", 11, NULL), SCACHE_OK);
+	cr_assert_eq(add(c, k, "old", before), SCACHE_ESTALE);
+	/* a flush's guard: loads of other sources begun before are refused too */
+	cr_assert_eq(add(c, "id=1&s=db.orders.id&t=data.ID", "old", before), SCACHE_ESTALE);
+	cr_assert_eq(add(c, k, "new", scache_cache_begin_load(c)), SCACHE_OK);
+	cr_assert(has(c, k));
+	scache_cache_free(c);
+}

@@ -151,6 +151,19 @@ SCACHE_EXTERN scache_err scache_cache_invalidate_many(scache_cache *cache, const
                                                       size_t *removed);
 
 /*
+ * scache_cache_invalidate_source: remove every entry whose key is a data ID (id.h) of
+ * `source` (source_len bytes; keys that are not data IDs are kept), and refuse every add
+ * whose load began before now, of any key (the IDs of a source are not known in
+ * advance, so the stale-add guard is a flush's: only stricter). Counts one invalidation
+ * per entry removed; *removed (may be NULL) receives their number. O(entries): each key
+ * is parsed, under one stripe's lock at a time. Local only: other instances are not
+ * told (see the README, "Invalidating a whole source"). Errors: SCACHE_EINVAL (NULL cache,
+ * or NULL source with non-zero length).
+ */
+SCACHE_EXTERN scache_err scache_cache_invalidate_source(scache_cache *cache, const char *source,
+                                                        size_t source_len, size_t *removed);
+
+/*
  * scache_cache_flush: remove every entry and refuse every add whose load began before
  * the flush. *removed (may be NULL) receives the number of entries removed.
  */

@@ -33,6 +33,8 @@ typedef enum scache_err {
 	SCACHE_EPUBLISH,   /* some invalidations could not be published */
 	SCACHE_EIO,        /* a file or socket operation failed */
 	SCACHE_ETIMEOUT,   /* waited as long as the caller allowed, without an outcome */
+	SCACHE_ENOREQUEST, /* a request helper got no request (NULL: scache_request_current()
+	                      outside a handler the middleware called) */
 	SCACHE_ERR_COUNT_  /* not an error: the number of codes */
 } scache_err;
 

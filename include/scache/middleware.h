@@ -318,6 +318,56 @@ SCACHE_EXTERN void scache_middleware_stats_get(scache_middleware *mw, scache_mid
  */
 SCACHE_EXTERN scache_err scache_middleware_metrics(scache_middleware *mw, char **out, size_t *len);
 
+/* ---- More helpers: lifetimes, batches, X-Cache ----------------------------------- */
+/*
+ * Every helper above and below returns SCACHE_ENOREQUEST when req is NULL (e.g.
+ * scache_request_current() outside a handler the middleware runs).
+ */
+
+/*
+ * scache_add_ttl: scache_add() with this entry's own lifetime: it expires at a uniformly
+ * random time between min_ttl_ms and max_ttl_ms from now (equal for an exact lifetime);
+ * both 0: the cache's window. Errors: those of scache_add, and SCACHE_EINVAL for a bad
+ * window (one of them 0, or min > max).
+ */
+SCACHE_EXTERN scache_err scache_add_ttl(scache_request *req, const char *source, const char *id,
+                                        const void *value, size_t len, uint64_t saved_ns,
+                                        uint64_t min_ttl_ms, uint64_t max_ttl_ms);
+
+/*
+ * scache_get_or_load_ttl: scache_get_or_load() whose added entry lives exactly *ttl_ms
+ * (ttl_ms NULL or *ttl_ms 0: the cache's window). *ttl_ms is read after the loader
+ * returns, so a loader given the same pointer (through loader_arg) may choose the
+ * lifetime from what it read. Negative caching, opt-in: a loader that finds no row may
+ * return SCACHE_OK with a marker value of its choosing (e.g. empty) and a short *ttl_ms,
+ * and the handler answers 404 for the marker. (scache_dynamodb_get does this itself
+ * with its negative_ttl_ms setting; dynamodb.h.) Errors: those of scache_get_or_load.
+ */
+SCACHE_EXTERN scache_err scache_get_or_load_ttl(scache_request *req, const char *source,
+                                                const char *id, scache_loader_fn loader,
+                                                void *loader_arg, const uint64_t *ttl_ms,
+                                                void **value, size_t *len, scache_outcome *outcome);
+
+/*
+ * scache_get_many: scache_get() of n IDs (sources[i], ids[i]). On SCACHE_OK errs[i] says
+ * how each went: SCACHE_OK (a hit: out[i] holds the value, release it), SCACHE_ENOTFOUND
+ * or SCACHE_EBYPASS (out[i] zeroed). Any other failure (SCACHE_EINVAL for a NULL string,
+ * SCACHE_ENOMEM) is returned for the whole call: every out[i] is then zeroed, nothing to
+ * release. Errors: SCACHE_EINVAL (n > 0 and a NULL array), SCACHE_ENOREQUEST.
+ */
+SCACHE_EXTERN scache_err scache_get_many(scache_request *req, const char *const *sources,
+                                         const char *const *ids, size_t n, scache_value *out,
+                                         scache_err *errs);
+
+/*
+ * scache_response_add_xcache: add the header "X-Cache: HIT", "MISS" or "BYPASS" for
+ * outcome to response (an scache_get_or_load outcome; after scache_get: HIT on SCACHE_OK,
+ * BYPASS on SCACHE_EBYPASS, else MISS). Returns MHD_add_response_header's result, MHD_NO
+ * for a NULL response or an unknown outcome. Any thread.
+ */
+SCACHE_EXTERN enum MHD_Result scache_response_add_xcache(struct MHD_Response *response,
+                                                         scache_outcome outcome);
+
 #ifdef __cplusplus
 }
 #endif
