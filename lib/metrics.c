@@ -4,6 +4,7 @@
  */
 #include "middleware_internal.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,10 +22,26 @@ void scache_middleware_stats_get(scache_middleware *mw, scache_middleware_stats 
 	out->staleness_ns = mw_staleness_ns(mw, &out->bypassing);
 }
 
+/* The shortest of %.15g, %.16g and %.17g that reads back as v: 0.010470414, not
+ * 0.010470414000000001 (17 digits always round-trip, but show the binary's noise).
+ * Not static: tests/test_helpers.c declares it too. */
+const char *metrics_number(char *buf, size_t len, double v);
+const char *metrics_number(char *buf, size_t len, double v)
+{
+	for (int digits = 15; digits < 17; digits++) {
+		snprintf(buf, len, "%.*g", digits, v);
+		if (strtod(buf, NULL) == v)
+			return buf;
+	}
+	snprintf(buf, len, "%.17g", v);
+	return buf;
+}
+
 static void metric(strbuf *b, const char *name, const char *type, const char *help, double v)
 {
-	strbuf_printf(b, "# HELP scache_%s %s\n# TYPE scache_%s %s\nscache_%s %.17g\n", name, help,
-	              name, type, name, v);
+	char num[32];
+	strbuf_printf(b, "# HELP scache_%s %s\n# TYPE scache_%s %s\nscache_%s %s\n", name, help,
+	              name, type, name, metrics_number(num, sizeof num, v));
 }
 
 scache_err scache_middleware_metrics(scache_middleware *mw, char **out, size_t *len)

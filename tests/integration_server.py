@@ -442,7 +442,8 @@ def efficiency_logs_are_json_with_every_field(env):
     eq(summaries[0]["requests"], n_all, "summary request count")
     out = subprocess.run([SCACHECTL, "report", a.log], capture_output=True, text=True,
                          timeout=30)
-    eq(out.returncode, 0, "scachectl report")
+    expect(out.returncode in (0, 3), f"scachectl report: 0, or 3 for a WARNING verdict "
+           f"(got {out.returncode})")
     expect(f"requests        {n_all} " in out.stdout and "verdict" in out.stdout, out.stdout)
 
 

@@ -2,6 +2,7 @@
  * it has no request (SCACHE_ENOREQUEST, not SCACHE_EINVAL), and the header it sets. */
 #include <criterion/criterion.h>
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "scache/scache.h"
@@ -66,4 +67,21 @@ Test(helpers, x_cache_names_the_outcome)
 		MHD_destroy_response(r);
 	}
 	cr_assert_eq(scache_response_add_xcache(NULL, SCACHE_OUTCOME_HIT), MHD_NO);
+}
+
+const char *metrics_number(char *buf, size_t len, double v); /* lib/metrics.c */
+
+Test(helpers, metrics_print_the_shortest_number_that_reads_back)
+{
+	char buf[32];
+	cr_assert_str_eq(metrics_number(buf, sizeof buf, 10470414 / 1e9), "0.010470414");
+	cr_assert_str_eq(metrics_number(buf, sizeof buf, 0.1 + 0.2), "0.30000000000000004");
+	cr_assert_str_eq(metrics_number(buf, sizeof buf, 12345.0), "12345");
+	cr_assert_str_eq(metrics_number(buf, sizeof buf, 0.0), "0");
+	cr_assert_str_eq(metrics_number(buf, sizeof buf, 18446744073709551615.0),
+	                 "1.8446744073709552e+19");
+	/* whatever the value, the text reads back exactly */
+	double vs[] = {1.0 / 3, 2.0 / 3, 1e-300, 123456789.123456789, 5e-324};
+	for (size_t i = 0; i < sizeof vs / sizeof vs[0]; i++)
+		cr_assert_eq(strtod(metrics_number(buf, sizeof buf, vs[i]), NULL), vs[i]);
 }

@@ -68,7 +68,8 @@ Test(report, warns_when_the_cache_costs_more_than_it_saves, .init = cr_redirect_
 	          "\"request_ms\":9,\"stream_ms\":8,\"saved_ms\":1,\"hits\":1,\"misses\":0,"
 	          "\"evicted\":0,\"bypass\":false}\n");
 	char *argv[] = {"report", path};
-	cr_assert_eq(scachectl_report(2, argv), 0);
+	cr_assert_eq(scachectl_report(2, argv), REPORT_EXIT_WARNING);
+	cr_assert_eq(REPORT_EXIT_WARNING, 3);
 	remove(path);
 	fflush(stdout);
 	FILE *out = cr_get_redirected_stdout();
@@ -76,7 +77,11 @@ Test(report, warns_when_the_cache_costs_more_than_it_saves, .init = cr_redirect_
 	size_t n = fread(buf, 1, sizeof buf - 1, out);
 	buf[n] = '\0';
 	cr_assert_not_null(strstr(buf, "verdict         WARNING: the cache costs more than it "
-	                               "saves: 8.0 ms spent on the stream for 1.0 ms saved"));
+	                               "saves: 8.0 ms spent on the stream for 1.0 ms saved; "
+	                               "consider bounded staleness (poll_interval_ms in "
+	                               "scache_middleware_config; the example server's "
+	                               "--poll-interval MS)"),
+	                   "%s", buf);
 }
 
 Test(report, a_missing_file_is_an_error)
@@ -85,8 +90,7 @@ Test(report, a_missing_file_is_an_error)
 	cr_assert_eq(scachectl_report(2, argv), 1);
 }
 
-Test(report, skips_lines_whose_type_or_numbers_are_not_what_a_log_holds,
-     .init = cr_redirect_stdout)
+Test(report, skips_lines_whose_type_or_numbers_are_not_what_a_log_holds, .init = cr_redirect_stdout)
 {
 	write_log("{\"type\":null}\n"
 	          "{\"type\":5}\n"

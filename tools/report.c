@@ -154,7 +154,8 @@ static int read_file(totals *t, FILE *f)
 	return ferror(f) ? -1 : 0;
 }
 
-static void print_report(const totals *t, FILE *out)
+/* Prints the report; returns 1 when the verdict is a warning. */
+static int print_report(const totals *t, FILE *out)
 {
 	fprintf(out, "requests        %llu (%llu with the cache bypassed, %llu answered 5xx)\n",
 	        (unsigned long long)t->requests, (unsigned long long)t->bypassed,
@@ -184,19 +185,24 @@ static void print_report(const totals *t, FILE *out)
 	        (unsigned long long)t->skipped);
 	if (t->first_warning[0])
 		fprintf(out, "first warning   %s\n", t->first_warning);
-	if (t->requests == 0)
+	if (t->requests == 0) {
 		fprintf(out, "verdict         no requests: nothing to judge\n");
-	else if (t->saved_ms >= t->stream_ms)
+		return 0;
+	}
+	if (t->saved_ms >= t->stream_ms) {
 		fprintf(out,
 		        "verdict         the cache pays for itself: %.1f ms saved for %.1f ms "
 		        "spent on the stream\n",
 		        t->saved_ms, t->stream_ms);
-	else
-		fprintf(out,
-		        "verdict         WARNING: the cache costs more than it saves: %.1f ms "
-		        "spent on the stream for %.1f ms saved; consider bounded staleness "
-		        "(--poll-interval) or caching slower loads\n",
-		        t->stream_ms, t->saved_ms);
+		return 0;
+	}
+	fprintf(out,
+	        "verdict         WARNING: the cache costs more than it saves: %.1f ms "
+	        "spent on the stream for %.1f ms saved; consider bounded staleness "
+	        "(poll_interval_ms in scache_middleware_config; the example server's "
+	        "--poll-interval MS) or caching slower loads\n",
+	        t->stream_ms, t->saved_ms);
+	return 1;
 }
 
 int scachectl_report(int argc, char **argv)
@@ -212,8 +218,11 @@ int scachectl_report(int argc, char **argv)
 	}
 	for (int i = 0; i < argc; i++) {
 		if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-			printf("usage: scachectl report [FILE...]   (stdin when no FILE; - is "
-			       "stdin)\n");
+			printf(
+			    "usage: scachectl report [FILE...]   (stdin when no FILE; - is "
+			    "stdin)\n\nExit status: 0 the cache pays for itself (or no requests), "
+			    "3 the verdict is a\nWARNING (it costs more than it saves), 1 a file "
+			    "could not be read, 2 bad usage.\n");
 			free(t.req.v);
 			free(t.stream.v);
 			return 0;
@@ -232,8 +241,9 @@ int scachectl_report(int argc, char **argv)
 		if (f != stdin)
 			fclose(f);
 	}
-	if (!(status && t.requests == 0 && t.skipped == 0))
-		print_report(&t, stdout);
+	if (!(status && t.requests == 0 && t.skipped == 0) && print_report(&t, stdout) &&
+	    status == 0)
+		status = REPORT_EXIT_WARNING;
 	free(t.req.v);
 	free(t.stream.v);
 	return status;

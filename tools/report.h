@@ -7,7 +7,10 @@
 
 /* scachectl_report: argv[0] is "report", the rest are files (none = stdin); the shape of
  * scachectl's subcommands.
- * Prints the report on stdout; returns the exit status (0, or 1 if a file failed). */
+ * Prints the report on stdout; returns the exit status: 0, 1 if a file failed, or
+ * REPORT_EXIT_WARNING when the verdict is a warning (the cache costs more than it saves),
+ * so a script or CI job can act on it. */
+#define REPORT_EXIT_WARNING 3
 int scachectl_report(int argc, char **argv);
 
 /* Nearest-rank percentile p (0..1] of v (sorted in place); 0 when n is 0. */
