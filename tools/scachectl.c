@@ -3,11 +3,14 @@
  *
  *   scachectl publish [--stream NAME] SOURCE ID [ID...]
  *   scachectl tail [--stream NAME] [--from latest|trim-horizon] [--interval MS]
+ *   scachectl create-stream NAME [--shards N] [--timeout S]
+ *   scachectl delete-stream NAME [--timeout S]
+ *   scachectl report [FILE...]
  *
  * Connection settings come from the AWS environment (see include/scache/stream.h); the
  * stream name from --stream or SCACHE_STREAM. Exit status: 0 success, 1 failure (the
- * reason on stderr), 2 bad usage. Subcommands sit in one table: a new one is a function
- * and a row.
+ * reason on stderr), 2 bad usage (report: 3 for a WARNING verdict). Subcommands sit in one table: a
+ * new one is a function and a row.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -17,8 +20,10 @@
 #include <string.h>
 #include <time.h>
 
-#include "scache/scache.h"
+#include "aws.h"
+#include "kinesis.h"
 #include "report.h"
+#include "scache/scache.h"
 
 #define EXIT_USAGE 2
 
@@ -30,11 +35,15 @@ typedef struct command {
 
 static int cmd_publish(int argc, char **argv);
 static int cmd_tail(int argc, char **argv);
+static int cmd_create_stream(int argc, char **argv);
+static int cmd_delete_stream(int argc, char **argv);
 
 static const command commands[] = {
     {"publish", cmd_publish, "publish one invalidation of SOURCE's IDs"},
     {"tail", cmd_tail, "print every invalidated ID as it arrives"},
     {"report", scachectl_report, "summarize efficiency logs: scachectl report [FILE...]"},
+    {"create-stream", cmd_create_stream, "create a stream and wait until it is ACTIVE"},
+    {"delete-stream", cmd_delete_stream, "delete a stream and wait until it is gone"},
 };
 
 static const char publish_usage[] =
@@ -63,7 +72,7 @@ static void usage(FILE *f)
 	fprintf(f, "usage: scachectl COMMAND [options] (scachectl COMMAND --help for more)\n\n"
 	           "commands:\n");
 	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-		fprintf(f, "  %-9s %s\n", commands[i].name, commands[i].summary);
+		fprintf(f, "  %-13s %s\n", commands[i].name, commands[i].summary);
 	fprintf(f, "\nConnection: AWS_REGION / AWS_DEFAULT_REGION, AWS_ACCESS_KEY_ID,\n"
 	           "AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_ENDPOINT_URL_KINESIS or\n"
 	           "AWS_ENDPOINT_URL; stream: --stream or SCACHE_STREAM.\n");
@@ -311,6 +320,196 @@ static int cmd_tail(int argc, char **argv)
 	}
 	scache_reader_free(reader);
 	return 0;
+}
+
+/* ---- create-stream, delete-stream -------------------------------------------------- */
+
+static const char create_usage[] =
+    "usage: scachectl create-stream NAME [--shards N] [--timeout S]\n"
+    "\n"
+    "Create the Kinesis stream NAME (CreateStream) and wait until it is ACTIVE, so local\n"
+    "setup (kinesalite, LocalStack) needs no signed curl.\n"
+    "\n"
+    "  -n, --shards N      shards (default 1)\n"
+    "  -t, --timeout S     longest wait for ACTIVE, in seconds (default 60)\n"
+    "  -h, --help          this help\n";
+
+static const char delete_usage[] =
+    "usage: scachectl delete-stream NAME [--timeout S]\n"
+    "\n"
+    "Delete the Kinesis stream NAME (DeleteStream) and wait until it is gone.\n"
+    "\n"
+    "  -t, --timeout S     longest wait, in seconds (default 60)\n"
+    "  -h, --help          this help\n";
+
+/* Parses the options of create-stream (shards != NULL) or delete-stream. */
+static int admin_args(int argc, char **argv, const char *usage_text, const char *what,
+                      const char **name, long *shards, long *timeout_s)
+{
+	static const struct option opts[] = {
+	    {"shards", required_argument, NULL, 'n'},
+	    {"timeout", required_argument, NULL, 't'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
+	};
+	int c;
+	char *end;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, shards ? "n:t:h" : "t:h", opts, NULL)) != -1) {
+		long *into = c == 'n' && shards ? shards : c == 't' ? timeout_s : NULL;
+		if (c == 'h') {
+			fputs(usage_text, stdout);
+			return 0;
+		}
+		if (!into) {
+			fputs(usage_text, stderr);
+			return EXIT_USAGE;
+		}
+		errno = 0;
+		*into = strtol(optarg, &end, 10);
+		if (errno || *end || *into < 1 || *into > (c == 'n' ? 10000 : 3600)) {
+			fprintf(stderr, "scachectl %s: --%s takes a number from 1 to %d\n", what,
+			        c == 'n' ? "shards" : "timeout", c == 'n' ? 10000 : 3600);
+			return EXIT_USAGE;
+		}
+	}
+	if (argc - optind != 1) {
+		fprintf(stderr, "scachectl %s: need exactly one stream NAME\n", what);
+		fputs(usage_text, stderr);
+		return EXIT_USAGE;
+	}
+	*name = argv[optind];
+	return -1;
+}
+
+/* A Kinesis client from the environment, for stream. */
+static aws_client *admin_client(const char *what, const char *stream)
+{
+	scache_stream_config cfg;
+	kinesis_settings ks;
+	aws_client *c = NULL;
+	char err[512] = "";
+	config_from_env(&cfg, stream);
+	scache_err e = kinesis_settings_resolve(&cfg, 1, &ks, err, sizeof err);
+	if (e == SCACHE_OK) {
+		e = kinesis_client_new(&ks, &c, err, sizeof err);
+		kinesis_settings_clear(&ks);
+	}
+	if (e)
+		fprintf(stderr, "scachectl %s: %s\n", what, err[0] ? err : scache_strerror(e));
+	return c;
+}
+
+/* The stream's StreamStatus ("ACTIVE", "CREATING"...) into status, or "" when it does
+ * not exist. Returns 0, or -1 (the reason printed) when the service cannot tell. */
+static int stream_status(aws_client *c, const char *what, const char *stream, char *status,
+                         size_t len)
+{
+	json_object *req = kinesis_req_stream(stream), *sum;
+	aws_result r;
+	int rc = 0;
+	status[0] = '\0';
+	if (!req) {
+		fprintf(stderr, "scachectl %s: out of memory\n", what);
+		return -1;
+	}
+	aws_call(c, "DescribeStreamSummary", req, &r);
+	json_object_put(req);
+	if (r.err == SCACHE_OK &&
+	    json_object_object_get_ex(r.body, "StreamDescriptionSummary", &sum))
+		snprintf(status, len, "%s",
+		         aws_json_str(sum, "StreamStatus") ? aws_json_str(sum, "StreamStatus")
+		                                           : "?");
+	else if (r.fail != AWS_FAIL_NOTFOUND) {
+		fprintf(stderr, "scachectl %s: %s\n", what,
+		        r.message[0] ? r.message : scache_strerror(r.err));
+		rc = -1;
+	}
+	aws_result_clear(&r);
+	return rc;
+}
+
+/* Waits (polls every 100 ms, at most timeout_s) until the stream's status is want ("" for
+ * gone). 0 when it is, else 1 with the reason printed. */
+static int wait_status(aws_client *c, const char *what, const char *stream, const char *want,
+                       long timeout_s)
+{
+	char status[32];
+	uint64_t deadline = scache_now_ns(NULL) + (uint64_t)timeout_s * 1000000000u;
+	for (;;) {
+		if (stream_status(c, what, stream, status, sizeof status))
+			return 1;
+		if (!strcmp(status, want))
+			return 0;
+		if (scache_now_ns(NULL) >= deadline) {
+			fprintf(stderr, "scachectl %s: stream '%s' is still %s after %ld s\n", what,
+			        stream, status[0] ? status : "absent", timeout_s);
+			return 1;
+		}
+		struct timespec ts = {0, 100000000L};
+		nanosleep(&ts, NULL);
+	}
+}
+
+/* Calls op on stream with req; 0, or 1 with the AWS error printed. */
+static int admin_call(aws_client *c, const char *what, const char *op, json_object *req)
+{
+	aws_result r;
+	if (!req) {
+		fprintf(stderr, "scachectl %s: out of memory\n", what);
+		return 1;
+	}
+	aws_call(c, op, req, &r);
+	json_object_put(req);
+	int rc = r.err != SCACHE_OK;
+	if (rc) /* the message names the AWS error, e.g. ResourceInUseException */
+		fprintf(stderr, "scachectl %s: %s\n", what,
+		        r.message[0] ? r.message : scache_strerror(r.err));
+	aws_result_clear(&r);
+	return rc;
+}
+
+static int cmd_create_stream(int argc, char **argv)
+{
+	const char *name = NULL;
+	long shards = 1, timeout_s = 60;
+	int rc = admin_args(argc, argv, create_usage, "create-stream", &name, &shards, &timeout_s);
+	if (rc >= 0)
+		return rc;
+	aws_client *c = admin_client("create-stream", name);
+	if (!c)
+		return 1;
+	json_object *req = kinesis_req_stream(name);
+	if (req && json_object_object_add(req, "ShardCount", json_object_new_int((int)shards))) {
+		json_object_put(req);
+		req = NULL;
+	}
+	rc = admin_call(c, "create-stream", "CreateStream", req);
+	if (!rc)
+		rc = wait_status(c, "create-stream", name, "ACTIVE", timeout_s);
+	if (!rc)
+		printf("%s\tACTIVE\t%ld shard%s\n", name, shards, shards == 1 ? "" : "s");
+	aws_client_free(c);
+	return rc;
+}
+
+static int cmd_delete_stream(int argc, char **argv)
+{
+	const char *name = NULL;
+	long timeout_s = 60;
+	int rc = admin_args(argc, argv, delete_usage, "delete-stream", &name, NULL, &timeout_s);
+	if (rc >= 0)
+		return rc;
+	aws_client *c = admin_client("delete-stream", name);
+	if (!c)
+		return 1;
+	rc = admin_call(c, "delete-stream", "DeleteStream", kinesis_req_stream(name));
+	if (!rc)
+		rc = wait_status(c, "delete-stream", name, "", timeout_s);
+	if (!rc)
+		printf("%s\tDELETED\n", name);
+	aws_client_free(c);
+	return rc;
 }
 
 int main(int argc, char **argv)
