@@ -35,6 +35,12 @@ int main(void)
 	return hit ? 0 : 1;
 }
 C
+# The public headers include <microhttpd.h>: libmicrohttpd is a public requirement (its
+# --cflags reach consumers); the others stay private.
+[ "$(pkg-config --print-requires libscache | awk '{print $1}')" = libmicrohttpd ] ||
+  { echo "Requires: $(pkg-config --print-requires libscache)"; exit 1; }
+pkg-config --print-requires-private libscache | grep -q microhttpd &&
+  { echo "libmicrohttpd is still in Requires.private"; exit 1; }
 libdir=$(dirname "$(find "$root" -name 'libscache.so' | head -n 1)")
 # shellcheck disable=SC2046
 cc -std=c11 -o "$root/consumer" "$root/consumer.c" $(pkg-config --cflags --libs libscache)
@@ -42,7 +48,8 @@ out=$(LD_LIBRARY_PATH=$libdir "$root/consumer")
 [ "$out" = "id=12345&s=db.table.id&t=data.ID hit" ] || { echo "shared: got '$out'"; exit 1; }
 # The static archive, with its private requirements linked as shared libraries (their
 # own static archives are not all packaged by Debian).
-reqs=$(pkg-config --print-requires-private libscache | awk '{print $1}' | tr '\n' ' ')
+reqs=$( (pkg-config --print-requires libscache; pkg-config --print-requires-private libscache) |
+  awk '{print $1}' | tr '\n' ' ')
 # shellcheck disable=SC2046,SC2086
 cc -std=c11 -o "$root/consumer-static" "$root/consumer.c" $(pkg-config --cflags libscache) \
   "$libdir/libscache.a" $(pkg-config --libs $reqs) -pthread
