@@ -1,10 +1,11 @@
 /*
  * Efficiency: does the cache pay for itself? Each request costs the time it waited for
  * the stream (stream_ms) and earns the load time its hits avoided (saved_ms). This file
- * writes one JSON line per request, a summary line per period with a verdict, warning
- * lines (the counters behind them are read by metrics.c). Refreshes (values the stream
- * delivered, stored by the poller) are counted per period in the summary, not per
- * request: no request causes them.
+ * writes one JSON line per request (or per request_sample requests: a counter, not a
+ * random draw, so the proportion is exact), a summary line per period with a verdict,
+ * warning lines (the counters behind them are read by metrics.c; the sink is
+ * log_sink.c's). Refreshes (values the stream delivered, stored by the poller) are
+ * counted per period in the summary, not per request: no request causes them.
  *
  * Every string that comes from outside (method, path, error messages) goes through
  * strbuf_json_string: quotes, backslashes and control characters are escaped and
@@ -34,21 +35,9 @@ static double ms(uint64_t ns)
 	return (double)ns / 1e6;
 }
 
-/* ---- Sink ------------------------------------------------------------------------ */
+/* ---- Lines ----------------------------------------------------------------------- */
 
-void efficiency_emit(scache_middleware *mw, const char *line, size_t len)
-{
-	pthread_mutex_lock(&mw->log_mu);
-	if (mw->cfg.log) {
-		mw->cfg.log(mw->cfg.log_arg, line, len);
-	} else {
-		fwrite(line, 1, len, stderr);
-		fputc('\n', stderr);
-		fflush(stderr);
-	}
-	pthread_mutex_unlock(&mw->log_mu);
-}
-
+/* The sink itself (config.log, config.log_file or stderr) is log_sink.c's. */
 static void emit_buf(scache_middleware *mw, strbuf *b)
 {
 	if (!b->failed && b->data)
@@ -56,7 +45,15 @@ static void emit_buf(scache_middleware *mw, strbuf *b)
 	free(b->data);
 }
 
-/* ---- Lines ----------------------------------------------------------------------- */
+/* 1 if this request's line is written: every request, or 1 in request_sample (the 1st,
+ * the N+1th, ...: a counter, so exactly one line per N requests). */
+static int request_sampled(scache_middleware *mw)
+{
+	unsigned n = mw->cfg.request_sample;
+	if (n <= 1)
+		return 1;
+	return atomic_fetch_add(&mw->request_lines, 1) % n == 0;
+}
 
 void efficiency_request_done(scache_middleware *mw, const scache_request *req)
 {
@@ -77,7 +74,7 @@ void efficiency_request_done(scache_middleware *mw, const scache_request *req)
 		mw->period.bypass_requests++;
 	}
 	pthread_mutex_unlock(&mw->stats_mu);
-	if (mw->cfg.quiet_requests)
+	if (mw->cfg.quiet_requests || !request_sampled(mw))
 		return;
 
 	strbuf b = {0};
@@ -89,10 +86,13 @@ void efficiency_request_done(scache_middleware *mw, const scache_request *req)
 	strbuf_json_string(&b, req->path, strlen(req->path));
 	strbuf_printf(&b,
 	              ",\"status\":%u,\"request_ms\":%.3f,\"stream_ms\":%.3f,\"saved_ms\":%.3f,"
-	              "\"hits\":%llu,\"misses\":%llu,\"evicted\":%llu,\"bypass\":%s}",
+	              "\"hits\":%llu,\"misses\":%llu,\"evicted\":%llu,\"bypass\":%s",
 	              req->status, ms(request_ns), ms(req->stream_ns), ms(req->saved_ns),
 	              (unsigned long long)req->hits, (unsigned long long)req->misses,
 	              (unsigned long long)req->evicted, req->bypass ? "true" : "false");
+	if (mw->cfg.request_sample > 1) /* so a reader can scale the counts back up */
+		strbuf_printf(&b, ",\"sample\":%u", mw->cfg.request_sample);
+	strbuf_puts(&b, "}");
 	emit_buf(mw, &b);
 }
 

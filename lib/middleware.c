@@ -94,6 +94,8 @@ static scache_err middleware_create(const scache_middleware_config *config, scac
 	mw->cfg.stream = NULL;
 	mw->cfg.source = NULL;
 	scache_err err = resolve_config(&mw->cfg, errbuf, errlen);
+	if (!err)
+		err = log_sink_open(mw, errbuf, errlen);
 	if (err) {
 		free(mw);
 		scache_source_free(src);
@@ -201,11 +203,7 @@ void scache_middleware_free(scache_middleware *mw)
 		efficiency_summary(mw, 0);
 	}
 	scache_source_free(mw->src);
-	request_entry *e, *tmp;
-	HASH_ITER(hh, mw->registry, e, tmp)
-	{
-		HASH_DEL(mw->registry, e);
-	}
+	mw_requests_free_all(mw); /* none, unless the daemon lacked the completion callback */
 	pthread_cond_destroy(&mw->wake);
 	pthread_cond_destroy(&mw->poll_done);
 	pthread_mutex_destroy(&mw->mu);
@@ -213,5 +211,6 @@ void scache_middleware_free(scache_middleware *mw)
 	pthread_mutex_destroy(&mw->flight_mu);
 	pthread_mutex_destroy(&mw->stats_mu);
 	pthread_mutex_destroy(&mw->log_mu);
+	log_sink_close(mw);
 	free(mw);
 }

@@ -147,7 +147,20 @@ struct scache_middleware {
 	uint64_t period_start_ns;
 
 	pthread_mutex_t log_mu; /* one sink call at a time */
+	/* Where lines go (log_sink.c): config.log_file while log_path is set, under log_mu. */
+	char *log_path;
+	int log_fd;
+	_Atomic uint64_t request_lines; /* request lines considered, for request_sample */
+	_Atomic unsigned warned;        /* one-time warnings given: WARNED_* bits */
 };
+
+/* One-time warnings (mw->warned). */
+enum {
+	WARNED_NO_COMPLETED = 1u, /* a request began where the previous one never completed */
+	WARNED_NO_SUSPEND = 2u,   /* .suspend on a daemon without MHD_ALLOW_SUSPEND_RESUME */
+};
+/* 1 the first time it is called with that bit for mw, 0 after. */
+int mw_warn_once(scache_middleware *mw, unsigned bit);
 
 /* middleware.c: helpers */
 void mw_set_err(char *errbuf, size_t errlen, const char *msg);
@@ -179,10 +192,21 @@ void mw_sink_init(scache_middleware *mw);
  * while the cache is bypassed. */
 uint64_t mw_staleness_ns(scache_middleware *mw, int *bypassing);
 
-/* efficiency.c */
+/* log_sink.c */
 
-/* Write one line to the sink (or stderr). */
+/* Open config.log_file (if set) for the middleware's lines: SCACHE_OK, or SCACHE_ECONFIG
+ * (with .log too) / SCACHE_EIO (cannot open) / SCACHE_ENOMEM with errbuf set. */
+scache_err log_sink_open(scache_middleware *mw, char *errbuf, size_t errlen);
+/* Close it (harmless if none). */
+void log_sink_close(scache_middleware *mw);
+/* Write one line to the sink: config.log, config.log_file, or stderr. */
 void efficiency_emit(scache_middleware *mw, const char *line, size_t len);
+
+/* middleware_mhd.c: free the requests still registered (never completed: a daemon
+ * started without scache_request_completed), at scache_middleware_free. */
+void mw_requests_free_all(scache_middleware *mw);
+
+/* efficiency.c */
 /* The request's line, and count it into the totals and the period. */
 void efficiency_request_done(scache_middleware *mw, const scache_request *req);
 /* A summary line of the period that ends now, then a new period. force: even if no

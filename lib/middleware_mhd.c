@@ -8,6 +8,14 @@
  * holds that state. The application's completion callback is chained with a pointer to
  * its own req_cls, so it sees exactly what it would without the middleware. Requests are
  * also registered by connection, so scache_request_of works from any thread.
+ *
+ * The glue checks what it can of its wiring: a request beginning on a connection whose
+ * previous request is still registered means the daemon has no scache_request_completed
+ * (warned once; that state is freed then instead of leaking), and config.suspend on a
+ * daemon without MHD_ALLOW_SUSPEND_RESUME (libmicrohttpd would abort at the first
+ * MHD_suspend_connection) falls back to waiting on the request's thread, warned once.
+ * The request line's status is what libmicrohttpd reports at completion, however the
+ * handler queued its response. scache_mhd_start (mhd_start.c) wires a daemon right.
  */
 #include "middleware_internal.h"
 #include "util.h"
@@ -26,6 +34,78 @@ static void request_free(scache_request *req)
 	free(req->method);
 	free(req->path);
 	free(req);
+}
+
+int mw_warn_once(scache_middleware *mw, unsigned bit)
+{
+	return !(atomic_fetch_or(&mw->warned, bit) & bit);
+}
+
+/* Take a request that was parked (suspended, or resumed and not yet called again) off
+ * the poller's books. */
+static void request_unpark(scache_middleware *mw, scache_request *req)
+{
+	if (req->waiting == WAIT_NONE)
+		return;
+	pthread_mutex_lock(&mw->mu);
+	for (scache_request **link = &mw->waiters; *link; link = &(*link)->next_waiter) {
+		if (*link == req) {
+			*link = req->next_waiter;
+			break;
+		}
+	}
+	mw->parked--;
+	pthread_cond_broadcast(&mw->poll_done);
+	pthread_mutex_unlock(&mw->mu);
+	req->waiting = WAIT_NONE;
+}
+
+/* The previous request of a connection, which never completed: the daemon runs without
+ * scache_request_completed. Chain the application's completion (its req_cls would leak
+ * too) and free ours; its line is lost. Called with no lock held. */
+static void request_abandoned(scache_middleware *mw, scache_request *old)
+{
+	if (mw_warn_once(mw, WARNED_NO_COMPLETED))
+		efficiency_warning(
+		    mw, "a request began on a connection whose previous request never completed: "
+		        "the daemon has no completion callback. Start it with scache_mhd_start, or "
+		        "give MHD_start_daemon MHD_OPTION_NOTIFY_COMPLETED, "
+		        "&scache_request_completed, mw; until then requests write no line and "
+		        "each connection's last request is freed only by scache_middleware_free");
+	if (mw->cfg.completed)
+		mw->cfg.completed(mw->cfg.completed_cls, old->connection, &old->app_req_cls,
+		                  MHD_REQUEST_TERMINATED_COMPLETED_OK);
+	request_unpark(mw, old);
+	request_free(old);
+}
+
+void mw_requests_free_all(scache_middleware *mw)
+{
+	request_entry *e, *tmp;
+	HASH_ITER(hh, mw->registry, e, tmp)
+	{
+		HASH_DEL(mw->registry, e);
+		request_free(e->req);
+	}
+}
+
+/* 1 if the connection's daemon allows MHD_suspend_connection (libmicrohttpd aborts the
+ * process otherwise). Thread-pool workers carry their master's flags. */
+static int daemon_can_suspend(scache_middleware *mw, struct MHD_Connection *connection)
+{
+	const union MHD_ConnectionInfo *ci =
+	    MHD_get_connection_info(connection, MHD_CONNECTION_INFO_DAEMON);
+	const union MHD_DaemonInfo *di =
+	    ci && ci->daemon ? MHD_get_daemon_info(ci->daemon, MHD_DAEMON_INFO_FLAGS) : NULL;
+	if (di && ((unsigned)di->flags & MHD_ALLOW_SUSPEND_RESUME) == MHD_ALLOW_SUSPEND_RESUME)
+		return 1;
+	if (mw_warn_once(mw, WARNED_NO_SUSPEND))
+		efficiency_warning(
+		    mw, "config.suspend is set but the daemon was started without "
+		        "MHD_ALLOW_SUSPEND_RESUME (libmicrohttpd would abort): requests wait for "
+		        "the stream holding their thread instead. Start it with scache_mhd_start, "
+		        "or add MHD_ALLOW_SUSPEND_RESUME to its flags");
+	return 0;
 }
 
 static scache_request *request_begin(scache_middleware *mw, struct MHD_Connection *connection,
@@ -54,6 +134,8 @@ static scache_request *request_begin(scache_middleware *mw, struct MHD_Connectio
 		HASH_DEL(mw->registry, old);
 	HASH_ADD_PTR(mw->registry, connection, &req->reg);
 	pthread_mutex_unlock(&mw->reg_mu);
+	if (old)
+		request_abandoned(mw, old->req);
 	return req;
 }
 
@@ -70,7 +152,8 @@ enum MHD_Result scache_access_handler(void *cls, struct MHD_Connection *connecti
 			return MHD_NO; /* out of memory: MHD closes the connection */
 		*req_cls = req;
 		if (mw_drain_begin(mw, req)) {
-			if (mw->cfg.suspend && mw_park(mw, req))
+			if (mw->cfg.suspend && daemon_can_suspend(mw, connection) &&
+			    mw_park(mw, req))
 				return MHD_YES; /* MHD calls us again once resumed: the branch below
 				                 */
 			uint64_t removed = 0;
@@ -111,19 +194,12 @@ void scache_request_completed(void *cls, struct MHD_Connection *connection, void
 	}
 	if (mw->cfg.completed)
 		mw->cfg.completed(mw->cfg.completed_cls, connection, &req->app_req_cls, toe);
+	request_unpark(mw, req); /* closed while parked or just resumed */
 
-	if (req->waiting != WAIT_NONE) { /* closed while parked or just resumed */
-		pthread_mutex_lock(&mw->mu);
-		for (scache_request **link = &mw->waiters; *link; link = &(*link)->next_waiter) {
-			if (*link == req) {
-				*link = req->next_waiter;
-				break;
-			}
-		}
-		mw->parked--;
-		pthread_cond_broadcast(&mw->poll_done);
-		pthread_mutex_unlock(&mw->mu);
-	}
+	/* The response is still the connection's here (MHD frees it after this callback). */
+	const union MHD_ConnectionInfo *ci =
+	    MHD_get_connection_info(connection, MHD_CONNECTION_INFO_HTTP_STATUS);
+	req->status = ci ? ci->http_status : 0;
 
 	pthread_mutex_lock(&mw->reg_mu);
 	request_entry *e = NULL;
@@ -167,11 +243,9 @@ int scache_request_bypass(const scache_request *req)
 	return req ? req->bypass : 0;
 }
 
+/* Kept for compatibility: the status is read from libmicrohttpd at completion. */
 enum MHD_Result scache_queue_response(struct MHD_Connection *connection, unsigned int status,
                                       struct MHD_Response *response)
 {
-	scache_request *req = current_request;
-	if (req && req->connection == connection)
-		req->status = status;
 	return MHD_queue_response(connection, status, response);
 }

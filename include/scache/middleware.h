@@ -11,10 +11,8 @@
  *                                    .handler = &my_handler, .handler_cls = my_app};
  *     scache_middleware *mw;
  *     if (scache_middleware_new(&mc, &mw, err, sizeof err) != SCACHE_OK) ...
- *     d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD, port, NULL, NULL,
- *                          &scache_access_handler, mw,
- *                          MHD_OPTION_NOTIFY_COMPLETED, &scache_request_completed, mw,
- *                          MHD_OPTION_END);
+ *     d = scache_mhd_start(mw, MHD_USE_AUTO_INTERNAL_THREAD, port,
+ *                          MHD_OPTION_THREAD_POOL_SIZE, 8u, MHD_OPTION_END);
  *     ...
  *     scache_middleware_shutdown(mw); // with .suspend: resume parked requests
  *     MHD_stop_daemon(d);             // then: no request may be in flight at free
@@ -46,6 +44,7 @@
 #ifndef SCACHE_MIDDLEWARE_H
 #define SCACHE_MIDDLEWARE_H
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -102,9 +101,12 @@ typedef struct scache_middleware_config {
 	                                  parked with MHD_suspend_connection() instead of
 	                                  holding its thread, so a thread pool is not capped
 	                                  at threads x max_polls_per_second requests a second.
-	                                  The daemon MUST then be started with
-	                                  MHD_ALLOW_SUSPEND_RESUME (MHD aborts otherwise).
-	                                  Not needed with MHD_USE_THREAD_PER_CONNECTION. */
+	                                  The daemon needs MHD_ALLOW_SUSPEND_RESUME:
+	                                  scache_mhd_start adds it. On a daemon started
+	                                  without it (libmicrohttpd would abort), requests
+	                                  wait holding their thread instead, and one warning
+	                                  says so. Not needed with
+	                                  MHD_USE_THREAD_PER_CONNECTION. */
 
 	scache_log_fn log; /* [NULL: stderr] sink of the JSON lines */
 	void *log_arg;
@@ -118,6 +120,15 @@ typedef struct scache_middleware_config {
 	                                start_at] where invalidations come from (source.h). The
 	                                middleware owns it from scache_middleware_new on, also
 	                                when that fails, and frees it with itself. */
+	const char *log_file;        /* [NULL] a file the lines go to instead of stderr: opened
+	                                (created 0644) in append mode by scache_middleware_new,
+	                                one write(2) per line, reopened by
+	                                scache_middleware_reopen_log (rotation). Not with .log
+	                                (ECONFIG). The path is copied. */
+	unsigned request_sample;     /* [0 or 1: every request] N > 1: write the request line
+	                                of 1 request in N (a counter: the 1st, the N+1th, ...;
+	                                the line then carries "sample":N). Every request is
+	                                still counted; summaries and warnings always go out. */
 } scache_middleware_config;
 
 /*
@@ -158,13 +169,59 @@ SCACHE_EXTERN void scache_middleware_shutdown(scache_middleware *mw);
 SCACHE_EXTERN void scache_middleware_free(scache_middleware *mw);
 
 /*
- * The two functions to give MHD_start_daemon, both with the middleware as closure:
+ * scache_middleware_reopen_log: close and reopen config.log_file by its path, for log
+ * rotation (rename the file, then call this: later lines go to a new file of that name).
+ * The new file is opened before the old one is closed, and lines written meanwhile go to
+ * one of the two, whole. If it cannot be opened, lines keep going to the old file, a
+ * warning line there names the error, and SCACHE_EIO is returned. SCACHE_OK and nothing
+ * done without config.log_file; SCACHE_EINVAL for NULL. Any thread, but not from a
+ * signal handler (it takes a lock): the library installs no signal handler. For SIGHUP,
+ * let a thread of yours wait for it (sigwait) or be woken by your handler, and call this.
+ */
+SCACHE_EXTERN scache_err scache_middleware_reopen_log(scache_middleware *mw);
+
+/*
+ * scache_mhd_start: MHD_start_daemon() wired to the middleware: scache_access_handler
+ * and MHD_OPTION_NOTIFY_COMPLETED with scache_request_completed, both with mw as closure,
+ * and MHD_ALLOW_SUSPEND_RESUME added to flags when config.suspend is set. flags and port
+ * (0-65535, 0: any; an unsigned int so that it can precede "...") are MHD_start_daemon's;
+ * after port come further MHD options, as for MHD_start_daemon, ending with
+ * MHD_OPTION_END (MHD_OPTION_ARRAY included); no accept policy callback (start by hand for
+ * one). Returns the daemon, or NULL after a warning line through the middleware's log
+ * sink naming the problem:
+ *  - mw NULL (no line then); port above 65535;
+ *  - an MHD_OPTION_NOTIFY_COMPLETED among the options: put your completion callback in
+ *    config.completed, the middleware chains it;
+ *  - MHD_OPTION_THREAD_POOL_SIZE > 1 without MHD_USE_INTERNAL_POLLING_THREAD or with
+ *    MHD_USE_THREAD_PER_CONNECTION;
+ *  - an option libmicrohttpd 0.9.75 does not define (its arguments cannot be skipped);
+ *  - MHD_start_daemon itself failing (port in use, flags it refuses; errno is named).
+ * It starts the daemon but warns (one line) when its configuration serialises the waits
+ * for the stream: strict mode (poll_interval_ms 0), no config.suspend, and one thread
+ * serving connections (an internal polling thread without a pool, or no internal thread):
+ * a request that finds anything cached then waits for the next poll while no other
+ * request is served, about max_polls_per_second requests a second in all.
+ * Stop as before: scache_middleware_shutdown(mw), MHD_stop_daemon(d),
+ * scache_middleware_free(mw). Any thread; mw must outlive the daemon.
+ */
+SCACHE_EXTERN struct MHD_Daemon *scache_mhd_start(scache_middleware *mw, unsigned int flags,
+                                                  unsigned int port, ...);
+/* scache_mhd_start with the options in a va_list (consumed; the caller va_end()s it). */
+SCACHE_EXTERN struct MHD_Daemon *scache_mhd_start_va(scache_middleware *mw, unsigned int flags,
+                                                     unsigned int port, va_list options);
+
+/*
+ * The two functions to give MHD_start_daemon by hand (scache_mhd_start does it), both
+ * with the middleware as closure:
  * scache_access_handler as the access handler (cls = mw) and scache_request_completed
  * with MHD_OPTION_NOTIFY_COMPLETED (cls = mw). The completion callback writes the
  * request's efficiency line, calls config.completed with the application's req_cls, and
  * frees the per-request state; requests aborted by the client are freed the same way.
  * Work with every MHD thread mode (internal polling thread, thread pool,
- * thread-per-connection, external select).
+ * thread-per-connection, external select). A daemon started without the completion
+ * callback is noticed at the second request of a connection: one warning line, and the
+ * state of a request never completed is freed then (and at scache_middleware_free), but
+ * its request line is never written.
  */
 SCACHE_EXTERN enum MHD_Result scache_access_handler(void *cls, struct MHD_Connection *connection,
                                                     const char *url, const char *method,
@@ -197,9 +254,10 @@ SCACHE_EXTERN scache_middleware *scache_request_middleware(scache_request *req);
 SCACHE_EXTERN int scache_request_bypass(const scache_request *req);
 
 /*
- * scache_queue_response: MHD_queue_response(), and remember the status for the
- * efficiency line. A handler that calls MHD_queue_response() directly gets status 0 in
- * its line. connection's request must be one the middleware wraps.
+ * scache_queue_response: exactly MHD_queue_response(), kept for compatibility. The
+ * request line's status is read from libmicrohttpd at completion
+ * (MHD_CONNECTION_INFO_HTTP_STATUS) whichever of the two the handler called; it is 0
+ * only when no response was queued (e.g. the client went away first).
  */
 SCACHE_EXTERN enum MHD_Result scache_queue_response(struct MHD_Connection *connection,
                                                     unsigned int status,
