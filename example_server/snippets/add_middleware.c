@@ -25,7 +25,9 @@ struct MHD_Daemon *start_users_service(uint16_t port, MHD_AccessHandlerCallback 
 	    .stream = &stream,
 	    .handler = my_handler, /* your handler, with its own closure and req_cls */
 	    .handler_cls = my_app,
+	    .suspend = 1, /* a request waiting for the stream is parked, not holding a thread */
 	    /* .poll_interval_ms = 400,  bounded staleness for a fleet on AWS (N x 200 ms) */
+	    /* .log_file = "/var/log/users/scache.log", .request_sample = 10, */
 	};
 	scache_middleware *mw;
 	char err[256];
@@ -45,14 +47,16 @@ struct MHD_Daemon *start_users_service(uint16_t port, MHD_AccessHandlerCallback 
 	}
 	unsigned max_conn = rl.rlim_cur > 4096 + 64 ? 4096 : (unsigned)rl.rlim_cur - 64;
 
-	/* Give MHD the middleware's two callbacks, with the middleware as their closure.
-	 * MHD_USE_AUTO polls with epoll (select() stops at 1,024 descriptors); with a
-	 * connection limit and an idle timeout, idle clients cannot take every connection. */
-	struct MHD_Daemon *d = MHD_start_daemon(
-	    MHD_USE_AUTO_INTERNAL_THREAD, port, NULL, NULL, &scache_access_handler, mw,
-	    MHD_OPTION_NOTIFY_COMPLETED, &scache_request_completed, mw, /* the middleware */
-	    MHD_OPTION_CONNECTION_LIMIT, max_conn,                      /* connections */
-	    MHD_OPTION_CONNECTION_TIMEOUT, 30u,                         /* seconds idle */
+	/* scache_mhd_start gives MHD the middleware's callbacks and flags (a warning line says
+	 * why if it refuses). MHD_USE_AUTO polls with epoll (select() stops at 1,024
+	 * descriptors); a pool of threads runs handlers side by side while waits for the
+	 * stream stay parked; a connection limit and an idle timeout keep idle clients from
+	 * taking every connection. */
+	struct MHD_Daemon *d = scache_mhd_start(
+	    mw, MHD_USE_AUTO_INTERNAL_THREAD, port, /* epoll, threads of MHD's own */
+	    MHD_OPTION_THREAD_POOL_SIZE, 4u,        /* threads */
+	    MHD_OPTION_CONNECTION_LIMIT, max_conn,  /* connections */
+	    MHD_OPTION_CONNECTION_TIMEOUT, 30u,     /* seconds idle */
 	    MHD_OPTION_END);
 	if (!d) {
 		scache_middleware_free(mw);
