@@ -151,7 +151,10 @@ enum MHD_Result scache_access_handler(void *cls, struct MHD_Connection *connecti
 		if (!req)
 			return MHD_NO; /* out of memory: MHD closes the connection */
 		*req_cls = req;
-		if (mw_drain_begin(mw, req)) {
+		if (!mw->cfg.suspend) {
+			/* lazy: the first lookup (or add) waits for the poll (poller.c) */
+			mw_drain_defer(mw, req);
+		} else if (mw_drain_begin(mw, req)) {
 			if (mw->cfg.suspend && daemon_can_suspend(mw, connection) &&
 			    mw_park(mw, req))
 				return MHD_YES; /* MHD calls us again once resumed: the branch below

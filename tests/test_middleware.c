@@ -40,6 +40,8 @@ typedef struct standin {
 	unsigned holding; /* drains blocked now */
 	size_t published;
 	int unavailable_at_start;
+	int snapshot; /* a sync delivers what was queued before it began (as a real source
+	                 does), not what is queued while it is held; syncs must not fail */
 } standin;
 
 static standin *standin_new(void)
@@ -81,7 +83,15 @@ static scache_err standin_sync(void *arg, uint64_t since_ns, const scache_sink *
 {
 	(void)since_ns;
 	standin *s = arg;
+	char *keys[64];
+	size_t lens[64], n = 0;
 	pthread_mutex_lock(&s->mu);
+	int early = s->snapshot;
+	if (early) {
+		n = s->npending;
+		memcpy(keys, s->pending, n * sizeof keys[0]);
+		s->npending = 0;
+	}
 	s->holding++;
 	pthread_cond_broadcast(&s->cv);
 	while (s->hold)
@@ -89,6 +99,10 @@ static scache_err standin_sync(void *arg, uint64_t since_ns, const scache_sink *
 	s->holding--;
 	s->drains++;
 	info->calls = 1;
+	if (s->unreachable || s->fail) {
+		for (size_t i = 0; i < n; i++) /* a snapshot's keys: lost (see .snapshot) */
+			free(keys[i]);
+	}
 	if (s->unreachable) {
 		s->unreachable--;
 		pthread_mutex_unlock(&s->mu);
@@ -106,13 +120,13 @@ static scache_err standin_sync(void *arg, uint64_t since_ns, const scache_sink *
 	int gap = s->gap;
 	s->gap = 0;
 	info->throttled = s->throttle;
-	char *keys[64];
-	size_t lens[64], n = s->npending;
-	for (size_t i = 0; i < n; i++) {
-		keys[i] = s->pending[i];
-		lens[i] = strlen(keys[i]);
+	if (!early) {
+		n = s->npending;
+		memcpy(keys, s->pending, n * sizeof keys[0]);
+		s->npending = 0;
 	}
-	s->npending = 0;
+	for (size_t i = 0; i < n; i++)
+		lens[i] = strlen(keys[i]);
 	pthread_mutex_unlock(&s->mu);
 	if (gap)
 		sink->gap(sink->arg, "stand-in gap \"quoted\"");
@@ -1432,4 +1446,161 @@ Test(middleware, the_log_sink_may_read_stats_and_metrics)
 	mc.source = standin_source(stream);
 	cr_assert_eq(scache_middleware_new(&mc, &mw, NULL, 0), SCACHE_OK);
 	cr_assert_eq(wait_lines("warning", 1), 1, "the warning went through the sink");
+}
+
+/* Issue 11, item 2: without .suspend the drain is lazy. A request waits for the stream
+ * only when it uses the cache; one that never does (an upload, a 404, a lookup of its own
+ * context) makes no poll happen at all. */
+Test(middleware, a_request_that_never_uses_the_cache_does_not_wait_for_a_poll)
+{
+	scache_middleware_config mc = {0};
+	start(MHD_USE_INTERNAL_POLLING_THREAD, 0, mc);
+	while (standin_drains(stream) == 0) /* the poller's first poll, at startup */
+		usleep(1000);
+	cache_put("1", "old"); /* not empty: a strict read waits for its poll */
+	unsigned before = standin_drains(stream);
+	response r = http("GET", "/nothing-here", NULL);
+	cr_assert_eq(r.status, 404);
+	r = http("POST", "/upload", "abc");
+	cr_assert_str_eq(r.body, "3");
+	r = http("GET", "/other-thread", NULL);
+	cr_assert_str_eq(r.body, "same");
+	json_object_put(wait_request_line(2));
+	cr_assert_eq(standin_drains(stream), before, "no poll for requests that never read");
+	pthread_mutex_lock(&stream->mu);
+	cr_assert_eq(stream->holding, 0, "none in flight either");
+	pthread_mutex_unlock(&stream->mu);
+	standin_queue(stream, "t", "1");
+	r = http("GET", "/get/1", NULL);
+	cr_assert_str_eq(r.xcache, "MISS", "a read waits for its poll, which saw the key");
+	cr_assert_eq(standin_drains(stream), before + 1);
+}
+
+/* Wait (up to 5 s) until the gated handler was entered; 1 if it was. */
+static int gate_entered(void)
+{
+	int entered = 0;
+	for (int i = 0; i < 5000 && !entered; i++) {
+		pthread_mutex_lock(&handler_gate.mu);
+		entered = handler_gate.entered;
+		pthread_mutex_unlock(&handler_gate.mu);
+		if (!entered)
+			usleep(1000);
+	}
+	return entered;
+}
+
+/* Issue 11, item 2: the lazy read's poll is the first that BEGAN after the request
+ * arrived, whenever the lookup comes: a poll begun before the arrival and completed after
+ * it (while the handler ran) does not do, even though it completed before the lookup. */
+Test(middleware, a_lazy_strict_read_sees_an_invalidation_published_before_the_request_arrived)
+{
+	scache_middleware_config mc = {0};
+	start(MHD_USE_INTERNAL_POLLING_THREAD, 0, mc);
+	while (standin_drains(stream) == 0)
+		usleep(1000);
+	unsigned before = standin_drains(stream);
+	standin_set(stream, &stream->snapshot, 1);
+	standin_set(stream, &stream->hold, 1);
+	/* P1: a read on the empty cache asks for a poll without waiting; P1 begins, held */
+	response r = http("GET", "/get/2", NULL);
+	cr_assert_str_eq(r.xcache, "MISS");
+	pthread_mutex_lock(&stream->mu);
+	while (stream->holding == 0)
+		pthread_cond_wait(&stream->cv, &stream->mu);
+	pthread_mutex_unlock(&stream->mu);
+	/* after P1 began: ID 1 is cached, then changed and announced; then R arrives */
+	cache_put("1", "old");
+	standin_queue(stream, "t", "1");
+	static response rr;
+	helper_start(gated_get_in_thread, &rr);
+	cr_assert(gate_entered(), "R's handler runs before any poll: it has not read yet");
+	/* P1 completes (it began before the announcement: it delivers nothing) */
+	standin_set(stream, &stream->hold, 0);
+	while (standin_drains(stream) < before + 1)
+		usleep(1000);
+	/* R reads now: P1 completed after R arrived, but began before */
+	pthread_mutex_lock(&handler_gate.mu);
+	handler_gate.open = 1;
+	pthread_cond_broadcast(&handler_gate.cv);
+	pthread_mutex_unlock(&handler_gate.mu);
+	helper_join();
+	cr_assert_str_eq(rr.xcache, "MISS", "R must not see %s: announced before it arrived",
+	                 rr.body);
+	cr_assert_eq(standin_drains(stream), before + 2, "R waited for a poll of its own");
+}
+
+/* A poll that began after the request arrived serves its lazy read, though it began
+ * before the lookup: no second wait. */
+Test(middleware, a_lazy_read_uses_a_poll_begun_after_the_arrival_without_waiting_again)
+{
+	scache_middleware_config mc = {0};
+	start(MHD_USE_INTERNAL_POLLING_THREAD, 2, mc); /* R holds one thread in its handler */
+	while (standin_drains(stream) == 0)
+		usleep(1000);
+	cache_put("1", "old");
+	cache_put("2", "two");
+	standin_queue(stream, "t", "1");
+	static response rr;
+	helper_start(gated_get_in_thread, &rr);
+	cr_assert(gate_entered());
+	response r = http("GET", "/get/2", NULL); /* its poll begins after R arrived */
+	cr_assert_str_eq(r.xcache, "HIT");
+	unsigned polls = standin_drains(stream);
+	pthread_mutex_lock(&handler_gate.mu);
+	handler_gate.open = 1;
+	pthread_cond_broadcast(&handler_gate.cv);
+	pthread_mutex_unlock(&handler_gate.mu);
+	helper_join();
+	cr_assert_str_eq(rr.xcache, "MISS", "that poll applied the invalidation");
+	cr_assert_eq(standin_drains(stream), polls, "and R used it without a poll of its own");
+}
+
+/* Issue 11, item 4: the invalidate calls return the publish's reason. */
+Test(middleware, a_failed_publish_returns_its_reason)
+{
+	scache_middleware_config mc = {0};
+	start(MHD_USE_INTERNAL_POLLING_THREAD, 0, mc);
+	standin_set(stream, &stream->publish_fail, 1);
+	scache_request fake = {.mw = mw, .token = scache_cache_begin_load(cache)};
+	char why[128] = "untouched";
+	cr_assert_eq(scache_invalidate_why(&fake, "t", "1", why, sizeof why), SCACHE_EPUBLISH);
+	cr_assert_str_eq(why, "ServiceUnavailable: stand-in publish failure");
+	const char *sources[] = {"t", "t"}, *ids[] = {"1", "2"};
+	strcpy(why, "untouched");
+	cr_assert_eq(scache_middleware_invalidate_why(mw, sources, ids, 2, why, sizeof why),
+	             SCACHE_EPUBLISH);
+	cr_assert_str_eq(why, "ServiceUnavailable: stand-in publish failure");
+	cr_assert_eq(wait_lines("warning", 2), 2);
+	json_object *w = log_line("warning", 0), *msg;
+	cr_assert(json_object_object_get_ex(w, "msg", &msg));
+	cr_assert_not_null(
+	    strstr(json_object_get_string(msg), "(ServiceUnavailable: stand-in publish failure)"),
+	    "the warning carries it too: %s", json_object_get_string(msg));
+	json_object_put(w);
+	standin_set(stream, &stream->publish_fail, 0);
+	cr_assert_eq(scache_invalidate_why(&fake, "t", "1", why, sizeof why), SCACHE_OK);
+	cr_assert_str_eq(why, "", "no reason on success");
+	cr_assert_eq(scache_invalidate_why(NULL, "t", "1", why, sizeof why), SCACHE_ENOREQUEST);
+	cr_assert_eq(scache_invalidate_why(&fake, "t", "1", NULL, 0), SCACHE_OK, "errbuf NULL");
+}
+
+/* Issue 11, item 3: wait_ready, on a source unreachable at startup. */
+Test(middleware, wait_ready_times_out_with_the_reason_then_succeeds_once_connected)
+{
+	scache_middleware_config mc = {0};
+	next_unreachable = 1;
+	start(MHD_USE_INTERNAL_POLLING_THREAD, 0, mc); /* the attempt is held */
+	char why[256];
+	cr_assert_eq(scache_middleware_wait_ready(mw, 50, why, sizeof why), SCACHE_ETIMEOUT);
+	cr_assert_str_eq(why, "the stream is not ready: " UNREACHABLE_WHY);
+	standin_set(stream, &stream->hold, 0); /* one failed attempt, then it connects */
+	cr_assert_eq(scache_middleware_wait_ready(mw, 60000, why, sizeof why), SCACHE_OK, "%s",
+	             why);
+	cr_assert_str_eq(why, "");
+	scache_middleware_stats st;
+	scache_middleware_stats_get(mw, &st);
+	cr_assert_eq(st.bypassing, 0);
+	cr_assert_eq(st.poll_errors, 1);
+	cr_assert_eq(scache_middleware_wait_ready(NULL, 0, NULL, 0), SCACHE_EINVAL);
 }

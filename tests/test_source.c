@@ -130,7 +130,8 @@ static enum MHD_Result reply(struct MHD_Connection *c, const char *body, const c
 	return ret;
 }
 
-/* GET /ID: the cached value (X-Cache HIT) or "none" (MISS or BYPASS). */
+/* GET /ID: the cached value (X-Cache HIT) or "none" (MISS or BYPASS).
+ * GET /healthz: "ok" (X-Cache NONE) without using the cache. */
 static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *url,
                                const char *method, const char *version, const char *data,
                                size_t *size, void **req_cls)
@@ -140,6 +141,8 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
 		*req_cls = c;
 		return MHD_YES;
 	}
+	if (strcmp(url, "/healthz") == 0)
+		return reply(c, "ok", "NONE");
 	scache_value v;
 	scache_err err = scache_get(scache_request_current(), "t", url + 1, &v);
 	if (err == SCACHE_OK) {
@@ -325,5 +328,25 @@ Test(memory_source, a_refresh_replaces_the_cached_value)
 	size_t len = scache_id_encode("t", 1, "1", 1, key, sizeof key);
 	cr_assert_eq(scache_memory_source_push_value(source, key, len, "new", 3), SCACHE_OK);
 	cr_assert_str_eq(get("1"), "HIT new");
+	stop();
+}
+
+Test(memory_source, a_strict_request_that_never_reads_the_cache_makes_no_sync)
+{
+	start(0, 60000);
+	scache_source_stats before, after;
+	do { /* the poller's first sync, at once; the next one comes after idle_poll_ms */
+		usleep(1000);
+		scache_source_stats_get(source, &before);
+	} while (before.syncs == 0);
+	put("1", "old"); /* not empty: a strict read waits for a sync */
+	push("1");
+	cr_assert_str_eq(get("healthz"), "NONE ok");
+	cr_assert_str_eq(get("healthz"), "NONE ok");
+	scache_source_stats_get(source, &after);
+	cr_assert_eq(after.syncs, before.syncs, "no sync for requests that never read");
+	cr_assert_str_eq(get("1"), "MISS none", "a read syncs, and sees the push");
+	scache_source_stats_get(source, &after);
+	cr_assert_eq(after.syncs, before.syncs + 1);
 	stop();
 }

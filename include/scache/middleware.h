@@ -23,10 +23,16 @@
  * called directly, and the application's completion callback (config.completed) is
  * called with that same req_cls.
  *
- * Drain policy, on the first callback of each request, before the handler runs:
+ * Drain policy. A request waits for the stream only when it uses the cache: the wait
+ * happens in its first scache_get, scache_get_or_load (scache_dynamodb_get_item too) or
+ * scache_add, so a request that never does (a write, a 404, /metrics) never waits. With
+ * .suspend the drain is eager instead, on the first callback before the handler runs:
+ * parking needs the handler not to have run yet (see .suspend). Either way:
  *  - strict (poll_interval_ms == 0, the default, scache's semantics): the request waits
- *    for a poll of the stream that *began after it arrived*; concurrent requests share
- *    the poll in flight, so Kinesis calls grow with time, not with requests;
+ *    for a poll of the stream that *began after it arrived* (its arrival, not its first
+ *    lookup: a poll begun in between is used without waiting again); concurrent
+ *    requests share the poll in flight, so Kinesis calls grow with time, not with
+ *    requests;
  *  - bounded staleness (poll_interval_ms > 0): a poll that began at most poll_interval_ms
  *    before the request arrived is good enough, and a background thread keeps polls going
  *    every poll_interval_ms so that requests rarely wait.
@@ -37,7 +43,7 @@
  *  - when no poll has succeeded for max_staleness_ms, the cache is bypassed (gets miss,
  *    adds are refused with SCACHE_EBYPASS) and a warning is logged once per episode;
  *    caching resumes by itself after the next successful poll. A gap reported by the
- *    reader flushes the cache. Requests never wait longer than max_staleness_ms.
+ *    reader flushes the cache. No wait is longer than max_staleness_ms.
  *
  * One poller thread per middleware does all polls; requests only wait on it.
  */
@@ -129,15 +135,35 @@ typedef struct scache_middleware_config {
 	                                of 1 request in N (a counter: the 1st, the N+1th, ...;
 	                                the line then carries "sample":N). Every request is
 	                                still counted; summaries and warnings always go out. */
+	uint64_t startup_timeout_ms; /* [3000] longest scache_middleware_new waits for the
+	                                Kinesis stream (config.stream): a stream that has not
+	                                answered by then is reached in the background, the
+	                                middleware starting bypassed (see below). Not used
+	                                with .source (created by the caller). */
+	int require_stream;          /* [0] 1: a stream that does not exist fails
+	                                scache_middleware_new with SCACHE_ESERVICE (errbuf:
+	                                the AWS error, ResourceNotFoundException), instead of
+	                                starting bypassed until it is created. Only what the
+	                                stream answers within startup_timeout_ms counts: one
+	                                that cannot be reached still starts bypassed. With
+	                                config.stream only. */
 } scache_middleware_config;
 
 /*
  * scache_middleware_new: validate the configuration, take config.source or create the
- * Kinesis source from config.stream (its reader lists the shards now), and start the
- * poller thread. On SCACHE_OK *out owns the middleware. On failure errbuf (may be NULL)
- * receives a message naming what is wrong (never a credential). Errors: SCACHE_EINVAL
- * (out NULL), SCACHE_ECONFIG (no cache or handler, no source nor stream name, no region
- * or credentials, a bad endpoint), SCACHE_ENOMEM. Any thread.
+ * Kinesis source from config.stream (its reader lists the shards now, for at most
+ * config.startup_timeout_ms), and start the poller thread. On SCACHE_OK *out owns the
+ * middleware. On failure errbuf (may be NULL) receives a message naming what is wrong
+ * (never a credential). Errors: SCACHE_EINVAL (out NULL), SCACHE_ECONFIG (no cache or
+ * handler, no source nor stream name, no region or credentials, a bad endpoint),
+ * SCACHE_ESERVICE (config.require_stream and the stream does not exist), SCACHE_ENOMEM.
+ * Any thread.
+ *
+ * It never waits on the stream longer than config.startup_timeout_ms (default 3 s): a
+ * stream that has not answered by then (an endpoint that accepts connections and never
+ * answers) is reached in the background, as an unreachable one. Configuration errors are
+ * found without any call, so they still fail at once. To wait until caching works, call
+ * scache_middleware_wait_ready.
  *
  * A source that cannot be read at startup is not an error. For the Kinesis source: unreachable,
  * throttled, or not found (ResourceNotFoundException: it may be created later), the middleware
@@ -151,6 +177,17 @@ typedef struct scache_middleware_config {
 SCACHE_EXTERN scache_err scache_middleware_new(const scache_middleware_config *config,
                                                scache_middleware **out, char *errbuf,
                                                size_t errlen);
+
+/*
+ * scache_middleware_wait_ready: wait up to timeout_ms until the source is positioned and
+ * a poll of it has succeeded, with the cache in use (not bypassed): SCACHE_OK. Otherwise
+ * SCACHE_ETIMEOUT, and errbuf (may be NULL) receives why: the newest poll's error (e.g.
+ * the AWS error, or a timeout), or why the stream could not be read at startup. Does not
+ * change what requests do meanwhile (they are served bypassed). SCACHE_EINVAL (mw NULL).
+ * Any thread.
+ */
+SCACHE_EXTERN scache_err scache_middleware_wait_ready(scache_middleware *mw, uint64_t timeout_ms,
+                                                      char *errbuf, size_t errlen);
 
 /*
  * scache_middleware_shutdown: with config.suspend, call it before MHD_stop_daemon():
@@ -250,7 +287,10 @@ SCACHE_EXTERN scache_request *scache_request_of(scache_middleware *mw,
 /* scache_request_middleware: the middleware a request belongs to. */
 SCACHE_EXTERN scache_middleware *scache_request_middleware(scache_request *req);
 
-/* scache_request_bypass: 1 if the cache is bypassed for this request (stream stale). */
+/* scache_request_bypass: 1 if the cache is bypassed for this request (stream stale).
+ * Before the request's first scache_get / scache_get_or_load / scache_add (without
+ * .suspend the drain waits for them) it tells only what was known when the handler
+ * started (an outage); after, what the request's drain found too. */
 SCACHE_EXTERN int scache_request_bypass(const scache_request *req);
 
 /*
@@ -281,10 +321,12 @@ SCACHE_EXTERN scache_err scache_get(scache_request *req, const char *source, con
 
 /*
  * scache_add: cache value (len bytes, copied) under (source, id); each later hit saves
- * saved_ns. The load is taken to have begun when the handler started (after the drain),
- * so an add of data read in this handler is refused with SCACHE_ESTALE when an
- * invalidation of that ID was applied since. Errors: SCACHE_ESTALE, SCACHE_EBYPASS,
- * SCACHE_ETOOBIG, SCACHE_EINVAL, SCACHE_ENOMEM. A refused add changes nothing.
+ * saved_ns. The load is taken to have begun when the handler started, so an add of data
+ * read in this handler is refused with SCACHE_ESTALE when an invalidation of that ID was
+ * applied since. Like a lookup it first waits for the request's drain (strict mode: a
+ * request that could not see the stream does not add). Errors: SCACHE_ESTALE,
+ * SCACHE_EBYPASS, SCACHE_ETOOBIG, SCACHE_EINVAL, SCACHE_ENOMEM. A refused add changes
+ * nothing.
  */
 SCACHE_EXTERN scache_err scache_add(scache_request *req, const char *source, const char *id,
                                     const void *value, size_t len, uint64_t saved_ns);
@@ -338,6 +380,21 @@ SCACHE_EXTERN scache_err scache_invalidate_many(scache_request *req, const char 
 SCACHE_EXTERN scache_err scache_middleware_invalidate(scache_middleware *mw,
                                                       const char *const *sources,
                                                       const char *const *ids, size_t n);
+
+/*
+ * scache_invalidate_why and scache_middleware_invalidate_why: scache_invalidate and
+ * scache_middleware_invalidate (n IDs), and on failure errbuf (may be NULL; errlen bytes)
+ * receives the reason: for a failed publish the service's, e.g. "PutRecords at
+ * https://...: ResourceNotFoundException: Stream orders ... not found (HTTP 400)", the
+ * same text the warning line carries; an empty string on SCACHE_OK. Same errors, same
+ * threads.
+ */
+SCACHE_EXTERN scache_err scache_invalidate_why(scache_request *req, const char *source,
+                                               const char *id, char *errbuf, size_t errlen);
+SCACHE_EXTERN scache_err scache_middleware_invalidate_why(scache_middleware *mw,
+                                                          const char *const *sources,
+                                                          const char *const *ids, size_t n,
+                                                          char *errbuf, size_t errlen);
 
 /* ---- Metrics ----------------------------------------------------------------- */
 
