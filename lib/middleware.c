@@ -7,6 +7,8 @@
  */
 #include "middleware_internal.h"
 
+#include "echoes.h"
+
 #include <errno.h>
 #include <limits.h>
 #include <stdlib.h>
@@ -63,10 +65,6 @@ static scache_err resolve_config(scache_middleware_config *c, char *errbuf, size
 		c->sweep_budget = 32;
 	if (c->summary_interval_s == 0)
 		c->summary_interval_s = 60;
-	if (c->startup_timeout_ms == 0)
-		c->startup_timeout_ms = 3000;
-	if (c->startup_timeout_ms > MAX_DURATION_MS)
-		c->startup_timeout_ms = MAX_DURATION_MS;
 	/* Durations are added to CLOCK_MONOTONIC nanoseconds: cap them (at ~73 years, i.e.
 	 * "never") so that ms * NS_PER_MS and now + it cannot wrap into the past. */
 	if (c->max_staleness_ms > MAX_DURATION_MS)
@@ -122,7 +120,6 @@ static scache_err middleware_create(const scache_middleware_config *config, scac
 		mw->want = 1;
 		mw->last_start_ns = now;
 		mw->backoff_ns = mw->min_interval_ns;
-		snprintf(mw->unavailable, sizeof mw->unavailable, "%s", unavailable);
 	}
 	mw->period_start_ns = now;
 	mw->next_summary_ns = now + (uint64_t)mw->cfg.summary_interval_s * 1000000000ull;
@@ -186,14 +183,8 @@ scache_err scache_middleware_new(const scache_middleware_config *config, scache_
 			sc.stream_check_interval_ms =
 			    bound_ms / 2 > UINT_MAX ? UINT_MAX : (unsigned)(bound_ms / 2);
 		}
-		/* within the startup bound: a stream slower than that is reached in the
-		 * background (the middleware starts bypassed), and one that does not exist
-		 * fails here when the service says so in time and require_stream is set */
-		uint64_t startup_ms = config->startup_timeout_ms ? config->startup_timeout_ms
-		                                                 : 3000; /* its default */
 		scache_err err =
-		    kinesis_source_create(&sc, config->start_at, startup_ms, config->require_stream,
-		                          &src, errbuf, errlen);
+		    scache_kinesis_source_new(&sc, config->start_at, &src, errbuf, errlen);
 		if (err)
 			return err;
 	}
@@ -214,6 +205,7 @@ void scache_middleware_free(scache_middleware *mw)
 		efficiency_summary(mw, 0);
 	}
 	scache_source_free(mw->src);
+	echoes_free(mw->echoes);
 	mw_requests_free_all(mw); /* none, unless the daemon lacked the completion callback */
 	pthread_cond_destroy(&mw->wake);
 	pthread_cond_destroy(&mw->poll_done);

@@ -10,6 +10,13 @@
  * or the AWS error; a key is reported stored only if Kinesis returned a sequence number
  * for its record.
  *
+ * Every record names its publisher: "origin", a random 64-bit ID drawn at creation (16
+ * hex digits after "ts"; Go scache ignores the field), so the instance that published a
+ * record knows its echo when it reads it back (see kinesis_source.c and the middleware's
+ * sink). Two publishers drawing the same ID is a 2^-64 event per pair, and its only
+ * effect is an echo treated as one's own, which the middleware checks against what it
+ * invalidated itself.
+ *
  * Keys are checked to be data IDs first (scache_id_parse): a reader would skip anything
  * else, so publishing it would only look like success.
  *
@@ -46,6 +53,7 @@ struct scache_publisher {
 	aws_client *idle[PUBLISH_IDLE_MAX];
 	size_t nidle;
 	uint64_t calls_freed; /* HTTP calls of clients freed meanwhile */
+	uint64_t origin;      /* random, never 0: written into every record ("origin") */
 };
 
 typedef struct prec {
@@ -83,6 +91,8 @@ scache_err publisher_new(const kinesis_settings *s, scache_publisher **out, char
 		return err;
 	}
 	p->nidle = 1;
+	while (!p->origin)
+		p->origin = aws_random();
 	pthread_mutex_init(&p->mu, NULL);
 	*out = p;
 	return SCACHE_OK;
@@ -321,7 +331,7 @@ static scache_err publish_with(const scache_publisher *p, aws_client *c, const c
 		x->end = r + 1 < nrec ? starts[r + 1] : m;
 		publish_partition_key(x->pk);
 		if (record_build_scache(rk + x->first, rl + x->first, x->end - x->first, ts,
-		                        &x->data, &x->len)) {
+		                        p->origin, &x->data, &x->len)) {
 			x->err = SCACHE_ENOMEM;
 			util_fmt(x->msg, sizeof x->msg, "out of memory");
 		} else if (x->len + PUBLISH_PARTITION_KEY_LEN > PUBLISH_RECORD_MAX_BYTES) {
@@ -418,4 +428,9 @@ uint64_t publish_calls(scache_publisher *p)
 		n += aws_client_calls(p->idle[i]);
 	pthread_mutex_unlock(&p->mu);
 	return n;
+}
+
+uint64_t scache_publisher_origin(const scache_publisher *p)
+{
+	return p ? p->origin : 0;
 }

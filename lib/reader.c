@@ -348,6 +348,9 @@ static int deliver_record(scache_reader *r, shard *s, const char *data, const ch
 				pthread_mutex_lock(&r->mu);
 				r->stats.values++;
 				pthread_mutex_unlock(&r->mu);
+			} else if (r->cb.on_keys_origin) {
+				r->cb.on_keys_origin(r->cb.arg, (const char *const *)keys.keys,
+				                     keys.lens, keys.n, keys.origin);
 			} else if (r->cb.on_keys) {
 				r->cb.on_keys(r->cb.arg, (const char *const *)keys.keys, keys.lens,
 				              keys.n);

@@ -18,7 +18,9 @@
  * invalidate. A malformed change record is skipped, but its item is still invalidated
  * when its table and Keys name it; a record of a table not configured is skipped.
  *
- * The scache format is {"keys":["<data ID>",...],"ts":"<RFC 3339>"}, read with json-c
+ * The scache format is {"keys":["<data ID>",...],"ts":"<RFC 3339>"}, plus our optional
+ * "origin":"<16 hex digits>" (the publisher's random ID, so an instance knows the echo of
+ * its own invalidations; Go's decoder ignores unknown fields), read with json-c
  * (which decodes \u0026 and every other escape) and written by hand with the escaping of
  * Go's encoding/json, so Go services read our records byte for byte as they read their
  * own. A record whose keys are partly malformed still yields its good keys: removing
@@ -110,6 +112,30 @@ static json_object *parse_json(const unsigned char *data, size_t len, int *ws_af
 	return o;
 }
 
+/* The record's "origin": 16 hex digits naming its publisher, else 0 (absent, as in Go
+ * scache's records, or malformed): an unknown writer, whose keys always apply. */
+static uint64_t origin_of(json_object *o)
+{
+	json_object *v;
+	if (!json_object_object_get_ex(o, "origin", &v) ||
+	    !json_object_is_type(v, json_type_string) ||
+	    json_object_get_string_len(v) != RECORD_ORIGIN_HEX)
+		return 0;
+	const char *s = json_object_get_string(v);
+	uint64_t x = 0;
+	for (size_t i = 0; i < RECORD_ORIGIN_HEX; i++) {
+		char c = s[i];
+		unsigned d = c >= '0' && c <= '9'   ? (unsigned)(c - '0')
+		             : c >= 'a' && c <= 'f' ? (unsigned)(c - 'a' + 10)
+		             : c >= 'A' && c <= 'F' ? (unsigned)(c - 'A' + 10)
+		                                    : 16u;
+		if (d == 16u)
+			return 0;
+		x = x << 4 | d;
+	}
+	return x;
+}
+
 /* The keys of an scache record already parsed (o borrowed). */
 static scache_err scache_keys_of(json_object *o, record_keys *out, char *why, size_t whylen)
 {
@@ -131,6 +157,7 @@ static scache_err scache_keys_of(json_object *o, record_keys *out, char *why, si
 		util_fmt(why, whylen, "no RFC 3339 \"ts\" string");
 		goto out;
 	}
+	out->origin = origin_of(o);
 	size_t n = json_object_array_length(keys);
 	out->keys = calloc(n ? n : 1, sizeof *out->keys);
 	out->lens = calloc(n ? n : 1, sizeof *out->lens);
@@ -473,11 +500,12 @@ size_t record_format_ts(int64_t ts_unix_ns, char *buf, size_t len)
 }
 
 scache_err record_build_scache(const char *const *keys, const size_t *lens, size_t n,
-                               int64_t ts_unix_ns, char **out, size_t *out_len)
+                               int64_t ts_unix_ns, uint64_t origin, char **out, size_t *out_len)
 {
+	static const char hex[] = "0123456789abcdef";
 	char ts[48];
 	size_t tl = record_format_ts(ts_unix_ns, ts, sizeof ts);
-	size_t total = 9 + 8 + tl + 2 + (n ? n - 1 : 0);
+	size_t total = 9 + 8 + tl + 2 + (n ? n - 1 : 0) + (origin ? 11 + RECORD_ORIGIN_HEX + 1 : 0);
 	for (size_t i = 0; i < n; i++)
 		total += record_key_size(keys[i], lens[i]);
 	char *b = malloc(total + 1), *w = b;
@@ -497,6 +525,13 @@ scache_err record_build_scache(const char *const *keys, const size_t *lens, size
 	memcpy(w, ts, tl);
 	w += tl;
 	*w++ = '"';
+	if (origin) {
+		memcpy(w, ",\"origin\":\"", 11);
+		w += 11;
+		for (int i = RECORD_ORIGIN_HEX - 1; i >= 0; i--)
+			*w++ = hex[(origin >> (4 * i)) & 15];
+		*w++ = '"';
+	}
 	*w++ = '}';
 	*w = '\0';
 	*out = b;

@@ -34,6 +34,8 @@ typedef struct record_keys {
 	size_t value_len;
 	record_skip skip;
 	char table[256]; /* the change record's tableName (cut), for messages */
+	uint64_t origin; /* scache records: the publisher's ID ("origin"), 0 when absent or
+	                    malformed (Go scache writes none): the writer is unknown */
 } record_keys;
 
 void record_keys_clear(record_keys *k);
@@ -100,16 +102,23 @@ scache_err record_change(const ddb_table *dt, ddb_versions *versions, const ddb_
 /* Bytes that key adds to the "keys" array of an scache record, with its quotes. */
 size_t record_key_size(const char *key, size_t len);
 
-/* Bytes of an scache record without keys ({"keys":[],"ts":"..."} with a 30-byte ts: 49). */
-#define RECORD_OVERHEAD_MAX 50
+/* Bytes of an scache record without keys ({"keys":[],"ts":"...","origin":"..."} with a
+ * 30-byte ts and a 16-digit origin: 77). */
+#define RECORD_OVERHEAD_MAX 78
+
+/* Hex digits of an origin in a record. */
+#define RECORD_ORIGIN_HEX 16
 
 /*
  * record_build_scache: the scache record of keys[0..n) with timestamp ts (Unix time in
  * nanoseconds, written as Go writes RFC 3339 with nanoseconds), escaped as Go's
- * encoding/json does (so '&' is \u0026). *out is malloc'ed (free it). SCACHE_ENOMEM.
+ * encoding/json does (so '&' is \u0026). origin (the publisher's ID) is written after
+ * "ts" as "origin":"<16 lower-case hex digits>", a field Go scache's decoder ignores;
+ * 0 writes none (the record is then byte for byte Go's). *out is malloc'ed (free it).
+ * SCACHE_ENOMEM.
  */
 scache_err record_build_scache(const char *const *keys, const size_t *lens, size_t n,
-                               int64_t ts_unix_ns, char **out, size_t *out_len);
+                               int64_t ts_unix_ns, uint64_t origin, char **out, size_t *out_len);
 
 /* record_format_ts: RFC 3339 UTC with trailing zeros of the fraction trimmed (Go's
  * RFC3339Nano), e.g. "2026-11-24T13:26:26.241701753Z". buf holds >= 40 bytes. */

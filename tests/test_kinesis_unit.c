@@ -606,7 +606,7 @@ Test(records, build_matches_go_byte_for_byte)
 	char *out;
 	size_t len;
 	/* 2026-11-24T13:26:26.241701753Z */
-	cr_assert_eq(record_build_scache(keys, lens, 2, 1795526786241701753LL, &out, &len),
+	cr_assert_eq(record_build_scache(keys, lens, 2, 1795526786241701753LL, 0, &out, &len),
 	             SCACHE_OK);
 	cr_assert_str_eq(out, "{\"keys\":[\"id=12345\\u0026s=db.table.id\\u0026t=data.ID\","
 	                      "\"id=a+b%2Fc\\u0026s=x\\u0026t=data.ID\"],"
@@ -616,7 +616,7 @@ Test(records, build_matches_go_byte_for_byte)
 	/* record_key_size counts exactly what the builder writes */
 	size_t want = 9 + 8 + 20 + 2 + 1 + record_key_size(keys[0], lens[0]) +
 	              record_key_size(keys[1], lens[1]);
-	cr_assert_eq(record_build_scache(keys, lens, 2, 1795526786000000000LL, &out, &len),
+	cr_assert_eq(record_build_scache(keys, lens, 2, 1795526786000000000LL, 0, &out, &len),
 	             SCACHE_OK);
 	cr_assert_eq(len, want);
 	cr_assert(strstr(out, "\"ts\":\"2026-11-24T13:26:26Z\""), "%s", out);
@@ -629,7 +629,7 @@ Test(records, go_escapes_of_special_bytes)
 	size_t l = strlen(k);
 	char *out;
 	size_t len;
-	cr_assert_eq(record_build_scache(&k, &l, 1, 0, &out, &len), SCACHE_OK);
+	cr_assert_eq(record_build_scache(&k, &l, 1, 0, 0, &out, &len), SCACHE_OK);
 	cr_assert_str_eq(out, "{\"keys\":[\"a\\\"b\\\\c\\u003cd\\u003ee\\n\\u0001\\u2028\"],"
 	                      "\"ts\":\"1970-01-01T00:00:00Z\"}");
 	free(out);
@@ -642,7 +642,7 @@ Test(records, built_records_parse_back)
 	char *out, why[128];
 	size_t len;
 	record_keys k;
-	cr_assert_eq(record_build_scache(keys, lens, 1, 1795526786241701000LL, &out, &len),
+	cr_assert_eq(record_build_scache(keys, lens, 1, 1795526786241701000LL, 0, &out, &len),
 	             SCACHE_OK);
 	cr_assert(strstr(out, ".241701Z"), "%s", out);
 	cr_assert_eq(
@@ -652,6 +652,53 @@ Test(records, built_records_parse_back)
 	cr_assert_str_eq(k.keys[0], keys[0]);
 	record_keys_clear(&k);
 	free(out);
+}
+
+Test(records, origin_is_written_after_ts_as_16_hex_digits)
+{
+	const char *keys[] = {"id=12345&s=db.table.id&t=data.ID"};
+	size_t lens[] = {strlen(keys[0])};
+	char *out, why[128];
+	size_t len;
+	record_keys k;
+	cr_assert_eq(record_build_scache(keys, lens, 1, 1795526786241701753LL,
+	                                 0x00c0ffee12345678ull, &out, &len),
+	             SCACHE_OK);
+	cr_assert_str_eq(out, "{\"keys\":[\"id=12345\\u0026s=db.table.id\\u0026t=data.ID\"],"
+	                      "\"ts\":\"2026-11-24T13:26:26.241701753Z\","
+	                      "\"origin\":\"00c0ffee12345678\"}");
+	cr_assert_eq(len, strlen(out));
+	/* within the overhead record_pack reserves (a 30-byte ts) */
+	cr_assert_leq(len - record_key_size(keys[0], lens[0]), RECORD_OVERHEAD_MAX);
+	cr_assert_eq(
+	    record_parse(SCACHE_RECORD_SCACHE, (unsigned char *)out, len, &k, why, sizeof why),
+	    SCACHE_OK);
+	cr_assert_eq(k.n, 1);
+	cr_assert_eq(k.origin, 0x00c0ffee12345678ull);
+	record_keys_clear(&k);
+	free(out);
+}
+
+Test(records, origin_absent_or_malformed_reads_as_unknown)
+{
+	static const char *const docs[] = {
+	    "{\"keys\":[\"id=1\\u0026s=a\\u0026t=data.ID\"],\"ts\":\"2026-11-24T13:26:26Z\"}",
+	    "{\"keys\":[\"id=1&s=a&t=data.ID\"],\"ts\":\"2026-11-24T13:26:26Z\",\"origin\":\"12\"}",
+	    "{\"keys\":[\"id=1&s=a&t=data.ID\"],\"ts\":\"2026-11-24T13:26:26Z\","
+	    "\"origin\":\"00c0ffee1234567g\"}",
+	    "{\"keys\":[\"id=1&s=a&t=data.ID\"],\"ts\":\"2026-11-24T13:26:26Z\",\"origin\":7}",
+	};
+	for (size_t i = 0; i < sizeof docs / sizeof docs[0]; i++) {
+		record_keys k;
+		char why[128];
+		cr_assert_eq(record_parse(SCACHE_RECORD_SCACHE, (const unsigned char *)docs[i],
+		                          strlen(docs[i]), &k, why, sizeof why),
+		             SCACHE_OK, "%zu: %s", i, why);
+		cr_assert_eq(k.n, 1, "%zu", i);
+		cr_assert_eq(k.bad, 0, "%zu", i);
+		cr_assert_eq(k.origin, 0, "%zu", i);
+		record_keys_clear(&k);
+	}
 }
 
 /* ---- packing ---------------------------------------------------------------------- */

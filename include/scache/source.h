@@ -63,6 +63,12 @@ typedef struct scache_sink {
 	 * not escaped: escaping is the log's job. */
 	void (*log)(void *arg, const char *message);
 	void *arg;
+	/* Optional: keys of records this same source published (its publish), read back from
+	 * the stream: the echo of the owner's own invalidations, which the owner applied
+	 * before publishing them. NULL: they go to keys, like everyone else's. A source that
+	 * cannot tell who wrote a record (no origin in it, as in Go scache's records) always
+	 * uses keys: unknown means foreign. */
+	void (*keys_own)(void *arg, const char *const *keys, const size_t *lens, size_t n);
 } scache_sink;
 
 /* Counters of a source, for metrics. Fields a source does not keep stay zero. */

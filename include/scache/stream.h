@@ -127,6 +127,13 @@ typedef void (*scache_message_fn)(void *arg, const char *message);
 typedef void (*scache_value_fn)(void *arg, const char *key, size_t key_len, const void *value,
                                 size_t len);
 
+/* Optional, on_keys with the record's origin: the ID of the publisher that wrote it
+ * (scache_publisher_origin), 0 when the record names none (Go scache's records, and
+ * records of other tools): an unknown writer. When set, it is called instead of on_keys.
+ * Same thread rules as on_keys. */
+typedef void (*scache_keys_origin_fn)(void *arg, const char *const *keys, const size_t *lens,
+                                      size_t n, uint64_t origin);
+
 typedef struct scache_reader_callbacks {
 	scache_keys_fn on_keys;
 	scache_gap_fn on_gap;
@@ -134,6 +141,7 @@ typedef struct scache_reader_callbacks {
 	scache_record_fn on_record; /* may be NULL (added after the first draft of this API) */
 	scache_message_fn on_log;   /* may be NULL: messages go to stderr (see scache_message_fn) */
 	scache_value_fn on_value;   /* may be NULL: refreshes become invalidations (on_keys) */
+	scache_keys_origin_fn on_keys_origin; /* may be NULL: keys go to on_keys */
 } scache_reader_callbacks;
 
 /* Where a new reader starts on every shard. */
@@ -231,6 +239,15 @@ typedef struct scache_publish_result {
 SCACHE_EXTERN scache_err scache_publish_keys(scache_publisher *publisher, const char *const *keys,
                                              const size_t *lens, size_t n,
                                              scache_publish_result *results);
+
+/*
+ * scache_publisher_origin: the publisher's ID, random and never 0, drawn at creation and
+ * written into each of its records as "origin" (16 hex digits; Go scache's decoder
+ * ignores the field). A reader reports it with each record's keys (on_keys_origin), so
+ * an instance can tell the echo of its own invalidations. 0 when publisher is NULL.
+ * Any thread.
+ */
+SCACHE_EXTERN uint64_t scache_publisher_origin(const scache_publisher *publisher);
 
 /* ---- The Kinesis polling source (source.h) ------------------------------------ */
 
