@@ -64,6 +64,7 @@ scache_err scache_get(scache_request *req, const char *source, const char *id, s
 		return out ? SCACHE_ENOREQUEST : SCACHE_EINVAL;
 	}
 	memset(out, 0, sizeof *out);
+	mw_drain_now(req);
 	if (req->bypass) {
 		req->misses++;
 		return SCACHE_EBYPASS;
@@ -97,6 +98,7 @@ scache_err scache_add_ttl(scache_request *req, const char *source, const char *i
 {
 	if (!req)
 		return SCACHE_ENOREQUEST;
+	mw_drain_now(req); /* strict: a request that could not see the stream does not add */
 	if (req->bypass)
 		return SCACHE_EBYPASS;
 	char *key;
@@ -214,6 +216,7 @@ scache_err mw_get_or_load(scache_request *req, const char *source, const char *i
 	if (outcome)
 		*outcome = oc;
 	scache_middleware *mw = req->mw;
+	mw_drain_now(req);
 	if (req->bypass) {
 		req->misses++;
 		if (outcome)
@@ -320,8 +323,18 @@ scache_err mw_get_or_load(scache_request *req, const char *source, const char *i
 scache_err scache_middleware_invalidate(scache_middleware *mw, const char *const *sources,
                                         const char *const *ids, size_t n)
 {
-	if (!mw || (n > 0 && (!sources || !ids)))
+	return scache_middleware_invalidate_why(mw, sources, ids, n, NULL, 0);
+}
+
+scache_err scache_middleware_invalidate_why(scache_middleware *mw, const char *const *sources,
+                                            const char *const *ids, size_t n, char *errbuf,
+                                            size_t errlen)
+{
+	mw_set_err(errbuf, errlen, "");
+	if (!mw || (n > 0 && (!sources || !ids))) {
+		mw_set_err(errbuf, errlen, "invalidate: NULL argument");
 		return SCACHE_EINVAL;
+	}
 	if (n == 0)
 		return SCACHE_OK;
 	char **keys = calloc(n, sizeof *keys);
@@ -329,6 +342,9 @@ scache_err scache_middleware_invalidate(scache_middleware *mw, const char *const
 	scache_err err = keys && lens ? SCACHE_OK : SCACHE_ENOMEM;
 	for (size_t i = 0; i < n && !err; i++)
 		err = encode_key(sources[i], ids[i], &keys[i], &lens[i]);
+	if (err && errbuf && errlen > 0)
+		snprintf(errbuf, errlen, "invalidate: an ID cannot be encoded: %s",
+		         scache_strerror(err));
 	if (!err) {
 		/* Remove locally first, whatever the publish will do: this instance must not
 		 * serve the old data during a slow or failing publish (its tombstones also
@@ -341,7 +357,7 @@ scache_err scache_middleware_invalidate(scache_middleware *mw, const char *const
 		if (!err)
 			echoes_note(mw->echoes, (const char *const *)keys, lens, n,
 			            scache_now_ns(NULL));
-		char why[256];
+		char why[256] = "";
 		scache_err perr =
 		    source_publish(mw->src, (const char *const *)keys, lens, n, why, sizeof why);
 		pthread_mutex_lock(&mw->stats_mu);
@@ -357,6 +373,7 @@ scache_err scache_middleware_invalidate(scache_middleware *mw, const char *const
 			         "only, other instances keep them until they expire",
 			         n, why[0] ? why : scache_strerror(perr));
 			efficiency_warning(mw, msg);
+			mw_set_err(errbuf, errlen, why[0] ? why : scache_strerror(perr));
 			err = perr;
 		}
 	}
@@ -372,6 +389,16 @@ scache_err scache_invalidate(scache_request *req, const char *source, const char
 	if (!req)
 		return SCACHE_ENOREQUEST;
 	return scache_middleware_invalidate(req->mw, &source, &id, 1);
+}
+
+scache_err scache_invalidate_why(scache_request *req, const char *source, const char *id,
+                                 char *errbuf, size_t errlen)
+{
+	if (!req) {
+		mw_set_err(errbuf, errlen, scache_strerror(SCACHE_ENOREQUEST));
+		return SCACHE_ENOREQUEST;
+	}
+	return scache_middleware_invalidate_why(req->mw, &source, &id, 1, errbuf, errlen);
 }
 
 scache_err scache_invalidate_many(scache_request *req, const char *const *sources,

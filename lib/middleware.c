@@ -65,6 +65,10 @@ static scache_err resolve_config(scache_middleware_config *c, char *errbuf, size
 		c->sweep_budget = 32;
 	if (c->summary_interval_s == 0)
 		c->summary_interval_s = 60;
+	if (c->startup_timeout_ms == 0)
+		c->startup_timeout_ms = 3000;
+	if (c->startup_timeout_ms > MAX_DURATION_MS)
+		c->startup_timeout_ms = MAX_DURATION_MS;
 	/* Durations are added to CLOCK_MONOTONIC nanoseconds: cap them (at ~73 years, i.e.
 	 * "never") so that ms * NS_PER_MS and now + it cannot wrap into the past. */
 	if (c->max_staleness_ms > MAX_DURATION_MS)
@@ -120,6 +124,7 @@ static scache_err middleware_create(const scache_middleware_config *config, scac
 		mw->want = 1;
 		mw->last_start_ns = now;
 		mw->backoff_ns = mw->min_interval_ns;
+		snprintf(mw->unavailable, sizeof mw->unavailable, "%s", unavailable);
 	}
 	mw->period_start_ns = now;
 	mw->next_summary_ns = now + (uint64_t)mw->cfg.summary_interval_s * 1000000000ull;
@@ -183,8 +188,14 @@ scache_err scache_middleware_new(const scache_middleware_config *config, scache_
 			sc.stream_check_interval_ms =
 			    bound_ms / 2 > UINT_MAX ? UINT_MAX : (unsigned)(bound_ms / 2);
 		}
+		/* within the startup bound: a stream slower than that is reached in the
+		 * background (the middleware starts bypassed), and one that does not exist
+		 * fails here when the service says so in time and require_stream is set */
+		uint64_t startup_ms = config->startup_timeout_ms ? config->startup_timeout_ms
+		                                                 : 3000; /* its default */
 		scache_err err =
-		    scache_kinesis_source_new(&sc, config->start_at, &src, errbuf, errlen);
+		    kinesis_source_create(&sc, config->start_at, startup_ms, config->require_stream,
+		                          &src, errbuf, errlen);
 		if (err)
 			return err;
 	}

@@ -72,6 +72,10 @@ typedef struct request_entry {
 
 enum { WAIT_NONE = 0, WAIT_SUSPENDED, WAIT_RESUMED };
 
+/* What a deferred drain still has to do: nothing; wait for the request's poll; or only
+ * ask for it (the cache was empty at arrival: the request is unsynced, never waits). */
+enum { DRAIN_PENDING_NONE = 0, DRAIN_PENDING_WAIT, DRAIN_PENDING_POLL };
+
 struct scache_request {
 	scache_middleware *mw;
 	struct MHD_Connection *connection;
@@ -91,6 +95,10 @@ struct scache_request {
 	int waiting;                 /* WAIT_*: parked with MHD_suspend_connection */
 	uint64_t since_ns;           /* the drain needs a poll that began at or after this */
 	uint64_t deadline_ns;        /* and waits no longer than this */
+	int drain_pending;           /* DRAIN_PENDING_*: lazy drain (no .suspend), finished by
+	                                the first scache_get, scache_get_or_load or
+	                                scache_add (mw_drain_now) */
+	uint64_t drain_from_ns;      /* when its wait for the drain began */
 	int resume_result;           /* enum drain_result when resumed */
 	uint64_t resume_removed;     /* entries the poll it waited for removed */
 	scache_request *next_waiter; /* in mw->waiters, under mw->mu */
@@ -131,6 +139,9 @@ struct scache_middleware {
 	scache_request *waiters;       /* suspended requests, under mu */
 	unsigned parked;               /* suspended or resumed but not yet called again */
 	int no_park;                   /* scache_middleware_shutdown() began */
+	int synced;                    /* a poll of the source has succeeded */
+	char last_error[256];          /* why the newest failed poll failed */
+	char unavailable[256];         /* why the source was not positioned at creation */
 
 	/* Requests in progress by connection, under reg_mu. */
 	pthread_mutex_t reg_mu;
@@ -175,9 +186,17 @@ int mw_init_cond(pthread_cond_t *c);
 enum drain_result { DRAIN_FRESH, DRAIN_FAILED, DRAIN_TIMEOUT, DRAIN_STOPPED };
 /* The poller thread's body (arg: the middleware). */
 void *mw_poller_main(void *arg);
-/* First half of the drain, before the handler runs: 1 if the request must wait for a
- * poll that began at or after req->since_ns (until req->deadline_ns), 0 if it may go on. */
+/* First half of the eager drain (with .suspend), before the handler runs: 1 if the request
+ * must wait for a poll that began at or after req->since_ns (until req->deadline_ns), 0
+ * if it may go on. */
 int mw_drain_begin(scache_middleware *mw, scache_request *req);
+/* The lazy drain (without .suspend), at the first callback: what needs no wait (expiry,
+ * the poll the request needs, an outage's bypass, a poll recent enough); the rest is left
+ * to mw_drain_now (req->drain_pending). */
+void mw_drain_defer(scache_middleware *mw, scache_request *req);
+/* The rest of a deferred drain, from the first helper that uses the cache: waits (in the
+ * calling thread) for the poll the request needs, as the eager drain would have. */
+void mw_drain_now(scache_request *req);
 /* Block until a poll that began at or after since_ns completed, or the deadline; sets
  * *removed to the entries that poll removed. */
 enum drain_result mw_wait_for_poll(scache_middleware *mw, uint64_t since_ns, uint64_t deadline_ns,

@@ -20,6 +20,7 @@
 #include "echoes.h"
 
 #include "scache/id.h"
+#include "util.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -87,6 +88,7 @@ static void poll_once(scache_middleware *mw)
 	int throttled = info.throttled;
 	if (err == SCACHE_OK) {
 		mw->last_ok_ns = start;
+		mw->synced = 1;
 		/* a throttled poll that succeeded on retry still slows the next ones down */
 		if (!throttled)
 			mw->backoff_ns = 0;
@@ -102,6 +104,8 @@ static void poll_once(scache_middleware *mw)
 			recovered = 1;
 		}
 	} else {
+		util_fmt(mw->last_error, sizeof mw->last_error, "%s%s%s", scache_strerror(err),
+		         info.message[0] ? ": " : "", info.message);
 		mw->backoff_ns = mw->backoff_ns ? mw->backoff_ns * 2 : mw->min_interval_ns;
 		if (mw->backoff_ns > BACKOFF_MAX_NS)
 			mw->backoff_ns = BACKOFF_MAX_NS;
@@ -203,15 +207,11 @@ enum drain_result mw_wait_for_poll(scache_middleware *mw, uint64_t since_ns, uin
 	return r;
 }
 
-/* First half of the drain, before the handler runs: expire what is due, then decide.
- * Returns 1 if the request must wait for a poll that began at or after req->since_ns
- * (until req->deadline_ns), 0 if it may go on now (fresh enough, nothing cached, or
- * bypassed during an outage). */
-int mw_drain_begin(scache_middleware *mw, scache_request *req)
+/* Expire what is due and set the poll the request needs: one that began at or after
+ * req->since_ns (its arrival in strict mode). */
+static void drain_init(scache_middleware *mw, scache_request *req)
 {
-	scache_cache *cache = mw->cfg.cache;
-	req->evicted += scache_cache_sweep(cache, mw->cfg.sweep_budget);
-
+	req->evicted += scache_cache_sweep(mw->cfg.cache, mw->cfg.sweep_budget);
 	uint64_t arrival = req->arrival_ns;
 	uint64_t since = arrival;
 	if (mw->cfg.poll_interval_ms > 0) {
@@ -219,11 +219,17 @@ int mw_drain_begin(scache_middleware *mw, scache_request *req)
 		since = arrival > iv ? arrival - iv : 1;
 	}
 	req->since_ns = since;
+	req->drain_from_ns = arrival;
 	req->deadline_ns = arrival + mw->cfg.max_staleness_ms * NS_PER_MS;
+}
 
+/* Whether the request must wait for its poll now: 0 if it may go on (fresh enough,
+ * nothing cached, or bypassed during an outage). */
+static int drain_decide(scache_middleware *mw, scache_request *req)
+{
 	pthread_mutex_lock(&mw->mu);
 	int bypassing = mw->bypassing;
-	int fresh = mw->last_ok_ns >= since;
+	int fresh = mw->last_ok_ns >= req->since_ns;
 	if (bypassing)
 		want_poll(mw); /* keep trying, so recovery is noticed */
 	pthread_mutex_unlock(&mw->mu);
@@ -237,7 +243,7 @@ int mw_drain_begin(scache_middleware *mw, scache_request *req)
 	/* Look at the cache before asking for a poll, so the poll this request will wait
 	 * for cannot empty the cache first (its removals belong to this request's line). */
 	scache_cache_stats st;
-	scache_cache_stats_get(cache, &st);
+	scache_cache_stats_get(mw->cfg.cache, &st);
 	if (st.entries == 0) {
 		/* nothing to evict: go on, but keep the stream positions moving. Another request
 		 * may add old data before that poll applies its invalidation: until the poll
@@ -251,13 +257,83 @@ int mw_drain_begin(scache_middleware *mw, scache_request *req)
 	return 1; /* the wait (wait_for_poll or park) asks for the poll */
 }
 
+/* The eager drain's first half (with .suspend), before the handler runs. Returns 1 if
+ * the request must wait for a poll that began at or after req->since_ns (until
+ * req->deadline_ns), 0 if it may go on now. */
+int mw_drain_begin(scache_middleware *mw, scache_request *req)
+{
+	drain_init(mw, req);
+	return drain_decide(mw, req);
+}
+
+/*
+ * The lazy drain (without .suspend). A request needs the stream only to read the cache,
+ * so the wait for its poll is left to its first scache_get, scache_get_or_load or
+ * scache_add, and a request that never uses the cache (a write, a 404, /metrics) never
+ * waits. The guarantee is the eager drain's: the poll is the first that BEGAN after the
+ * request arrived (since_ns is set here, from the arrival), so a read that comes later
+ * still sees every invalidation published before the request arrived, and may use a poll
+ * that began after the arrival but before the lookup without waiting again. What needs no
+ * wait is settled here: an outage bypasses at once (adds refused from the start), and a
+ * poll recent enough (bounded staleness) ends the drain.
+ */
+void mw_drain_defer(scache_middleware *mw, scache_request *req)
+{
+	drain_init(mw, req);
+	pthread_mutex_lock(&mw->mu);
+	int bypassing = mw->bypassing;
+	int fresh = mw->last_ok_ns >= req->since_ns;
+	if (bypassing)
+		want_poll(mw); /* keep trying, so recovery is noticed */
+	pthread_mutex_unlock(&mw->mu);
+	if (bypassing) {
+		req->bypass = 1;
+		return;
+	}
+	if (fresh)
+		return;
+	/* Nothing cached at arrival: as the eager drain, the request will not wait, and its
+	 * gets miss until a poll that began after its arrival succeeded (request_synced);
+	 * the poll is asked for by its first lookup, if any. */
+	scache_cache_stats st;
+	scache_cache_stats_get(mw->cfg.cache, &st);
+	if (st.entries == 0)
+		req->unsynced = 1;
+	req->drain_pending = st.entries == 0 ? DRAIN_PENDING_POLL : DRAIN_PENDING_WAIT;
+}
+
+void mw_drain_now(scache_request *req)
+{
+	if (!req->drain_pending)
+		return;
+	int pending = req->drain_pending;
+	req->drain_pending = 0;
+	scache_middleware *mw = req->mw;
+	if (pending == DRAIN_PENDING_POLL) {
+		pthread_mutex_lock(&mw->mu);
+		if (mw->last_ok_ns < req->since_ns)
+			want_poll(mw);
+		pthread_mutex_unlock(&mw->mu);
+		return;
+	}
+	/* The wait, not the request, is bounded by max_staleness_ms: a handler that ran long
+	 * before its first lookup still gets a whole bound for its poll. */
+	req->drain_from_ns = scache_now_ns(NULL);
+	req->deadline_ns = req->drain_from_ns + mw->cfg.max_staleness_ms * NS_PER_MS;
+	if (!drain_decide(mw, req))
+		return;
+	uint64_t removed = 0;
+	enum drain_result r = mw_wait_for_poll(mw, req->since_ns, req->deadline_ns, &removed);
+	mw_drain_finish(mw, req, r, removed);
+}
+
 /* Second half, after the wait: what the poll (or its absence) means for the request. */
 void mw_drain_finish(scache_middleware *mw, scache_request *req, enum drain_result r,
                      uint64_t removed)
 {
 	req->evicted += removed;
 	uint64_t now = scache_now_ns(NULL);
-	req->stream_ns = now - req->arrival_ns;
+	req->stream_ns = now - req->drain_from_ns;
 	if (r == DRAIN_FRESH)
 		return;
 	/* Strict: this request may read the cache only when a poll that began after it
@@ -351,6 +427,46 @@ void scache_middleware_shutdown(scache_middleware *mw)
 		pthread_cond_timedwait(&mw->poll_done, &mw->mu, &ts);
 	}
 	pthread_mutex_unlock(&mw->mu);
+}
+
+/* Ready: a sync of the source succeeded (so it is positioned) and the cache is in use. */
+static int ready(const scache_middleware *mw)
+{
+	return mw->synced && !mw->bypassing;
+}
+
+scache_err scache_middleware_wait_ready(scache_middleware *mw, uint64_t timeout_ms, char *errbuf,
+                                        size_t errlen)
+{
+	if (!mw) {
+		mw_set_err(errbuf, errlen, "middleware: NULL argument");
+		return SCACHE_EINVAL;
+	}
+	if (timeout_ms > UINT64_MAX / NS_PER_MS / 8)
+		timeout_ms = UINT64_MAX / NS_PER_MS / 8;
+	uint64_t deadline = scache_now_ns(NULL) + timeout_ms * NS_PER_MS;
+	pthread_mutex_lock(&mw->mu);
+	while (!ready(mw) && !mw->stop && scache_now_ns(NULL) < deadline) {
+		if (!mw->polling)
+			want_poll(mw); /* within the budget and the failure back-off */
+		struct timespec ts = mw_timespec(deadline);
+		pthread_cond_timedwait(&mw->poll_done, &mw->mu, &ts);
+	}
+	int ok = ready(mw);
+	if (!ok && errbuf && errlen > 0) {
+		if (mw->last_error[0])
+			util_fmt(errbuf, errlen, "the stream is not ready: %s", mw->last_error);
+		else if (!mw->synced && mw->unavailable[0])
+			util_fmt(errbuf, errlen, "the stream is not ready: %s", mw->unavailable);
+		else
+			snprintf(errbuf, errlen,
+			         "the stream is not ready: no poll of it has "
+			         "completed yet");
+	} else if (ok && errbuf && errlen > 0) {
+		errbuf[0] = '\0';
+	}
+	pthread_mutex_unlock(&mw->mu);
+	return ok ? SCACHE_OK : SCACHE_ETIMEOUT;
 }
 
 uint64_t mw_staleness_ns(scache_middleware *mw, int *bypassing)
