@@ -260,6 +260,11 @@ SCACHE_EXTERN uint64_t scache_publisher_origin(const scache_publisher *publisher
  * throttled, not yet created) is not an error: the source reports why through its
  * unavailable() and creates its reader at a later sync, positioned at LATEST then,
  * whatever start says (an owner that bypassed its cache meanwhile loses nothing).
+ * It waits at most 3 s for the stream: a reader not created by then (an endpoint that
+ * never answers: the calls' own timeouts and retries could take minutes) goes on being
+ * created in the background, the source is unavailable meanwhile ("no answer ... within
+ * 3000 ms"), and its first sync adopts that reader (waiting for it) and reads from it.
+ * Freeing the source also waits for it.
  * The reader's messages go to the sink's log. SCACHE_ENOMEM. Any thread.
  */
 SCACHE_EXTERN scache_err scache_kinesis_source_new(const scache_stream_config *config,
