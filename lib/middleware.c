@@ -82,8 +82,32 @@ static scache_err resolve_config(scache_middleware_config *c, char *errbuf, size
 	if (c->load_wait_ms > MAX_DURATION_MS)
 		c->load_wait_ms = MAX_DURATION_MS;
 	/* A poll older than the staleness bound is never good enough, whatever the interval */
-	if (c->poll_interval_ms > c->max_staleness_ms)
+	int capped = c->poll_interval_ms > c->max_staleness_ms;
+	if (capped)
 		c->poll_interval_ms = c->max_staleness_ms;
+	/* An interval shorter than the budget's period cannot be kept: polls start at most
+	 * every 1000 / max_polls_per_second ms, so requests would wait for them (half of
+	 * them, up to the period). Refused rather than clamped: raising the interval would
+	 * weaken the staleness asked for, raising the budget would spend more of the
+	 * shard's 5 reads a second. */
+	if (c->poll_interval_ms > 0 && c->poll_interval_ms * c->max_polls_per_second < 1000) {
+		char msg[400];
+		snprintf(
+		    msg, sizeof msg,
+		    "middleware: poll_interval_ms %llu%s is shorter than the poll budget allows "
+		    "(max_polls_per_second %u: one poll every %llu ms), so requests would wait "
+		    "for polls: set poll_interval_ms to at least %llu or max_polls_per_second "
+		    "to at least %llu",
+		    (unsigned long long)c->poll_interval_ms,
+		    capped ? " (capped by max_staleness_ms)" : "", c->max_polls_per_second,
+		    (unsigned long long)((1000 + c->max_polls_per_second - 1) /
+		                         c->max_polls_per_second),
+		    (unsigned long long)((1000 + c->max_polls_per_second - 1) /
+		                         c->max_polls_per_second),
+		    (unsigned long long)((1000 + c->poll_interval_ms - 1) / c->poll_interval_ms));
+		mw_set_err(errbuf, errlen, msg);
+		return SCACHE_ECONFIG;
+	}
 	return SCACHE_OK;
 }
 
