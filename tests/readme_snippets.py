@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""The README's four usage snippets are the code that tests/test_snippets.c compiles and
-runs: each ```c block under "Add the middleware", "Add items to the cache", "Read items
-from the cache" and "Announce changes" must appear, line for line (indentation aside), in
-its file under example_server/snippets/. Prints a Criterion-style synthesis line."""
+"""The README's usage snippets are the code that tests/test_snippets.c compiles and runs:
+the first ```c block under "Add the middleware", "Add items to the cache", "Read items
+from the cache", "Announce changes" and the two DynamoDB sections must appear, line for
+line (indentation aside), in its file under example_server/snippets/. Prints a Criterion-style synthesis line."""
 import os
 import re
 import sys
@@ -13,11 +13,15 @@ files = {
     "Add items to the cache": "add_items.c",
     "Read items from the cache": "read_items.c",
     "Announce changes": "announce_changes.c",
+    "DynamoDB: read-aside GetItem": "dynamodb.c",
+    "DynamoDB: change records on the stream": "dynamodb.c",
 }
 readme = open(os.path.join(root, "README.md"), encoding="utf-8").read()
 passed = failed = 0
 for title, name in files.items():
-    m = re.search(r"### " + re.escape(title) + r"\n\n```c\n(.*?)```", readme, re.S)
+    # the first ```c block of the section (### or ## heading)
+    m = re.search(r"^#{2,3} " + re.escape(title) + r"\n(?:(?!^#).)*?```c\n(.*?)```", readme,
+                  re.S | re.M)
     src = open(os.path.join(root, "example_server", "snippets", name), encoding="utf-8").read()
     block = [l.strip() for l in m.group(1).splitlines()] if m else []
     lines = [l.strip() for l in src.splitlines()]

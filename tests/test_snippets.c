@@ -92,6 +92,48 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
 	return ret;
 }
 
+/* ---- The application's replies and handler for the DynamoDB snippets ---------- */
+
+static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, const char *body,
+                             size_t len)
+{
+	struct MHD_Response *r =
+	    MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
+	enum MHD_Result ret = MHD_queue_response(c, status, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
+enum MHD_Result reply_json(struct MHD_Connection *c, const char *json, size_t len)
+{
+	return reply(c, 200, json, len);
+}
+
+enum MHD_Result reply_404(struct MHD_Connection *c)
+{
+	return reply(c, 404, "not found", 9);
+}
+
+enum MHD_Result reply_502(struct MHD_Connection *c, const char *why)
+{
+	return reply(c, 502, why, strlen(why));
+}
+
+static scache_dynamodb *db7;
+
+/* GET /users/7 through the GetItem snippet. */
+enum MHD_Result users_handler(void *cls, struct MHD_Connection *c, const char *url,
+                              const char *method, const char *version, const char *data,
+                              size_t *size, void **req_cls)
+{
+	(void)cls, (void)url, (void)method, (void)version, (void)data, (void)size;
+	if (!*req_cls) {
+		*req_cls = c;
+		return MHD_YES;
+	}
+	return reply_user_7(c, db7);
+}
+
 static size_t collect(char *p, size_t size, size_t n, void *arg)
 {
 	strncat(arg, p, size * n);
@@ -219,4 +261,50 @@ Test(snippets, the_middleware_snippet_serves_beside_many_idle_connections)
 	MHD_stop_daemon(d);
 	scache_middleware_free(mw);
 	scache_cache_free(cache);
+}
+
+Test(snippets, the_dynamodb_snippets_start_and_answer_with_the_aws_error_when_the_table_is_down)
+{
+	/* nothing listens at the endpoints: the middleware starts bypassed (the stream cannot
+	 * be read), the read-aside GetItem runs and names DynamoDB's failure in its 502 */
+	char ep[64];
+	snprintf(ep, sizeof ep, "http://127.0.0.1:%u", closed_port());
+	setenv("AWS_ENDPOINT_URL_DYNAMODB", ep, 1);
+	setenv("AWS_ENDPOINT_URL_KINESIS", ep, 1);
+	setenv("AWS_REGION", "us-east-1", 1);
+	setenv("AWS_ACCESS_KEY_ID", "AKIDSNIPPETTEST1", 1);
+	setenv("AWS_SECRET_ACCESS_KEY", "snippet-test-secret-key", 1);
+	db7 = open_tables();
+	cr_assert_not_null(db7);
+	scache_cache *cache;
+	cr_assert_eq(scache_cache_new(NULL, &cache), SCACHE_OK);
+	scache_middleware *mw = start_with_table_changes(cache);
+	cr_assert_not_null(mw);
+	struct sockaddr_in sa = {.sin_family = AF_INET};
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	struct MHD_Daemon *d =
+	    MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD, 0, NULL, NULL, scache_access_handler,
+	                     mw, MHD_OPTION_NOTIFY_COMPLETED, scache_request_completed, mw,
+	                     MHD_OPTION_SOCK_ADDR, &sa, MHD_OPTION_END);
+	cr_assert_not_null(d);
+	port = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT)->port;
+	char url[128], body[512] = "";
+	snprintf(url, sizeof url, "http://127.0.0.1:%u/users/7", port);
+	CURL *c = curl_easy_init();
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, body);
+	cr_assert_eq(curl_easy_perform(c), CURLE_OK);
+	long status = 0;
+	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+	curl_easy_cleanup(c);
+	cr_assert_eq(status, 502, "%s", body);
+	char want[128];
+	snprintf(want, sizeof want, "DynamoDB table 'users': GetItem at %s", ep);
+	cr_assert(strncmp(body, want, strlen(want)) == 0, "%s", body);
+	cr_assert_null(strstr(body, "AKIDSNIPPETTEST1"), "no credential: %s", body);
+	MHD_stop_daemon(d);
+	scache_middleware_free(mw);
+	scache_cache_free(cache);
+	scache_dynamodb_free(db7);
 }
