@@ -139,6 +139,15 @@ static scache_request *request_begin(scache_middleware *mw, struct MHD_Connectio
 	return req;
 }
 
+/* Whether a request is parked for the stream before its handler (with .suspend). */
+static int uses_cache(scache_middleware *mw, const char *method, const char *url)
+{
+	if (mw->cfg.uses_cache)
+		return mw->cfg.uses_cache(mw->cfg.uses_cache_cls, method ? method : "",
+		                          url ? url : "");
+	return method && (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0);
+}
+
 enum MHD_Result scache_access_handler(void *cls, struct MHD_Connection *connection, const char *url,
                                       const char *method, const char *version,
                                       const char *upload_data, size_t *upload_data_size,
@@ -151,7 +160,7 @@ enum MHD_Result scache_access_handler(void *cls, struct MHD_Connection *connecti
 		if (!req)
 			return MHD_NO; /* out of memory: MHD closes the connection */
 		*req_cls = req;
-		if (!mw->cfg.suspend) {
+		if (!mw->cfg.suspend || !uses_cache(mw, method, url)) {
 			/* lazy: the first lookup (or add) waits for the poll (poller.c) */
 			mw_drain_defer(mw, req);
 		} else if (mw_drain_begin(mw, req)) {

@@ -1476,6 +1476,44 @@ Test(middleware, a_request_that_never_uses_the_cache_does_not_wait_for_a_poll)
 	cr_assert_eq(standin_drains(stream), before + 1);
 }
 
+Test(middleware, with_suspend_only_requests_that_use_the_cache_are_parked_for_a_poll)
+{
+	scache_middleware_config mc = {.suspend = 1};
+	start(MHD_USE_INTERNAL_POLLING_THREAD | MHD_ALLOW_SUSPEND_RESUME, 2, mc);
+	while (standin_drains(stream) == 0) /* the poller's first poll, at startup */
+		usleep(1000);
+	cache_put("1", "old"); /* not empty: a strict read waits for its poll */
+	unsigned before = standin_drains(stream);
+	response r = http("POST", "/upload", "abc"); /* not GET or HEAD: not parked */
+	cr_assert_str_eq(r.body, "3");
+	r = http("PUT", "/put/2", NULL); /* its add drains lazily, holding its thread */
+	cr_assert_str_eq(r.body, scache_strerror(SCACHE_OK));
+	cr_assert_eq(standin_drains(stream), before + 1, "the POST made no poll, the add one");
+	standin_queue(stream, "t", "1");
+	r = http("GET", "/get/1", NULL); /* parked, then resumed by a poll that saw the key */
+	cr_assert_str_eq(r.xcache, "MISS");
+	cr_assert_eq(standin_drains(stream), before + 2);
+}
+
+static int nothing_uses_the_cache(void *cls, const char *method, const char *url)
+{
+	(void)cls, (void)method, (void)url;
+	return 0;
+}
+
+Test(middleware, with_suspend_a_read_not_declared_to_use_the_cache_still_waits_for_its_poll)
+{
+	scache_middleware_config mc = {.suspend = 1, .uses_cache = nothing_uses_the_cache};
+	start(MHD_USE_INTERNAL_POLLING_THREAD | MHD_ALLOW_SUSPEND_RESUME, 2, mc);
+	while (standin_drains(stream) == 0)
+		usleep(1000);
+	cache_put("1", "old");
+	standin_queue(stream, "t", "1");
+	response r = http("GET", "/get/1", NULL); /* lazy: waits at its lookup instead */
+	cr_assert_str_eq(r.xcache, "MISS", "the strict guarantee holds for a lazy drain too");
+	cr_assert_eq(mw_test_parked(mw), 0);
+}
+
 /* Wait (up to 5 s) until the gated handler was entered; 1 if it was. */
 static int gate_entered(void)
 {

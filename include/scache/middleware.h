@@ -26,8 +26,10 @@
  * Drain policy. A request waits for the stream only when it uses the cache: the wait
  * happens in its first scache_get, scache_get_or_load (scache_dynamodb_get_item too) or
  * scache_add, so a request that never does (a write, a 404, /metrics) never waits. With
- * .suspend the drain is eager instead, on the first callback before the handler runs:
- * parking needs the handler not to have run yet (see .suspend). Either way:
+ * .suspend the drain of requests that use the cache (config.uses_cache; by default GET
+ * and HEAD) is eager instead, on the first callback before the handler runs: parking
+ * needs the handler not to have run yet (see .suspend); the others drain lazily. Either
+ * way:
  *  - strict (poll_interval_ms == 0, the default, scache's semantics): the request waits
  *    for a poll of the stream that *began after it arrived* (its arrival, not its first
  *    lookup: a poll begun in between is used without waiting again); concurrent
@@ -147,6 +149,13 @@ typedef struct scache_middleware_config {
 	                                stream answers within startup_timeout_ms counts: one
 	                                that cannot be reached still starts bypassed. With
 	                                config.stream only. */
+	/* [NULL: GET and HEAD] With .suspend: whether a request uses the cache, so is parked
+	 * for the stream before its handler runs (the eager drain). The others go straight
+	 * to their handler and, should they look up the cache after all, wait for the stream
+	 * there, holding their thread (the lazy drain): correct either way, only a parked
+	 * wait is cheaper. Called once per request, from the request's thread. */
+	int (*uses_cache)(void *cls, const char *method, const char *url);
+	void *uses_cache_cls;
 } scache_middleware_config;
 
 /*
