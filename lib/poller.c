@@ -223,20 +223,29 @@ static void drain_init(scache_middleware *mw, scache_request *req)
 	req->deadline_ns = arrival + mw->cfg.max_staleness_ms * NS_PER_MS;
 }
 
+/* What a drain sees first: during an outage the request is bypassed (it does not wait:
+ * it serves from the database) and polls keep coming, so recovery is noticed; returns 1
+ * then. Else *fresh says whether a poll recent enough for it already succeeded. */
+static int drain_check(scache_middleware *mw, scache_request *req, int *fresh)
+{
+	pthread_mutex_lock(&mw->mu);
+	int bypassing = mw->bypassing;
+	*fresh = mw->last_ok_ns >= req->since_ns;
+	if (bypassing)
+		want_poll(mw);
+	pthread_mutex_unlock(&mw->mu);
+	if (bypassing)
+		req->bypass = 1;
+	return bypassing;
+}
+
 /* Whether the request must wait for its poll now: 0 if it may go on (fresh enough,
  * nothing cached, or bypassed during an outage). */
 static int drain_decide(scache_middleware *mw, scache_request *req)
 {
-	pthread_mutex_lock(&mw->mu);
-	int bypassing = mw->bypassing;
-	int fresh = mw->last_ok_ns >= req->since_ns;
-	if (bypassing)
-		want_poll(mw); /* keep trying, so recovery is noticed */
-	pthread_mutex_unlock(&mw->mu);
-	if (bypassing) {
-		req->bypass = 1; /* do not wait during an outage: serve from the database */
+	int fresh;
+	if (drain_check(mw, req, &fresh))
 		return 0;
-	}
 	if (fresh)
 		return 0;
 
@@ -280,16 +289,9 @@ int mw_drain_begin(scache_middleware *mw, scache_request *req)
 void mw_drain_defer(scache_middleware *mw, scache_request *req)
 {
 	drain_init(mw, req);
-	pthread_mutex_lock(&mw->mu);
-	int bypassing = mw->bypassing;
-	int fresh = mw->last_ok_ns >= req->since_ns;
-	if (bypassing)
-		want_poll(mw); /* keep trying, so recovery is noticed */
-	pthread_mutex_unlock(&mw->mu);
-	if (bypassing) {
-		req->bypass = 1;
+	int fresh;
+	if (drain_check(mw, req, &fresh))
 		return;
-	}
 	if (fresh)
 		return;
 	/* Nothing cached at arrival: as the eager drain, the request will not wait, and its
