@@ -55,6 +55,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "kinesalite.h"
@@ -102,15 +103,22 @@ static uint64_t splitmix64(uint64_t *s)
 
 /* ---- The database: a temp file of USERS users, a connection per thread ---------- */
 
-static void db_create(void)
+static void make_tmp_dir(void)
 {
-	sqlite3 *db;
-	char *err = NULL;
+	if (tmp_dir[0])
+		return;
 	snprintf(tmp_dir, sizeof tmp_dir, "/tmp/bench_http-XXXXXX");
 	if (!mkdtemp(tmp_dir)) {
 		tmp_dir[0] = '\0';
 		die("mkdtemp", "cannot create a directory in /tmp");
 	}
+}
+
+static void db_create(void)
+{
+	sqlite3 *db;
+	char *err = NULL;
+	make_tmp_dir();
 	snprintf(db_path, sizeof db_path, "%s/users.db", tmp_dir);
 	if (sqlite3_open(db_path, &db) != SQLITE_OK)
 		die("sqlite3_open", db ? sqlite3_errmsg(db) : "out of memory");
@@ -535,49 +543,371 @@ static void run_row(mode md, unsigned load_us, unsigned seconds, unsigned conns,
 	scache_cache_free(cache);
 }
 
+/* ---- The hit path: every request a hit on one key, against the best bare server ---- */
+
+/* The body of GET /users/1, as the SQLite rows above build it. */
+static const char HIT_BODY[] = "{\"id\":1,\"name\":\"User 1\",\"email\":\"user1@example.com\"}";
+
+typedef struct hit_app {
+	int wrapped;               /* 0: bare, the response below is queued every time */
+	struct MHD_Response *resp; /* HIT_BODY, created once (bare) */
+	struct MHD_Response *nf;   /* 404, created once */
+} hit_app;
+
+/* The one handler of every hit row. Bare: queue the response created at startup, on the
+ * first call (a GET has no body). Wrapped: scache_get of the same key and a response made
+ * from the cached bytes (MHD copies them); the first request of a row misses and adds. */
+static enum MHD_Result hit_handle(void *cls, struct MHD_Connection *c, const char *url,
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_size, void **req_cls)
+{
+	const hit_app *ha = cls;
+	(void)method;
+	(void)version;
+	(void)upload_data;
+	(void)upload_size;
+	(void)req_cls;
+	if (strcmp(url, "/users/1"))
+		return MHD_queue_response(c, 404, ha->nf);
+	if (!ha->wrapped)
+		return MHD_queue_response(c, 200, ha->resp);
+	scache_request *req = scache_request_current();
+	scache_value v;
+	const void *data = HIT_BODY;
+	size_t len = sizeof HIT_BODY - 1;
+	scache_err err = scache_get(req, SOURCE, "1", &v);
+	if (err == SCACHE_OK) {
+		data = v.data;
+		len = v.len;
+	} else {
+		scache_add(req, SOURCE, "1", HIT_BODY, len, 1000000);
+	}
+	struct MHD_Response *r =
+	    MHD_create_response_from_buffer(len, (void *)data, MHD_RESPMEM_MUST_COPY);
+	scache_value_release(&v);
+	if (!r)
+		return MHD_NO;
+	MHD_add_response_header(r, "Content-Type", "application/json");
+	enum MHD_Result ret = MHD_queue_response(c, 200, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
+typedef enum hit_kind { H_BARE, H_LOG, H_QUIET, H_KINESIS } hit_kind;
+#define HIT_KINDS 4
+static const char *const hit_names[HIT_KINDS] = {
+    "bare libmicrohttpd", "middleware, memory source, log on (file)",
+    "middleware, memory source, log off", "middleware, kinesalite, log on (file)"};
+
+typedef struct hit_result {
+	double rps, p50_ms, p99_ms;
+	double hit_pct;     /* hits / (hits + misses) in the measured window; -1: bare */
+	double log_bytes;   /* bytes written to the log file per request; 0: none */
+	unsigned long errs; /* wrk's socket errors and non-2xx answers */
+} hit_result;
+
+static char wrk_path[256];
+
+/* wrk's latency figure ("68.00us", "1.23ms", "2.00s") in milliseconds. */
+static double wrk_ms(double v, const char *unit)
+{
+	if (!strcmp(unit, "us"))
+		return v / 1000.0;
+	if (!strcmp(unit, "ms"))
+		return v;
+	if (!strcmp(unit, "s"))
+		return v * 1000.0;
+	return v / 1e6; /* "ns" */
+}
+
+/* Runs wrk with 2 threads and C keep-alive connections for D seconds on port; 0 and the
+ * figures, or -1 (output unreadable). */
+static int wrk_run(int port, unsigned conns, unsigned seconds, hit_result *out)
+{
+	char cmd[512];
+	snprintf(cmd, sizeof cmd, "'%s' -t2 -c%u -d%us --latency http://127.0.0.1:%d/users/1 2>&1",
+	         wrk_path, conns, seconds, port);
+	FILE *p = popen(cmd, "r");
+	if (!p)
+		return -1;
+	char line[512];
+	int got = 0;
+	while (fgets(line, sizeof line, p)) {
+		double v;
+		char unit[8];
+		unsigned long a, b, c, d;
+		if (sscanf(line, " 50%% %lf%7s", &v, unit) == 2) {
+			out->p50_ms = wrk_ms(v, unit);
+			got |= 1;
+		} else if (sscanf(line, " 99%% %lf%7s", &v, unit) == 2) {
+			out->p99_ms = wrk_ms(v, unit);
+			got |= 2;
+		} else if (sscanf(line, "Requests/sec: %lf", &v) == 1) {
+			out->rps = v;
+			got |= 4;
+		} else if (sscanf(line,
+		                  " Socket errors: connect %lu, read %lu, write %lu, timeout %lu",
+		                  &a, &b, &c, &d) == 4) {
+			out->errs += a + b + c + d;
+		} else if (sscanf(line, " Non-2xx or 3xx responses: %lu", &a) == 1) {
+			out->errs += a;
+		}
+	}
+	int rc = pclose(p);
+	return got == 7 && rc == 0 ? 0 : -1;
+}
+
+/* One hit row: a fresh daemon (and middleware), 1 s of wrk warm-up, then D s measured. */
+static hit_result hit_row(hit_kind kind, unsigned pool, unsigned conns, unsigned seconds, int row)
+{
+	hit_app ha = {.wrapped = kind != H_BARE};
+	hit_result res = {.hit_pct = -1};
+	scache_cache *cache = NULL;
+	scache_middleware *mw = NULL;
+	char err[512], log_path[192] = "", stream[32];
+	scache_stream_config sc;
+
+	ha.resp = MHD_create_response_from_buffer(sizeof HIT_BODY - 1, (void *)HIT_BODY,
+	                                          MHD_RESPMEM_PERSISTENT);
+	ha.nf = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+	if (!ha.resp || !ha.nf)
+		die("MHD_create_response_from_buffer", "out of memory");
+	MHD_add_response_header(ha.resp, "Content-Type", "application/json");
+	if (kind != H_BARE) {
+		scache_middleware_config mc = {.handler = hit_handle,
+		                               .handler_cls = &ha,
+		                               .suspend = 1, /* as deployed (README) */
+		                               .poll_interval_ms = 200,
+		                               .quiet_requests = kind == H_QUIET};
+		if (scache_cache_new(NULL, &cache))
+			die("scache_cache_new", "out of memory");
+		mc.cache = cache;
+		if (kind == H_KINESIS) {
+			snprintf(stream, sizeof stream, "bench-hit-%d", row);
+			kinesalite_config(&K, stream, &sc);
+			if (kinesalite_create_stream(&K, stream, 1, err, sizeof err))
+				die("CreateStream", err);
+			mc.stream = &sc;
+		} else if (scache_memory_source_new(&mc.source)) {
+			die("scache_memory_source_new", "out of memory");
+		}
+		snprintf(log_path, sizeof log_path, "%s/scache-%d.log", tmp_dir, row);
+		mc.log_file = log_path; /* summaries (and, log on, request lines) */
+		if (scache_middleware_new(&mc, &mw, err, sizeof err))
+			die("scache_middleware_new", err);
+		if (scache_middleware_wait_ready(mw, 10000, err, sizeof err))
+			die("scache_middleware_wait_ready", err);
+	}
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = 0};
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	unsigned flags = MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG;
+	struct MHD_Daemon *d;
+	if (mw)
+		d = scache_mhd_start(mw, flags, 0, MHD_OPTION_THREAD_POOL_SIZE, pool,
+		                     MHD_OPTION_SOCK_ADDR, &sa, MHD_OPTION_CONNECTION_TIMEOUT, 60u,
+		                     MHD_OPTION_END);
+	else
+		d = MHD_start_daemon(flags, 0, NULL, NULL, hit_handle, &ha,
+		                     MHD_OPTION_THREAD_POOL_SIZE, pool, MHD_OPTION_SOCK_ADDR, &sa,
+		                     MHD_OPTION_CONNECTION_TIMEOUT, 60u, MHD_OPTION_END);
+	if (!d)
+		die("MHD_start_daemon", "cannot listen on 127.0.0.1");
+	const union MHD_DaemonInfo *info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
+	if (!info || !info->port)
+		die("MHD_get_daemon_info", "no port");
+	int port = info->port;
+	info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_FLAGS);
+	if (!info || !(info->flags & MHD_USE_EPOLL))
+		die("MHD_start_daemon", "MHD_USE_AUTO did not pick epoll");
+
+	hit_result warm = {0};
+	scache_middleware_stats before, after;
+	if (wrk_run(port, conns, 1, &warm))
+		die("wrk", "warm-up run failed (no figures)");
+	if (mw)
+		scache_middleware_stats_get(mw, &before);
+	if (wrk_run(port, conns, seconds, &res))
+		die("wrk", "run failed (no figures)");
+	res.errs += warm.errs;
+	if (mw) {
+		scache_middleware_stats_get(mw, &after);
+		uint64_t hits = after.request_hits - before.request_hits;
+		uint64_t misses = after.request_misses - before.request_misses;
+		res.hit_pct = hits + misses ? 100.0 * (double)hits / (double)(hits + misses) : 0;
+		scache_middleware_shutdown(mw);
+	}
+	MHD_stop_daemon(d);
+	scache_middleware_free(mw);
+	scache_cache_free(cache);
+	MHD_destroy_response(ha.resp);
+	MHD_destroy_response(ha.nf);
+	if (log_path[0]) {
+		struct stat st;
+		if (kind != H_QUIET && !stat(log_path, &st) && after.requests > before.requests)
+			res.log_bytes = (double)st.st_size / (double)after.requests;
+		unlink(log_path);
+	}
+	return res;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return (x > y) - (x < y);
+}
+
+/* "median (min-max)" of n figures, with the given format for each. */
+static const char *spread(char *buf, size_t size, const double *v, unsigned n, const char *fmt)
+{
+	double s[16];
+	char a[32], b[32], m[32];
+	memcpy(s, v, n * sizeof *s);
+	qsort(s, n, sizeof *s, cmp_double);
+	snprintf(m, sizeof m, fmt, s[n / 2]);
+	if (n == 1) {
+		snprintf(buf, size, "%s", m);
+		return buf;
+	}
+	snprintf(a, sizeof a, fmt, s[0]);
+	snprintf(b, sizeof b, fmt, s[n - 1]);
+	snprintf(buf, size, "%s (%s-%s)", m, a, b);
+	return buf;
+}
+
+static double median(const double *v, unsigned n)
+{
+	double s[16];
+	memcpy(s, v, n * sizeof *s);
+	qsort(s, n, sizeof *s, cmp_double);
+	return s[n / 2];
+}
+
+/* The whole hit-path table: for each connection count, the bare server with a pool of 2
+ * and of 4 (the faster by median req/s is kept), then runs x (bare, wrapped rows) in turn,
+ * each wrapped figure divided by the bare one of the same turn. */
+static void hit_section(unsigned seconds, unsigned runs, const unsigned *conns_list,
+                        unsigned nconns, int kinesis)
+{
+	const unsigned pools[2] = {2, 4};
+	int row = 0, verdict = 1;
+	char b1[128], b2[128], b3[128], b4[128], b5[128];
+	printf("## Hit path: GET /users/1, every request a hit, against bare libmicrohttpd\n\n"
+	       "libmicrohttpd %s, MHD_USE_AUTO_INTERNAL_THREAD (epoll) + thread pool, keep-alive\n"
+	       "loopback; load from wrk -t2 (%s), 1 s warm-up then %u s measured per run, %u runs\n"
+	       "per row in turn; figures are median (min-max) over the runs. Middleware rows:\n"
+	       "bounded staleness poll_interval_ms 200, .suspend 1, scache_mhd_start, the same\n"
+	       "handler and daemon flags; \"memory source\" is scache_memory_source_new (no "
+	       "Kinesis:\n"
+	       "on a hit the source is only polled in the background); ratios are to the bare run "
+	       "of\n"
+	       "the same turn.\n\n",
+	       MHD_get_version(), wrk_path, seconds, runs);
+	for (unsigned ci = 0; ci < nconns; ci++) {
+		unsigned conns = conns_list[ci];
+		double pr[2][16];
+		for (unsigned r = 0; r < runs; r++)
+			for (int p = 0; p < 2; p++)
+				pr[p][r] = hit_row(H_BARE, pools[p], conns, seconds, row++).rps;
+		int best = median(pr[1], runs) > median(pr[0], runs);
+		unsigned pool = pools[best];
+		printf(
+		    "%u connections: bare with a pool of 2: %s req/s, of 4: %s req/s; pool of %u "
+		    "kept\n\n",
+		    conns, spread(b1, sizeof b1, pr[0], runs, "%.0f"),
+		    spread(b2, sizeof b2, pr[1], runs, "%.0f"), pool);
+		fflush(stdout);
+
+		hit_result res[HIT_KINDS][16];
+		int kinds = kinesis ? HIT_KINDS : HIT_KINDS - 1;
+		for (unsigned r = 0; r < runs; r++)
+			for (int k = 0; k < kinds; k++)
+				res[k][r] = hit_row((hit_kind)k, pool, conns, seconds, row++);
+		printf(
+		    "| %u conns, pool %u | req/s | p50 ms | p99 ms | req/s vs bare | p99 vs bare "
+		    "| hits | log B/req | errors |\n",
+		    conns, pool);
+		printf("| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
+		for (int k = 0; k < kinds; k++) {
+			double rps[16], p50[16], p99[16], rr[16], pr99[16];
+			double hit_min = 100, logb = 0;
+			unsigned long errs = 0;
+			for (unsigned r = 0; r < runs; r++) {
+				const hit_result *x = &res[k][r], *bare = &res[H_BARE][r];
+				rps[r] = x->rps;
+				p50[r] = x->p50_ms;
+				p99[r] = x->p99_ms;
+				rr[r] = x->rps / bare->rps;
+				pr99[r] = x->p99_ms / bare->p99_ms;
+				if (x->hit_pct >= 0 && x->hit_pct < hit_min)
+					hit_min = x->hit_pct;
+				if (x->log_bytes > logb)
+					logb = x->log_bytes;
+				errs += x->errs;
+			}
+			if (k == H_LOG && (median(rr, runs) < 0.9 || median(pr99, runs) > 1.5))
+				verdict = 0;
+			char hits[16] = "-", lb[16] = "-";
+			if (k != H_BARE)
+				snprintf(hits, sizeof hits, "%.2f%%", hit_min);
+			if (logb > 0)
+				snprintf(lb, sizeof lb, "%.0f", logb);
+			printf("| %s | %s | %s | %s | %s | %s | %s | %s | %lu |\n", hit_names[k],
+			       spread(b1, sizeof b1, rps, runs, "%.0f"),
+			       spread(b2, sizeof b2, p50, runs, "%.3f"),
+			       spread(b3, sizeof b3, p99, runs, "%.2f"),
+			       k == H_BARE ? "1" : spread(b4, sizeof b4, rr, runs, "%.2fx"),
+			       k == H_BARE ? "1" : spread(b5, sizeof b5, pr99, runs, "%.2fx"), hits,
+			       lb, errs);
+		}
+		printf("\n");
+		fflush(stdout);
+	}
+	printf("Target (log on, memory source: median >= 0.9x bare req/s and p99 <= 1.5x bare, at "
+	       "every connection count): %s\n\n",
+	       verdict ? "met" : "NOT met");
+}
+
 /* ---- main ----------------------------------------------------------------------- */
+
+#define USAGE                                                                                      \
+	"usage: bench_http [--seconds D] [--runs R] [--conns C] [--no-kinesis] [--wrk PATH]\n"     \
+	"       bench_http --sqlite [--seconds D] [--conns C] [--load-us US] [--max-polls N]\n"
 
 static unsigned parse_uint(const char *flag, const char *v, unsigned lo, unsigned hi)
 {
 	char *end;
 	unsigned long n = v ? strtoul(v, &end, 10) : 0;
 	if (!v || *end || end == v || n < lo || n > hi) {
-		fprintf(stderr, "bench_http: %s takes a number from %u to %u\n", flag, lo, hi);
-		fprintf(
-		    stderr,
-		    "usage: bench_http [--seconds D] [--conns C] [--load-us US] [--max-polls N]\n");
+		fprintf(stderr, "bench_http: %s takes a number from %u to %u\n%s", flag, lo, hi,
+		        USAGE);
 		exit(2);
 	}
 	return (unsigned)n;
 }
 
-int main(int argc, char **argv)
+/* wrk: --wrk, else the first executable "wrk" on PATH; 0, or -1. */
+static int find_wrk(const char *given)
 {
-	unsigned seconds = 5, conns = 16, load_us = 1000, max_polls = 0;
-	char err[256];
-
-	for (int a = 1; a < argc; a++) {
-		const char *v = a + 1 < argc ? argv[a + 1] : NULL;
-		if (!strcmp(argv[a], "--seconds"))
-			seconds = parse_uint(argv[a++], v, 1, 3600);
-		else if (!strcmp(argv[a], "--conns"))
-			conns = parse_uint(argv[a++], v, 1, 1000);
-		else if (!strcmp(argv[a], "--load-us"))
-			load_us = parse_uint(argv[a++], v, 0, 1000000);
-		else if (!strcmp(argv[a], "--max-polls"))
-			max_polls = parse_uint(argv[a++], v, 0, 100000);
-		else
-			parse_uint(argv[a], NULL, 0, 0); /* prints the usage, exits */
+	if (given) {
+		snprintf(wrk_path, sizeof wrk_path, "%s", given);
+		return access(wrk_path, X_OK);
 	}
-	if (curl_global_init(CURL_GLOBAL_DEFAULT))
-		die("curl_global_init", "failed");
-	if (pthread_key_create(&db_key, thread_db_close))
-		die("pthread_key_create", "failed");
-	atexit(cleanup);
-	db_create();
-	if (kinesalite_start(&K, err, sizeof err))
-		die("kinesalite", err);
+	const char *path = getenv("PATH");
+	while (path && *path) {
+		const char *colon = strchr(path, ':');
+		size_t n = colon ? (size_t)(colon - path) : strlen(path);
+		snprintf(wrk_path, sizeof wrk_path, "%.*s/wrk", (int)n, path);
+		if (n && !access(wrk_path, X_OK))
+			return 0;
+		path = colon ? colon + 1 : NULL;
+	}
+	return -1;
+}
 
+/* The SQLite rows (--sqlite): read-aside, strict and churn against bare, thread per
+ * connection. */
+static void sqlite_section(unsigned seconds, unsigned conns, unsigned load_us, unsigned max_polls)
+{
 	printf("GET /users/{id} over SQLite (%d users), libmicrohttpd thread per connection,\n"
 	       "%u keep-alive connections, %u s per row after 1 s of warm-up; kinesalite at %s;\n"
 	       "middleware polls at most %u a second%s\n"
@@ -591,6 +921,57 @@ int main(int argc, char **argv)
 	for (int l = 0; l < (load_us ? 2 : 1); l++)
 		for (int md = BARE; md <= CHURN; md++)
 			run_row((mode)md, loads[l], seconds, conns, max_polls, row++);
-	curl_global_cleanup();
+}
+
+int main(int argc, char **argv)
+{
+	unsigned seconds = 0, conns = 0, load_us = 1000, max_polls = 0, runs = 3;
+	int sqlite = 0, kinesis = 1;
+	const char *wrk = NULL;
+	char err[256];
+
+	for (int a = 1; a < argc; a++) {
+		const char *v = a + 1 < argc ? argv[a + 1] : NULL;
+		if (!strcmp(argv[a], "--seconds"))
+			seconds = parse_uint(argv[a++], v, 1, 3600);
+		else if (!strcmp(argv[a], "--conns"))
+			conns = parse_uint(argv[a++], v, 1, 1000);
+		else if (!strcmp(argv[a], "--runs"))
+			runs = parse_uint(argv[a++], v, 1, 15);
+		else if (!strcmp(argv[a], "--load-us"))
+			load_us = parse_uint(argv[a++], v, 0, 1000000);
+		else if (!strcmp(argv[a], "--max-polls"))
+			max_polls = parse_uint(argv[a++], v, 0, 100000);
+		else if (!strcmp(argv[a], "--sqlite"))
+			sqlite = 1;
+		else if (!strcmp(argv[a], "--no-kinesis"))
+			kinesis = 0;
+		else if (!strcmp(argv[a], "--wrk") && v)
+			wrk = argv[++a];
+		else
+			parse_uint(argv[a], NULL, 0, 0); /* prints the usage, exits */
+	}
+	if (pthread_key_create(&db_key, thread_db_close))
+		die("pthread_key_create", "failed");
+	atexit(cleanup);
+	if (!sqlite && find_wrk(wrk))
+		die("wrk", "not found: install it (Debian package wrk; scripts/install-deps.sh "
+		           "does) or give --wrk PATH");
+	if (sqlite && curl_global_init(CURL_GLOBAL_DEFAULT))
+		die("curl_global_init", "failed");
+	if (sqlite)
+		db_create();
+	else
+		make_tmp_dir();
+	if ((sqlite || kinesis) && kinesalite_start(&K, err, sizeof err))
+		die("kinesalite", err);
+	if (sqlite) {
+		sqlite_section(seconds ? seconds : 5, conns ? conns : 16, load_us, max_polls);
+		curl_global_cleanup();
+	} else {
+		const unsigned both[2] = {16, 64};
+		hit_section(seconds ? seconds : 3, runs, conns ? &conns : both, conns ? 1 : 2,
+		            kinesis);
+	}
 	return 0; /* cleanup() stops kinesalite */
 }
