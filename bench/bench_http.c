@@ -1,7 +1,23 @@
 /*
- * bench_http: libscache's middleware measured against bare libmicrohttpd, for the same
- * application on real parts: GET /users/{id} answered from a real SQLite file (1000
- * users in a temporary database) as JSON, over loopback HTTP.
+ * bench_http: libscache's middleware measured against bare libmicrohttpd.
+ *
+ * By default: the hit path, one Markdown table. GET /users/1 answered by one handler,
+ * bare (the strongest configuration we found on a 2-core machine: internal polling
+ * thread, MHD_USE_AUTO picking epoll, a thread pool of 2 or 4, the faster kept, the
+ * response created once and queued on the first call), and the same handler and daemon
+ * flags through the middleware (scache_mhd_start, .suspend as the README deploys it,
+ * bounded staleness 200 ms, every request a hit on the same key: scache_get, a response
+ * made from the cached bytes): over the in-memory source (scache_memory_source_new, no
+ * Kinesis on the hit path) with the efficiency log on (config.log_file, as deployed) and
+ * off (quiet_requests), and over kinesalite with the log on. At 16 and 64 keep-alive
+ * connections, load from wrk -t2 (Debian package wrk), 1 s warm-up then --seconds
+ * (default 3) measured, --runs (default 3) turns of every row; each wrapped figure is
+ * divided by the bare run of the same turn. Prints req/s, p50, p99 (wrk's), the ratios,
+ * the hit ratio, bytes of log per request and errors, then whether the target (log on:
+ * >= 0.9x bare req/s, p99 within 1.5x) is met.
+ *
+ * With --sqlite, the older table: GET /users/{id} answered from a real SQLite file (1000
+ * users in a temporary database) as JSON, over loopback HTTP, driven by libcurl.
  *
  * Rows, each on a fresh daemon (and a fresh cache and 1-shard kinesalite stream):
  *   bare            the handler reads SQLite on every request, no middleware;
@@ -17,7 +33,7 @@
  * takes a few microseconds; the delay is a stand-in for the round trip of a remote database
  * (PostgreSQL, MySQL, a service), which is what a cache usually saves.
  *
- * Every daemon is MHD_USE_THREAD_PER_CONNECTION (with its internal polling thread): each
+ * Every --sqlite daemon is MHD_USE_THREAD_PER_CONNECTION (with its internal polling thread): each
  * connection gets a thread, so with C connections C database reads may wait at once, as
  * in a real service. A thread pool of 2 was tried first: libmicrohttpd 0.9.75 let one
  * worker accept all C keep-alive connections, so the pool served on one thread and the
@@ -39,7 +55,8 @@
  * included (atexit; the kernel kills node if this process dies outright). The
  * middleware's log goes to a sink that drops summaries (per-request lines are off with
  * quiet_requests) and forwards warnings to stderr.
- * Usage: bench_http [--seconds D] [--conns C] [--load-us US] [--max-polls N]
+ * Usage: bench_http [--seconds D] [--runs R] [--conns C] [--no-kinesis] [--wrk PATH]
+ *        bench_http --sqlite [--seconds D] [--conns C] [--load-us US] [--max-polls N]
  * (--max-polls: the middleware's max_polls_per_second; 0, the default, keeps the library's
  * default of 5, which bounds the strict row to about C x 5 requests a second.)
  * Client, server and node share the machine's CPUs: read the figures as relative.

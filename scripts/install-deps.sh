@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 pkgs=(libmicrohttpd-dev libcurl4-openssl-dev libjson-c-dev uthash-dev libcriterion-dev
       libsqlite3-dev libssl-dev meson ninja-build pkg-config gcc curl sqlite3 python3
       nodejs npm
+      wrk # HTTP load for bench/bench_http (the hit-path table)
       awscli) # AWS CLI v2 (Debian 12: 2.9.19), a client not written here, for tests
 missing=()
 for p in "${pkgs[@]}"; do
