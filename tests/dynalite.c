@@ -23,47 +23,8 @@
 #include <unistd.h>
 
 #include "dynamodb_internal.h"
+#include "node_service.h"
 #include "util.h"
-
-static void nap_ms(long ms)
-{
-	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-	while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
-		;
-}
-
-/* A port free now on 127.0.0.1 (another process may take it before node does: the
- * caller retries). */
-static int free_port(void)
-{
-	struct sockaddr_in a;
-	socklen_t al = sizeof a;
-	int fd = socket(AF_INET, SOCK_STREAM, 0), port = -1;
-	if (fd < 0)
-		return -1;
-	memset(&a, 0, sizeof a);
-	a.sin_family = AF_INET;
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
-	    getsockname(fd, (struct sockaddr *)&a, &al) == 0)
-		port = ntohs(a.sin_port);
-	close(fd);
-	return port;
-}
-
-static int find_cli(char *path, size_t len)
-{
-	const char *roots[] = {getenv("SCACHE_SOURCE_ROOT"), "."};
-	struct stat st;
-	for (size_t i = 0; i < sizeof roots / sizeof roots[0]; i++) {
-		if (!roots[i] || !*roots[i])
-			continue;
-		util_fmt(path, len, "%s/.deps/node_modules/dynalite/cli.js", roots[i]);
-		if (stat(path, &st) == 0)
-			return 0;
-	}
-	return -1;
-}
 
 /* Wait up to 15 s for node's "listening" line on fd: 0 when it came, -1 when node
  * exited (the port was taken) or stayed silent. */
@@ -97,28 +58,20 @@ static pid_t spawn(const char *cli, int port, int out_w, int out_r)
 {
 	char port_s[16];
 	snprintf(port_s, sizeof port_s, "%d", port);
-	pid_t parent = getpid();
-	fflush(NULL);
-	pid_t pid = fork();
-	if (pid != 0)
-		return pid;
-	/* die with the test, whatever happens to it */
-	prctl(PR_SET_PDEATHSIG, SIGKILL);
-	if (getppid() != parent)
-		_exit(127);
-	close(out_r);
-	int nul = open("/dev/null", O_RDWR);
-	if (nul >= 0) {
-		dup2(nul, 0);
-		if (!getenv("DYNALITE_LOG"))
-			dup2(nul, 2);
-		close(nul);
-	}
-	dup2(out_w, 1);
-	close(out_w);
-	execlp("node", "node", cli, "--host", "127.0.0.1", "--port", port_s, "--createTableMs", "0",
-	       "--deleteTableMs", "0", "--updateTableMs", "0", (char *)NULL);
-	_exit(127);
+	char *argv[] = {"node",
+	                (char *)cli,
+	                "--host",
+	                "127.0.0.1",
+	                "--port",
+	                port_s,
+	                "--createTableMs",
+	                "0",
+	                "--deleteTableMs",
+	                "0",
+	                "--updateTableMs",
+	                "0",
+	                NULL};
+	return node_service_spawn(argv, out_w, out_r, "DYNALITE_LOG");
 }
 
 int dynalite_start(dynalite *d, char *err, size_t errlen)
@@ -126,14 +79,14 @@ int dynalite_start(dynalite *d, char *err, size_t errlen)
 	char cli[1024];
 	memset(d, 0, sizeof *d);
 	d->out = -1;
-	if (find_cli(cli, sizeof cli)) {
+	if (node_service_find("dynalite/cli.js", cli, sizeof cli)) {
 		util_fmt(err, errlen,
 		         "dynalite not found: run scripts/install-deps.sh (or set "
 		         "SCACHE_SOURCE_ROOT to the source tree)");
 		return -1;
 	}
 	for (int attempt = 0; attempt < 3; attempt++) {
-		int port = free_port(), fds[2];
+		int port = node_service_free_port(), fds[2];
 		if (port <= 0 || pipe(fds))
 			continue;
 		pid_t pid = spawn(cli, port, fds[1], fds[0]);
@@ -157,23 +110,9 @@ int dynalite_start(dynalite *d, char *err, size_t errlen)
 
 void dynalite_stop(dynalite *d)
 {
-	int status;
 	if (!d)
 		return;
-	if (d->pid > 0) {
-		kill(d->pid, SIGTERM);
-		int i;
-		for (i = 0; i < 200; i++) {
-			if (waitpid(d->pid, &status, WNOHANG) == d->pid)
-				break;
-			nap_ms(10);
-		}
-		if (i == 200) {
-			kill(d->pid, SIGKILL);
-			waitpid(d->pid, &status, 0);
-		}
-		d->pid = 0;
-	}
+	node_service_stop(&d->pid);
 	if (d->out >= 0)
 		close(d->out);
 	d->out = -1;
@@ -278,7 +217,7 @@ int dynalite_create_table(const dynalite *d, const char *table, const char *pk, 
 	for (int i = 0; i < 1000; i++) {
 		if (table_active(d, table, err, errlen))
 			return 0;
-		nap_ms(10);
+		util_sleep_ms(10);
 	}
 	util_fmt(err, errlen, "table %s did not become ACTIVE", table);
 	return -1;

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "kinesis.h"
+#include "node_service.h"
 #include "util.h"
 
 static void say(char *err, size_t errlen, const char *msg)
@@ -29,105 +30,34 @@ static void say(char *err, size_t errlen, const char *msg)
 		util_fmt(err, errlen, "%s", msg);
 }
 
-static void nap_ms(long ms)
-{
-	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-	while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
-		;
-}
-
-static int free_port(void)
-{
-	struct sockaddr_in a;
-	socklen_t al = sizeof a;
-	int fd = socket(AF_INET, SOCK_STREAM, 0), port = -1;
-	if (fd < 0)
-		return -1;
-	memset(&a, 0, sizeof a);
-	a.sin_family = AF_INET;
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
-	    getsockname(fd, (struct sockaddr *)&a, &al) == 0)
-		port = ntohs(a.sin_port);
-	close(fd);
-	return port;
-}
-
-static int port_open(int port)
-{
-	struct sockaddr_in a;
-	int fd = socket(AF_INET, SOCK_STREAM, 0), ok;
-	if (fd < 0)
-		return 0;
-	memset(&a, 0, sizeof a);
-	a.sin_family = AF_INET;
-	a.sin_port = htons((uint16_t)port);
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	ok = connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
-	close(fd);
-	return ok;
-}
-
-static int find_cli(char *path, size_t len)
-{
-#ifndef KINESALITE_DEFAULT_ROOT
-#define KINESALITE_DEFAULT_ROOT "."
-#endif
-	const char *roots[] = {getenv("SCACHE_SOURCE_ROOT"), getenv("KINESALITE_ROOT"),
-	                       KINESALITE_DEFAULT_ROOT, "."};
-	struct stat st;
-	for (size_t i = 0; i < sizeof roots / sizeof roots[0]; i++) {
-		if (!roots[i] || !*roots[i])
-			continue;
-		util_fmt(path, len, "%s/.deps/node_modules/kinesalite/index.js", roots[i]);
-		if (stat(path, &st) == 0)
-			return 0;
-	}
-	return -1;
-}
-
 int kinesalite_start(kinesalite *k, char *err, size_t errlen)
 {
 	char cli[1024], port_s[16]; /* cli: kinesalite's index.js */
 	memset(k, 0, sizeof *k);
-	if (find_cli(cli, sizeof cli)) {
+	if (node_service_find("kinesalite/index.js", cli, sizeof cli)) {
 		say(err, errlen,
 		    "kinesalite not found: run scripts/install-deps.sh (or set "
 		    "SCACHE_SOURCE_ROOT to the source tree)");
 		return -1;
 	}
 	for (int attempt = 0; attempt < 3; attempt++) {
-		int port = free_port();
+		int port = node_service_free_port();
 		if (port <= 0)
 			continue;
 		snprintf(port_s, sizeof port_s, "%d", port);
-		pid_t parent = getpid();
-		fflush(NULL);
-		pid_t pid = fork();
+		/* cli.js listens on every interface: start it on loopback only */
+		char *argv[] = {"node",
+		                "-e",
+		                "require(process.argv[1])({createStreamMs: 0, deleteStreamMs: 0, "
+		                "updateStreamMs: 0, shardLimit: 100}).listen(+process.argv[2], "
+		                "'127.0.0.1')",
+		                cli,
+		                port_s,
+		                NULL};
+		pid_t pid = node_service_spawn(argv, -1, -1, "KINESALITE_LOG");
 		if (pid < 0) {
 			say(err, errlen, "fork failed");
 			return -1;
-		}
-		if (pid == 0) {
-			/* die with the test, whatever happens to it */
-			prctl(PR_SET_PDEATHSIG, SIGKILL);
-			if (getppid() != parent)
-				_exit(127);
-			int nul = open("/dev/null", O_RDWR);
-			if (nul >= 0) {
-				dup2(nul, 0);
-				dup2(nul, 1);
-				if (!getenv("KINESALITE_LOG"))
-					dup2(nul, 2);
-				close(nul);
-			}
-			/* cli.js listens on every interface: start it on loopback only */
-			execlp("node", "node", "-e",
-			       "require(process.argv[1])({createStreamMs: 0, deleteStreamMs: 0, "
-			       "updateStreamMs: 0, shardLimit: 100}).listen(+process.argv[2], "
-			       "'127.0.0.1')",
-			       cli, port_s, (char *)NULL);
-			_exit(127);
 		}
 		k->pid = pid;
 		k->port = port;
@@ -138,9 +68,9 @@ int kinesalite_start(kinesalite *k, char *err, size_t errlen)
 				k->pid = 0;
 				break; /* it died: the port was taken, or node is missing */
 			}
-			if (port_open(port))
+			if (node_service_port_open(port))
 				return 0;
-			nap_ms(10);
+			util_sleep_ms(10);
 		}
 		kinesalite_stop(k);
 	}
@@ -150,20 +80,8 @@ int kinesalite_start(kinesalite *k, char *err, size_t errlen)
 
 void kinesalite_stop(kinesalite *k)
 {
-	int status;
-	if (!k || k->pid <= 0)
-		return;
-	kill(k->pid, SIGTERM);
-	for (int i = 0; i < 200; i++) {
-		if (waitpid(k->pid, &status, WNOHANG) == k->pid) {
-			k->pid = 0;
-			return;
-		}
-		nap_ms(10);
-	}
-	kill(k->pid, SIGKILL);
-	waitpid(k->pid, &status, 0);
-	k->pid = 0;
+	if (k)
+		node_service_stop(&k->pid);
 }
 
 void kinesalite_config(const kinesalite *k, const char *stream, scache_stream_config *cfg)
@@ -254,7 +172,7 @@ int kinesalite_wait_active(const kinesalite *k, const char *stream, char *err, s
 		if (stream_status(k, stream, status, sizeof status, err, errlen) == 0 &&
 		    !strcmp(status, "ACTIVE"))
 			return 0;
-		nap_ms(10);
+		util_sleep_ms(10);
 	}
 	say(err, errlen, "stream did not become ACTIVE");
 	return -1;
@@ -279,7 +197,7 @@ int kinesalite_delete_stream(const kinesalite *k, const char *stream, char *err,
 	for (int i = 0; i < 1000; i++) {
 		if (stream_status(k, stream, status, sizeof status, e2, sizeof e2) != 0)
 			return 0; /* ResourceNotFoundException: gone */
-		nap_ms(10);
+		util_sleep_ms(10);
 	}
 	say(err, errlen, "stream was not deleted");
 	return -1;
