@@ -438,6 +438,23 @@ static scache_err load_user(void *arg, void **value, size_t *len)
 	return SCACHE_OK;
 }
 
+/* scache: the X-Cache header of a read's outcome. */
+static const char *xcache_of(scache_outcome how)
+{
+	return how == SCACHE_OUTCOME_HIT ? "HIT" : how == SCACHE_OUTCOME_BYPASS ? "BYPASS" : "MISS";
+}
+
+static enum MHD_Result respond_no_such_user(struct MHD_Connection *c, const char *xcache)
+{
+	json_object *o = json_object_new_object();
+	json_object_object_add(o, "error", json_object_new_string("no such user"));
+	enum MHD_Result r =
+	    respond(c, 404, "application/json",
+	            json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN), xcache);
+	json_object_put(o);
+	return r;
+}
+
 static enum MHD_Result get_user(server *sv, struct MHD_Connection *c, const char *id)
 {
 	scache_request *req = scache_request_current(); /* scache: this request's context */
@@ -447,18 +464,9 @@ static enum MHD_Result get_user(server *sv, struct MHD_Connection *c, const char
 	scache_outcome how;
 	/* scache: read-aside in one call; one load per ID at a time */
 	scache_err err = scache_get_or_load(req, SOURCE, id, load_user, &la, &value, &len, &how);
-	const char *xcache = how == SCACHE_OUTCOME_HIT      ? "HIT"
-	                     : how == SCACHE_OUTCOME_BYPASS ? "BYPASS"
-	                                                    : "MISS";
-	if (err == SCACHE_ENOTFOUND) {
-		json_object *o = json_object_new_object();
-		json_object_object_add(o, "error", json_object_new_string("no such user"));
-		enum MHD_Result r =
-		    respond(c, 404, "application/json",
-		            json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN), xcache);
-		json_object_put(o);
-		return r;
-	}
+	const char *xcache = xcache_of(how);
+	if (err == SCACHE_ENOTFOUND)
+		return respond_no_such_user(c, xcache);
 	if (err)
 		return respond_error(c, 500, scache_strerror(err));
 	char *body = malloc(len + 1);
@@ -643,18 +651,9 @@ static enum MHD_Result get_user_ddb(server *sv, struct MHD_Connection *c, const 
 	scache_err err =
 	    scache_dynamodb_get_item(scache_request_current(), sv->ddb, sv->table.table, key, &item,
 	                             &len, &how, why, sizeof why);
-	const char *xcache = how == SCACHE_OUTCOME_HIT      ? "HIT"
-	                     : how == SCACHE_OUTCOME_BYPASS ? "BYPASS"
-	                                                    : "MISS";
-	if (err == SCACHE_ENOTFOUND) {
-		json_object *o = json_object_new_object();
-		json_object_object_add(o, "error", json_object_new_string("no such user"));
-		enum MHD_Result r =
-		    respond(c, 404, "application/json",
-		            json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN), xcache);
-		json_object_put(o);
-		return r;
-	}
+	const char *xcache = xcache_of(how);
+	if (err == SCACHE_ENOTFOUND)
+		return respond_no_such_user(c, xcache);
 	if (err)
 		return respond_error(c, 502, why);
 	char *body = user_json(item, len);
