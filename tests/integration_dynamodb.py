@@ -316,38 +316,15 @@ SCENARIOS = [
 ]
 
 
+def stop_servers(env):
+    for srv in (env.servers.values() if env else ()):
+        srv.stop()  # exit status 0: a clean shutdown (and no sanitizer report)
+
+
 def main():
-    only = os.environ.get("SCACHE_IT_ONLY")
-    passed = failed = 0
-    for fn, servers in SCENARIOS:
-        if only and only not in fn.__name__:
-            continue
-        env = None
-        try:
-            env = Env(servers) if servers is not None else None
-            fn(env)
-            for srv in (env.servers.values() if env else ()):
-                srv.stop()  # exit status 0: a clean shutdown (and no sanitizer report)
-            print(f"[PASS] server_dynamodb::{fn.__name__}", flush=True)
-            passed += 1
-        except Exception:
-            print(f"[FAIL] server_dynamodb::{fn.__name__}", flush=True)
-            traceback.print_exc()
-            if env:
-                for n in env.servers:
-                    try:
-                        with open(os.path.join(env.tmp, f"{n}.stderr")) as f:
-                            print(f"--- {n} stderr:\n{f.read()[-3000:]}")
-                    except OSError:
-                        pass
-            failed += 1
-        finally:
-            if env:
-                env.close()
-            it.cleanup()
-    print(f"[====] Synthesis: Tested: {passed + failed} | Passing: {passed} | "
-          f"Failing: {failed} | Crashing: 0")
-    return 1 if failed else 0
+    return it.run_scenarios("server_dynamodb", SCENARIOS,
+                            lambda servers: Env(servers) if servers is not None else None,
+                            after=stop_servers)
 
 
 if __name__ == "__main__":

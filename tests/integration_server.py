@@ -758,20 +758,26 @@ SCENARIOS = [
 ]
 
 
-def main():
+def run_scenarios(suite, scenarios, make_env, after=None):
+    """Run each (fn, arg) of scenarios with the env make_env(arg) builds (may be None),
+    then after(env) when given; print a Criterion-style line per scenario and a synthesis
+    line. SCACHE_IT_ONLY=substring runs the matching scenarios only. Returns the exit
+    status."""
     only = os.environ.get("SCACHE_IT_ONLY")
     passed = failed = 0
-    for fn, kw in SCENARIOS:
+    for fn, arg in scenarios:
         if only and only not in fn.__name__:
             continue
         env = None
         try:
-            env = Env(**kw)
+            env = make_env(arg)
             fn(env)
-            print(f"[PASS] server::{fn.__name__}", flush=True)
+            if after:
+                after(env)
+            print(f"[PASS] {suite}::{fn.__name__}", flush=True)
             passed += 1
         except Exception:
-            print(f"[FAIL] server::{fn.__name__}", flush=True)
+            print(f"[FAIL] {suite}::{fn.__name__}", flush=True)
             traceback.print_exc()
             if env:
                 for n in env.servers:
@@ -788,6 +794,10 @@ def main():
     print(f"[====] Synthesis: Tested: {passed + failed} | Passing: {passed} | "
           f"Failing: {failed} | Crashing: 0")
     return 1 if failed else 0
+
+
+def main():
+    return run_scenarios("server", SCENARIOS, lambda kw: Env(**kw))
 
 
 if __name__ == "__main__":
