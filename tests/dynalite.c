@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "dynamodb_internal.h"
+#include "aws_call.h"
 #include "node_service.h"
 #include "util.h"
 
@@ -142,8 +143,6 @@ int dynalite_call(const char *endpoint, const char *op, const char *json, char *
 	                 .backoff_max_ms = 50};
 	aws_settings s;
 	aws_client *c = NULL;
-	aws_result res;
-	int rc = -1;
 
 	if (answer)
 		*answer = NULL;
@@ -153,28 +152,7 @@ int dynalite_call(const char *endpoint, const char *op, const char *json, char *
 	aws_settings_clear(&s);
 	if (e)
 		return -1;
-	json_object *req = json_tokener_parse(json);
-	if (!req) {
-		util_fmt(err, errlen, "dynalite_call: the request is not JSON");
-		aws_client_free(c);
-		return -1;
-	}
-	aws_call(c, op, req, &res);
-	json_object_put(req);
-	if (res.err) {
-		util_fmt(err, errlen, "%s", res.message);
-	} else {
-		rc = 0;
-		if (answer) {
-			*answer = strdup(
-			    json_object_to_json_string_ext(res.body, JSON_C_TO_STRING_PLAIN));
-			if (!*answer)
-				rc = -1;
-		}
-	}
-	aws_result_clear(&res);
-	aws_client_free(c);
-	return rc;
+	return aws_call_json(c, op, json, answer, err, errlen);
 }
 
 static int table_active(const dynalite *d, const char *table, char *err, size_t errlen)

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "kinesis.h"
+#include "aws_call.h"
 #include "node_service.h"
 #include "util.h"
 
@@ -105,8 +106,6 @@ int kinesalite_call(const char *endpoint, const char *op, const char *json, char
 	scache_stream_config cfg;
 	kinesis_settings s;
 	aws_client *c = NULL;
-	aws_result res;
-	int rc = -1;
 
 	memset(&cfg, 0, sizeof cfg);
 	cfg.region = "us-east-1";
@@ -124,28 +123,7 @@ int kinesalite_call(const char *endpoint, const char *op, const char *json, char
 		return -1;
 	}
 	kinesis_settings_clear(&s);
-	json_object *req = json_tokener_parse(json);
-	if (!req) {
-		say(err, errlen, "kinesalite_call: the request is not JSON");
-		aws_client_free(c);
-		return -1;
-	}
-	aws_call(c, op, req, &res);
-	json_object_put(req);
-	if (res.err) {
-		say(err, errlen, res.message);
-	} else {
-		rc = 0;
-		if (answer) {
-			*answer = strdup(
-			    json_object_to_json_string_ext(res.body, JSON_C_TO_STRING_PLAIN));
-			if (!*answer)
-				rc = -1;
-		}
-	}
-	aws_result_clear(&res);
-	aws_client_free(c);
-	return rc;
+	return aws_call_json(c, op, json, answer, err, errlen);
 }
 
 static int stream_status(const kinesalite *k, const char *stream, char *status, size_t len,
