@@ -174,10 +174,9 @@ static void start(uint64_t poll_interval_ms, uint64_t max_staleness_ms)
 	cr_assert_eq(scache_middleware_new(&mc, &mw, err, sizeof err), SCACHE_OK, "%s", err);
 	struct sockaddr_in sa = {.sin_family = AF_INET};
 	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	daemon_ = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL, 0, NULL, NULL,
-	                           scache_access_handler, mw, MHD_OPTION_NOTIFY_COMPLETED,
-	                           scache_request_completed, mw, MHD_OPTION_SOCK_ADDR, &sa,
-	                           MHD_OPTION_THREAD_POOL_SIZE, 2u, MHD_OPTION_END);
+	daemon_ = scache_mhd_start(mw, MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL, 0,
+	                           MHD_OPTION_SOCK_ADDR, &sa, MHD_OPTION_THREAD_POOL_SIZE, 2u,
+	                           MHD_OPTION_END);
 	cr_assert_not_null(daemon_);
 	port = MHD_get_daemon_info(daemon_, MHD_DAEMON_INFO_BIND_PORT)->port;
 }
