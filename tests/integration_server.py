@@ -10,7 +10,7 @@ process started here is stopped at the end, also when a scenario fails or the te
 interrupted. The last line has Criterion's "Synthesis" shape so scripts/count-results.py
 counts each scenario.
 """
-import base64, json, os, re, shutil, signal, socket, subprocess, sys, tempfile, threading
+import base64, json, os, random, re, shutil, signal, socket, subprocess, sys, tempfile, threading
 import time, traceback, urllib.error, urllib.request
 
 ROOT = os.environ.get("SCACHE_SOURCE_ROOT") or os.path.dirname(os.path.dirname(
@@ -45,10 +45,30 @@ signal.signal(signal.SIGTERM, on_signal)
 signal.signal(signal.SIGINT, on_signal)
 
 
+def ephemeral_low():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free loopback port below the kernel's ephemeral range. A port the kernel hands
+    out (bind to 0) can be taken again as the source port of any outgoing connection,
+    or a client connecting to it while nothing listens can connect to itself; either
+    keeps a service started there later (kinesalite after an outage) from listening."""
+    rnd = random.Random()
+    low = ephemeral_low()
+    for _ in range(200):
+        port = rnd.randrange(10000, low) if low > 10001 else 0
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return s.getsockname()[1]
+    raise AssertionError("no free loopback port below the ephemeral range")
 
 
 def wait_until(what, cond, timeout=30.0):
@@ -84,6 +104,7 @@ class Kinesis:
     def __init__(self, tmp, running=True):
         self.port = free_port()
         self.path = os.path.join(tmp, "kinesalite")
+        self.stderr_path = os.path.join(tmp, "kinesalite.stderr")
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self.proc = None
         if running:
@@ -92,10 +113,26 @@ class Kinesis:
     def start(self):
         js = ("require(process.argv[1])({path: process.argv[2], createStreamMs: 0, "
               "deleteStreamMs: 0, updateStreamMs: 0}).listen(+process.argv[3], '127.0.0.1')")
-        self.proc = subprocess.Popen(["node", "-e", js, KINESALITE, self.path, str(self.port)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        with open(self.stderr_path, "a") as err:
+            self.proc = subprocess.Popen(["node", "-e", js, KINESALITE, self.path,
+                                          str(self.port)], stdout=subprocess.DEVNULL, stderr=err)
         procs.append(self.proc)
-        wait_until("kinesalite to listen", self.listening)
+        wait_until("kinesalite to listen", self.answering)
+
+    def answering(self):
+        """kinesalite itself answers on the port (a TCP connect alone could reach
+        something else); a kinesalite that exited fails at once with its stderr."""
+        if self.proc.poll() is not None:
+            with open(self.stderr_path) as f:
+                raise AssertionError(f"kinesalite exited with {self.proc.returncode} on port "
+                                     f"{self.port}: {f.read()[-2000:]!r}")
+        if not self.listening():
+            return False
+        try:
+            self.call("ListStreams", {})
+            return True
+        except OSError:
+            return False
 
     def listening(self):
         try:

@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "util.h"
@@ -45,19 +46,42 @@ static void loopback(struct sockaddr_in *a, int port)
 	a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 }
 
+/* The lowest port the kernel hands out on its own (connect, bind to 0). */
+static int ephemeral_low(void)
+{
+	int low = 32768;
+	FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
+	if (f) {
+		if (fscanf(f, "%d", &low) != 1)
+			low = 32768;
+		fclose(f);
+	}
+	return low;
+}
+
+/* A port below the ephemeral range: one the kernel handed out could be taken again as
+ * the source port of an outgoing connection (or a client connecting to it while
+ * nothing listens could connect to itself) before the service binds it, which matters
+ * for a service stopped and started again on the same port. */
 int node_service_free_port(void)
 {
-	struct sockaddr_in a;
-	socklen_t al = sizeof a;
-	int fd = socket(AF_INET, SOCK_STREAM, 0), port = -1;
-	if (fd < 0)
-		return -1;
-	loopback(&a, 0);
-	if (bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
-	    getsockname(fd, (struct sockaddr *)&a, &al) == 0)
-		port = ntohs(a.sin_port);
-	close(fd);
-	return port;
+	int low = ephemeral_low();
+	unsigned seed = (unsigned)getpid() ^ (unsigned)time(NULL);
+	for (int i = 0; i < 200; i++) {
+		int port = low > 10001 ? 10000 + (int)(rand_r(&seed) % (unsigned)(low - 10000)) : 0;
+		struct sockaddr_in a;
+		socklen_t al = sizeof a;
+		int fd = socket(AF_INET, SOCK_STREAM, 0);
+		if (fd < 0)
+			return -1;
+		loopback(&a, port);
+		int ok = bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
+		         getsockname(fd, (struct sockaddr *)&a, &al) == 0;
+		close(fd);
+		if (ok)
+			return ntohs(a.sin_port);
+	}
+	return -1;
 }
 
 int node_service_port_open(int port)
