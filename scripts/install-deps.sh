@@ -10,6 +10,9 @@ pkgs=(libmicrohttpd-dev libcurl4-openssl-dev libjson-c-dev uthash-dev libcriteri
       libsqlite3-dev libssl-dev meson ninja-build pkg-config gcc curl sqlite3 python3
       nodejs npm
       wrk # HTTP load for bench/bench_http (the hit-path table)
+      gnuplot-nox # the benchmark's charts (bench/run)
+      clang libclang-rt-14-dev # libFuzzer for the fuzz targets (tests/fuzz)
+      valgrind # memcheck over a short run of the example server
       awscli) # AWS CLI v2 (Debian 12: 2.9.19), a client not written here, for tests
 missing=()
 for p in "${pkgs[@]}"; do
@@ -40,4 +43,13 @@ if [ ! -f .deps/node_modules/dynalite/cli.js ]; then
   echo "install-deps: installing dynalite@$DYNALITE_VERSION into .deps/" >&2
   mkdir -p .deps
   npm install --prefix .deps --no-audit --no-fund --loglevel=error "dynalite@$DYNALITE_VERSION" >/dev/null
+fi
+
+# kinesis-mock (npm kinesis-local): the local Kinesis with enhanced fan-out
+# (RegisterStreamConsumer, SubscribeToShard), for the push source's tests
+KINESIS_MOCK_VERSION=0.6.2
+if [ ! -f .deps/node_modules/kinesis-local/package.json ]; then
+  echo "install-deps: installing kinesis-local@$KINESIS_MOCK_VERSION into .deps/" >&2
+  mkdir -p .deps
+  npm install --prefix .deps --no-audit --no-fund --loglevel=error "kinesis-local@$KINESIS_MOCK_VERSION" >/dev/null
 fi
