@@ -18,16 +18,13 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 static void append_time(strbuf *b, uint64_t wall_ns)
 {
-	time_t secs = (time_t)(wall_ns / 1000000000ull);
-	struct tm tm;
-	gmtime_r(&secs, &tm);
-	char t[32];
-	strftime(t, sizeof t, "%Y-%m-%dT%H:%M:%S", &tm);
-	strbuf_printf(b, "\"%s.%03uZ\"", t, (unsigned)(wall_ns / 1000000ull % 1000));
+	char t[UTIL_UTC_TEXT_LEN + 1];
+	strbuf_append(b, "\"", 1);
+	strbuf_append(b, t, util_utc_text(t, wall_ns));
+	strbuf_append(b, "\"", 1);
 }
 
 static double ms(uint64_t ns)
@@ -77,23 +74,38 @@ void efficiency_request_done(scache_middleware *mw, const scache_request *req)
 	if (mw->cfg.quiet_requests || !request_sampled(mw))
 		return;
 
-	strbuf b = {0};
+	char mem[512]; /* a request line fits unless its path is long */
+	strbuf b;
+	strbuf_on_stack(&b, mem, sizeof mem);
 	strbuf_puts(&b, "{\"type\":\"request\",\"time\":");
 	append_time(&b, req->wall_ns);
 	strbuf_puts(&b, ",\"method\":");
 	strbuf_json_string(&b, req->method, strlen(req->method));
 	strbuf_puts(&b, ",\"path\":");
 	strbuf_json_string(&b, req->path, strlen(req->path));
-	strbuf_printf(&b,
-	              ",\"status\":%u,\"request_ms\":%.3f,\"stream_ms\":%.3f,\"saved_ms\":%.3f,"
-	              "\"hits\":%llu,\"misses\":%llu,\"evicted\":%llu,\"bypass\":%s",
-	              req->status, ms(request_ns), ms(req->stream_ns), ms(req->saved_ns),
-	              (unsigned long long)req->hits, (unsigned long long)req->misses,
-	              (unsigned long long)req->evicted, req->bypass ? "true" : "false");
-	if (mw->cfg.request_sample > 1) /* so a reader can scale the counts back up */
-		strbuf_printf(&b, ",\"sample\":%u", mw->cfg.request_sample);
+	strbuf_puts(&b, ",\"status\":");
+	strbuf_u64(&b, req->status);
+	strbuf_puts(&b, ",\"request_ms\":");
+	strbuf_ms(&b, request_ns);
+	strbuf_puts(&b, ",\"stream_ms\":");
+	strbuf_ms(&b, req->stream_ns);
+	strbuf_puts(&b, ",\"saved_ms\":");
+	strbuf_ms(&b, req->saved_ns);
+	strbuf_puts(&b, ",\"hits\":");
+	strbuf_u64(&b, req->hits);
+	strbuf_puts(&b, ",\"misses\":");
+	strbuf_u64(&b, req->misses);
+	strbuf_puts(&b, ",\"evicted\":");
+	strbuf_u64(&b, req->evicted);
+	strbuf_puts(&b, req->bypass ? ",\"bypass\":true" : ",\"bypass\":false");
+	if (mw->cfg.request_sample > 1) { /* so a reader can scale the counts back up */
+		strbuf_puts(&b, ",\"sample\":");
+		strbuf_u64(&b, mw->cfg.request_sample);
+	}
 	strbuf_puts(&b, "}");
-	emit_buf(mw, &b);
+	if (!b.failed)
+		efficiency_emit(mw, b.data, b.len);
+	strbuf_release(&b);
 }
 
 void efficiency_poll_done(scache_middleware *mw, const scache_poll_info *info, scache_err err)

@@ -120,7 +120,8 @@ struct scache_middleware {
 
 	/* Poll state, under mu. */
 	pthread_mutex_t mu;
-	pthread_cond_t wake;      /* poller: a poll is wanted, or stop */
+	pthread_cond_t wake;      /* poller and deadline timer: a poll is wanted, a request
+	                             was parked, or stop (broadcast: both wait) */
 	pthread_cond_t poll_done; /* waiters: a poll completed */
 	int want;                 /* a request wants a poll newer than the last start */
 	int polling;
@@ -158,9 +159,15 @@ struct scache_middleware {
 	uint64_t period_start_ns;
 
 	pthread_mutex_t log_mu; /* one sink call at a time */
-	/* Where lines go (log_sink.c): config.log_file while log_path is set, under log_mu. */
+	/* Where lines go (log_sink.c): config.log_file while log_path is set, under log_mu,
+	 * in batches: log_buf[log_cur] receives lines (log_len bytes) while the one writer
+	 * (log_writing) writes the other to log_writing_fd outside the lock. */
 	char *log_path;
 	int log_fd;
+	char *log_buf[2];
+	size_t log_len;
+	int log_cur, log_writing, log_writing_fd, log_closing_fd;
+	pthread_cond_t log_cv; /* the writer took a buffer: room for lines again */
 	_Atomic uint64_t request_lines; /* request lines considered, for request_sample */
 	_Atomic unsigned warned;        /* one-time warnings given: WARNED_* bits */
 	struct echoes *echoes; /* own invalidations whose echo is expected (echoes.c); NULL:

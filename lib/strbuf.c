@@ -21,13 +21,51 @@ static void strbuf_reserve(strbuf *b, size_t more)
 	size_t cap = b->cap ? b->cap : 256;
 	while (cap < b->len + more + 1)
 		cap *= 2;
-	char *d = realloc(b->data, cap);
+	char *d = realloc(b->borrowed ? NULL : b->data, cap);
 	if (!d) {
 		b->failed = 1;
 		return;
 	}
+	if (b->borrowed && b->len)
+		memcpy(d, b->data, b->len);
+	b->borrowed = 0;
 	b->data = d;
 	b->cap = cap;
+}
+
+void strbuf_on_stack(strbuf *b, char *mem, size_t cap)
+{
+	*b = (strbuf){.data = mem, .cap = cap, .borrowed = 1};
+	if (cap)
+		mem[0] = '\0';
+}
+
+void strbuf_release(strbuf *b)
+{
+	if (!b->borrowed)
+		free(b->data);
+	*b = (strbuf){0};
+}
+
+void strbuf_u64(strbuf *b, unsigned long long v)
+{
+	char d[24];
+	size_t i = sizeof d;
+	do {
+		d[--i] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	strbuf_append(b, d + i, sizeof d - i);
+}
+
+void strbuf_ms(strbuf *b, unsigned long long ns)
+{
+	unsigned long long us = (ns + 500) / 1000; /* rounded to the microsecond */
+	char frac[4] = {(char)('0' + us / 100 % 10), (char)('0' + us / 10 % 10),
+	                (char)('0' + us % 10), 0};
+	strbuf_u64(b, us / 1000);
+	strbuf_append(b, ".", 1);
+	strbuf_append(b, frac, 3);
 }
 
 void strbuf_append(strbuf *b, const char *s, size_t n)
@@ -47,20 +85,26 @@ void strbuf_puts(strbuf *b, const char *s)
 
 void strbuf_printf(strbuf *b, const char *fmt, ...)
 {
+	if (b->failed)
+		return;
+	/* Print into the room left first: one vsnprintf when it fits (the common case). */
+	size_t room = b->cap > b->len ? b->cap - b->len : 0;
 	va_list ap;
 	va_start(ap, fmt);
-	int n = vsnprintf(NULL, 0, fmt, ap);
+	int n = vsnprintf(room ? b->data + b->len : NULL, room, fmt, ap);
 	va_end(ap);
 	if (n < 0) {
 		b->failed = 1;
 		return;
 	}
-	strbuf_reserve(b, (size_t)n);
-	if (b->failed)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
-	va_end(ap);
+	if ((size_t)n >= room) {
+		strbuf_reserve(b, (size_t)n);
+		if (b->failed)
+			return;
+		va_start(ap, fmt);
+		vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+		va_end(ap);
+	}
 	b->len += (size_t)n;
 }
 

@@ -14,6 +14,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include <openssl/evp.h>
@@ -38,6 +39,43 @@ uint64_t util_wall_ns(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Two decimal digits of v (0..99) at p. */
+static void put2(char *p, unsigned v)
+{
+	p[0] = (char)('0' + v / 10);
+	p[1] = (char)('0' + v % 10);
+}
+
+/* Calendar arithmetic (days to civil date, proleptic Gregorian, after Howard Hinnant's
+ * date algorithms) instead of gmtime_r and strftime: every request line has a time, and
+ * glibc's gmtime_r takes a process-wide lock on every call. */
+size_t util_utc_text(char *t, uint64_t wall_ns)
+{
+	uint64_t secs = wall_ns / 1000000000ull;
+	unsigned millis = (unsigned)(wall_ns / 1000000ull % 1000);
+	unsigned sod = (unsigned)(secs % 86400);
+	int64_t z = (int64_t)(secs / 86400) + 719468; /* days since 0000-03-01 */
+	int64_t era = z / 146097;
+	unsigned doe = (unsigned)(z - era * 146097);
+	unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+	unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+	unsigned mp = (5 * doy + 2) / 153;
+	unsigned day = doy - (153 * mp + 2) / 5 + 1;
+	unsigned month = mp < 10 ? mp + 3 : mp - 9;
+	unsigned year = (unsigned)(yoe + era * 400 + (month <= 2));
+	memcpy(t, "0000-00-00T00:00:00.000Z", UTIL_UTC_TEXT_LEN + 1);
+	put2(t, year / 100 % 100);
+	put2(t + 2, year % 100);
+	put2(t + 5, month);
+	put2(t + 8, day);
+	put2(t + 11, sod / 3600);
+	put2(t + 14, sod / 60 % 60);
+	put2(t + 17, sod % 60);
+	t[20] = (char)('0' + millis / 100);
+	put2(t + 21, millis % 100);
+	return UTIL_UTC_TEXT_LEN;
 }
 
 double util_wall_s(void)

@@ -21,6 +21,11 @@ void util_copy_str(char *dst, size_t len, const char *src);
 uint64_t util_wall_ns(void);
 double util_wall_s(void);
 
+/* wall_ns as "YYYY-MM-DDTHH:MM:SS.mmmZ" (UTC, years 1970-9999) into t, NUL-terminated;
+ * returns UTIL_UTC_TEXT_LEN. Lock-free, unlike gmtime_r (log lines call it per request). */
+#define UTIL_UTC_TEXT_LEN 24
+size_t util_utc_text(char *t, uint64_t wall_ns);
+
 /* Sleep ms milliseconds, resuming after a signal. */
 void util_sleep_ms(unsigned ms);
 
