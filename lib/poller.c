@@ -8,8 +8,13 @@
  * place, and lets a request stop waiting when the staleness bound says so, even while a
  * poll is stuck in retries. The cost is a thread handoff per poll (tens of microseconds),
  * small next to an HTTP call to the service. A request either blocks its thread
- * (mw_wait_for_poll) or is parked with MHD_suspend_connection (mw_park) and resumed by
- * the poller when its poll completes or its deadline passes.
+ * (mw_wait_for_poll, a timed wait) or is parked with MHD_suspend_connection (mw_park).
+ * A parked request is resumed by the poller when its poll completes, and by the deadline
+ * timer when its deadline passes: a thread of its own (started by the poller with
+ * .suspend), because the poller may be inside one sync for as long as the source's calls
+ * take (a Kinesis endpoint that accepts and never answers: timeouts and retries, about a
+ * minute), and no parked request may wait longer than max_staleness_ms. libmicrohttpd
+ * allows MHD_resume_connection from any thread; both call it under mu (see mw_park).
  *
  * The drain policy (strict, bounded staleness, empty cache, outage bypass) is decided
  * here, in mw_drain_begin and mw_drain_finish; what the source delivers during a poll
@@ -134,9 +139,38 @@ static void poll_once(scache_middleware *mw)
 	pthread_mutex_lock(&mw->mu);
 }
 
+/* The deadline timer: resumes parked requests whose deadline passed, whatever the poller
+ * is doing. Sleeps on mw->wake (mw_park and stop broadcast it) until the earliest
+ * deadline among the parked. */
+static void *deadline_timer_main(void *arg)
+{
+	scache_middleware *mw = arg;
+	pthread_mutex_lock(&mw->mu);
+	while (!mw->stop) {
+		uint64_t deadline = resume_waiters(mw, scache_now_ns(NULL));
+		if (deadline == UINT64_MAX) {
+			pthread_cond_wait(&mw->wake, &mw->mu);
+		} else {
+			struct timespec ts = mw_timespec(deadline);
+			pthread_cond_timedwait(&mw->wake, &mw->mu, &ts);
+		}
+	}
+	pthread_mutex_unlock(&mw->mu);
+	return NULL;
+}
+
 void *mw_poller_main(void *arg)
 {
 	scache_middleware *mw = arg;
+	pthread_t timer;
+	int timer_started = 0;
+	if (mw->cfg.suspend) {
+		timer_started = pthread_create(&timer, NULL, deadline_timer_main, mw) == 0;
+		if (!timer_started)
+			efficiency_warning(mw, "cannot start the deadline timer thread: parked "
+			                       "requests are resumed at their deadline only "
+			                       "between polls");
+	}
 	pthread_mutex_lock(&mw->mu);
 	while (!mw->stop) {
 		uint64_t now = scache_now_ns(NULL);
@@ -148,7 +182,8 @@ void *mw_poller_main(void *arg)
 			pthread_mutex_lock(&mw->mu);
 			continue;
 		}
-		uint64_t deadline = resume_waiters(mw, now);
+		/* deadlines are the timer's; without it, checked between polls */
+		uint64_t deadline = timer_started ? UINT64_MAX : resume_waiters(mw, now);
 		uint64_t due = poll_due_at(mw);
 		if (now >= due) {
 			poll_once(mw);
@@ -161,6 +196,8 @@ void *mw_poller_main(void *arg)
 		pthread_cond_timedwait(&mw->wake, &mw->mu, &ts);
 	}
 	pthread_mutex_unlock(&mw->mu);
+	if (timer_started)
+		pthread_join(timer, NULL); /* stop is set and wake broadcast: it has ended */
 	return NULL;
 }
 
@@ -169,7 +206,7 @@ static void want_poll(scache_middleware *mw)
 {
 	if (!mw->want) {
 		mw->want = 1;
-		pthread_cond_signal(&mw->wake);
+		pthread_cond_broadcast(&mw->wake); /* the poller and the deadline timer wait */
 	}
 }
 
@@ -393,9 +430,9 @@ static uint64_t resume_waiters(scache_middleware *mw, uint64_t now)
 	return earliest;
 }
 
-/* Park the request's connection until its poll completes; the poller resumes it. Under
- * mu, so the poller cannot resume it before it is suspended. Returns 0 (do not park)
- * once scache_middleware_shutdown() has begun. */
+/* Park the request's connection until its poll completes (the poller resumes it) or its
+ * deadline passes (the deadline timer does). Under mu, so neither can resume it before
+ * it is suspended. Returns 0 (do not park) once scache_middleware_shutdown() has begun. */
 int mw_park(scache_middleware *mw, scache_request *req)
 {
 	pthread_mutex_lock(&mw->mu);
@@ -409,8 +446,8 @@ int mw_park(scache_middleware *mw, scache_request *req)
 	mw->parked++;
 	if (mw->last_done_ns < req->since_ns &&
 	    !(mw->polling && mw->last_start_ns >= req->since_ns))
-		want_poll(mw); /* unless the poll in flight (or just done) will do */
-	pthread_cond_signal(&mw->wake);
+		want_poll(mw);             /* unless the poll in flight (or just done) will do */
+	pthread_cond_broadcast(&mw->wake); /* the deadline timer: a new deadline */
 	MHD_suspend_connection(req->connection);
 	pthread_mutex_unlock(&mw->mu);
 	return 1;
