@@ -1,20 +1,26 @@
 /*
  * bench_http: libscache's middleware measured against bare libmicrohttpd.
  *
- * By default: the hit path, one Markdown table. GET /users/1 answered by one handler,
- * bare (the strongest configuration we found on a 2-core machine: internal polling
- * thread, MHD_USE_AUTO picking epoll, a thread pool of 2 or 4, the faster kept, the
- * response created once and queued on the second call), and the same handler and daemon
- * flags through the middleware (scache_mhd_start, .suspend as the README deploys it,
- * bounded staleness 200 ms, every request a hit on the same key: scache_get, a response
- * made from the cached bytes): over the in-memory source (scache_memory_source_new, no
- * Kinesis on the hit path) with the efficiency log on (config.log_file, as deployed) and
- * off (quiet_requests), and over kinesalite with the log on. At 16 and 64 keep-alive
- * connections, load from wrk -t2 (Debian package wrk), 1 s warm-up then --seconds
- * (default 3) measured, --runs (default 3) turns of every row; each wrapped figure is
- * divided by the bare run of the same turn. Prints req/s, p50, p99 (wrk's), the ratios,
- * the hit ratio, bytes of log per request and errors, then whether the target (log on:
- * >= 0.9x bare req/s, p99 within 1.5x) is met.
+ * By default: the hit path, one Markdown table per connection count. GET /users/1
+ * answered by one handler, bare (the strongest configuration we found on a 2-core
+ * machine: internal polling thread, MHD_USE_AUTO picking epoll, a thread pool of 2 or 4
+ * (--pools), the faster kept, the response created once and queued on the second call),
+ * bare with the daemon of the wrapped rows (the same pool plus MHD_ALLOW_SUSPEND_RESUME,
+ * which scache_mhd_start adds for .suspend: the server's own thread mode), and the same
+ * handler and daemon through the middleware (scache_mhd_start, .suspend as the README
+ * deploys it, every request a hit on the same key: scache_get, a response made from the
+ * cached bytes): over kinesalite (a 1-shard stream on loopback) strict, bounded staleness
+ * 200 ms with the efficiency log on (config.log_file, as deployed) and off
+ * (quiet_requests); and over the in-memory source (scache_memory_source_new, no Kinesis
+ * on the hit path) bounded with the log on and off (--no-memory leaves these out). At 1,
+ * 16 and 64 keep-alive connections (--conns), load from wrk -t2 (-t1 at 1 connection;
+ * Debian package wrk), --warmup (default 1) s of warm-up then --seconds (default 3)
+ * measured, --runs (default 3) turns of every row; each figure is divided by the bare
+ * epoll run of the same turn. Prints req/s, p50, p99 (wrk's), the ratios, the hit ratio,
+ * Kinesis calls per 1000 requests (the middleware's counters over the measured window),
+ * bytes of log per request and errors, then whether the target (bounded over kinesalite,
+ * log on, at 16 and 64 connections: >= 0.9x bare req/s, p99 within 1.5x) is met.
+ * --json FILE writes every run's figures (bench/run reads them).
  *
  * With --sqlite, the older table: GET /users/{id} answered from a real SQLite file (1000
  * users in a temporary database) as JSON, over loopback HTTP, driven by libcurl.
@@ -44,21 +50,23 @@
  *
  * The load generator is libcurl multi on its own thread in this process: C keep-alive
  * connections (default 16) to 127.0.0.1, each with one request in flight; IDs uniform
- * over the 1000 from a fixed seed; 1 s of warm-up (not measured), then D seconds
- * (default 5). Columns: requests/s, p50/p99 latency seen by the client, the hit ratio
- * and the misses (loads) of scache_get_or_load, Kinesis HTTP calls, and the totals
- * (seconds, summed over requests) of time spent waiting for the stream and time saved
- * by hits, all over the measured window (scache_middleware_stats_get deltas); then the
- * failed requests (non-200 or transport errors, warm-up included).
+ * over the 1000 from a fixed seed; --warmup (default 1) s of warm-up (not measured),
+ * then D seconds (default 5). Columns: requests/s, p50/p99 latency seen by the client,
+ * the hit ratio and the misses (loads) of scache_get_or_load, Kinesis HTTP calls, and
+ * the totals (seconds, summed over requests) of time spent waiting for the stream and
+ * time saved by hits, all over the measured window (scache_middleware_stats_get
+ * deltas); then the failed requests (non-200 or transport errors, warm-up included).
  *
  * kinesalite is started here (tests/kinesalite.c) and stopped at exit, failures
  * included (atexit; the kernel kills node if this process dies outright). The
  * middleware's log goes to a sink that drops summaries (per-request lines are off with
  * quiet_requests) and forwards warnings to stderr.
- * Usage: bench_http [--seconds D] [--runs R] [--conns C] [--no-kinesis] [--wrk PATH]
- *        bench_http --sqlite [--seconds D] [--conns C] [--load-us US] [--max-polls N]
+ * Usage: bench_http [--seconds D] [--runs R] [--conns C,...] [--pools P,...] [--warmup S]
+ *                   [--max-polls N] [--no-kinesis] [--no-memory] [--wrk PATH] [--json FILE]
+ *        bench_http --sqlite [--seconds D] [--conns C] [--load-us US] [--warmup S]
+ *                   [--max-polls N] [--json FILE]
  * (--max-polls: the middleware's max_polls_per_second; 0, the default, keeps the library's
- * default of 5, which bounds the strict row to about C x 5 requests a second.)
+ * default of 5, which bounds a strict row to about C x 5 requests a second.)
  * Client, server and node share the machine's CPUs: read the figures as relative.
  */
 #include <curl/curl.h>
@@ -308,7 +316,7 @@ typedef struct slot {
 
 typedef struct loadgen {
 	int port;
-	unsigned conns, seconds;
+	unsigned conns, seconds, warmup_ms;
 	scache_middleware *mw; /* stats snapshots at the window's edges (may be NULL) */
 	scache_middleware_stats before, after;
 	uint32_t *lat_us;
@@ -377,7 +385,7 @@ static void *loadgen_run(void *arg)
 		curl_multi_add_handle(m, s->e);
 	}
 	uint64_t t0 = scache_now_ns(NULL);
-	uint64_t warm_end = t0 + 1000000000ULL;
+	uint64_t warm_end = t0 + (uint64_t)g->warmup_ms * 1000000ULL;
 	uint64_t end = warm_end + (uint64_t)g->seconds * 1000000000ULL;
 	int recording = 0, stopping = 0, running = 1;
 	while (!g->why[0] && (running || !stopping)) {
@@ -455,10 +463,26 @@ static void *churn_run(void *arg)
 	return NULL;
 }
 
+/* ---- Raw figures as JSON (--json FILE) ------------------------------------------ */
+
+static FILE *jf; /* NULL: no --json */
+
+/* A number for JSON: finite, else null (a figure that could not be computed). */
+static void jnum(const char *name, double v, int comma)
+{
+	if (!jf)
+		return;
+	if (v != v || v > 1e300 || v < -1e300)
+		fprintf(jf, "\"%s\":null%s", name, comma ? "," : "");
+	else
+		fprintf(jf, "\"%s\":%.6g%s", name, v, comma ? "," : "");
+}
+
 /* ---- One row ------------------------------------------------------------------ */
 
 typedef enum mode { BARE, BOUNDED, STRICT, CHURN } mode;
 static const char *const mode_names[] = {"bare", "bounded 200ms", "strict", "bounded+churn"};
+static const char *const mode_keys[] = {"no_cache", "bounded_200ms", "strict", "bounded_churn"};
 
 static int cmp_u32(const void *a, const void *b)
 {
@@ -466,8 +490,8 @@ static int cmp_u32(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
-static void run_row(mode md, unsigned load_us, unsigned seconds, unsigned conns, unsigned max_polls,
-                    int row)
+static void run_row(mode md, unsigned load_us, unsigned seconds, unsigned warmup_ms, unsigned conns,
+                    unsigned max_polls, int row)
 {
 	app ap = {.load_us = load_us};
 	scache_cache *cache = NULL;
@@ -516,7 +540,11 @@ static void run_row(mode md, unsigned load_us, unsigned seconds, unsigned conns,
 	pthread_t churn_thread, gen_thread;
 	if (md == CHURN && pthread_create(&churn_thread, NULL, churn_run, &ch))
 		die("pthread_create", "churn writer");
-	loadgen g = {.port = info->port, .conns = conns, .seconds = seconds, .mw = ap.mw};
+	loadgen g = {.port = info->port,
+	             .conns = conns,
+	             .seconds = seconds,
+	             .warmup_ms = warmup_ms,
+	             .mw = ap.mw};
 	if (pthread_create(&gen_thread, NULL, loadgen_run, &g))
 		die("pthread_create", "load generator");
 	pthread_join(gen_thread, NULL);
@@ -533,18 +561,17 @@ static void run_row(mode md, unsigned load_us, unsigned seconds, unsigned conns,
 		die("load generator", "no request completed in the measured window");
 
 	qsort(g.lat_us, g.n, sizeof *g.lat_us, cmp_u32);
-	printf("%-14s %7u %9.0f %8.2f %8.2f", mode_names[md], load_us,
-	       (double)g.n / (double)seconds, (double)g.lat_us[g.n / 2] / 1000.0,
-	       (double)g.lat_us[g.n * 99 / 100] / 1000.0);
+	double rps = (double)g.n / (double)seconds, p50 = (double)g.lat_us[g.n / 2] / 1000.0,
+	       p99 = (double)g.lat_us[g.n * 99 / 100] / 1000.0;
+	printf("%-14s %7u %9.0f %8.2f %8.2f", mode_names[md], load_us, rps, p50, p99);
+	const scache_middleware_stats *b = &g.before, *a = &g.after;
+	uint64_t hits = a->request_hits - b->request_hits;
+	uint64_t misses = a->request_misses - b->request_misses;
+	uint64_t calls = a->source_calls - b->source_calls;
+	double hit_pct = hits + misses ? 100.0 * (double)hits / (double)(hits + misses) : 0.0;
 	if (ap.mw) {
-		const scache_middleware_stats *b = &g.before, *a = &g.after;
-		uint64_t hits = a->request_hits - b->request_hits;
-		uint64_t misses = a->request_misses - b->request_misses;
-		printf(" %7.2f%% %7llu %8llu %9.3f %9.3f",
-		       hits + misses ? 100.0 * (double)hits / (double)(hits + misses) : 0.0,
-		       (unsigned long long)misses,
-		       (unsigned long long)(a->source_calls - b->source_calls),
-		       (double)(a->stream_ns - b->stream_ns) / 1e9,
+		printf(" %7.2f%% %7llu %8llu %9.3f %9.3f", hit_pct, (unsigned long long)misses,
+		       (unsigned long long)calls, (double)(a->stream_ns - b->stream_ns) / 1e9,
 		       (double)(a->saved_ns - b->saved_ns) / 1e9);
 	} else {
 		printf(" %8s %7s %8s %9s %9s", "-", "-", "-", "-", "-");
@@ -555,6 +582,26 @@ static void run_row(mode md, unsigned load_us, unsigned seconds, unsigned conns,
 		       (unsigned long long)ch.failed);
 	printf("\n");
 	fflush(stdout);
+	if (jf) {
+		fprintf(jf, "%s{\"mode\":\"%s\",\"name\":\"%s\",\"load_us\":%u,\"requests\":%zu,",
+		        row ? "," : "", mode_keys[md], mode_names[md], load_us, g.n);
+		jnum("rps", rps, 1);
+		jnum("p50_ms", p50, 1);
+		jnum("p99_ms", p99, 1);
+		if (ap.mw) {
+			jnum("hit_pct", hit_pct, 1);
+			fprintf(jf, "\"misses\":%llu,\"kinesis_calls\":%llu,\"polls\":%llu,",
+			        (unsigned long long)misses, (unsigned long long)calls,
+			        (unsigned long long)(a->polls - b->polls));
+			jnum("kinesis_calls_per_1000", 1000.0 * (double)calls / (double)g.n, 1);
+			jnum("stream_s", (double)(a->stream_ns - b->stream_ns) / 1e9, 1);
+			jnum("saved_s", (double)(a->saved_ns - b->saved_ns) / 1e9, 1);
+		}
+		if (md == CHURN)
+			fprintf(jf, "\"churn_invalidated\":%llu,\"churn_failed\":%llu,",
+			        (unsigned long long)ch.sent, (unsigned long long)ch.failed);
+		fprintf(jf, "\"errors\":%llu}\n", (unsigned long long)g.errors);
+	}
 	free(g.lat_us);
 	scache_middleware_free(ap.mw);
 	scache_cache_free(cache);
@@ -615,17 +662,46 @@ static enum MHD_Result hit_handle(void *cls, struct MHD_Connection *c, const cha
 	return ret;
 }
 
-typedef enum hit_kind { H_BARE, H_LOG, H_QUIET, H_KINESIS } hit_kind;
-#define HIT_KINDS 4
+/* The rows of the hit table, in the order they run in each turn. */
+typedef enum hit_kind {
+	H_BARE,    /* bare, epoll pool (the best pool size): the baseline of the ratios */
+	H_BARE_SR, /* bare, the wrapped rows' daemon: the same pool + MHD_ALLOW_SUSPEND_RESUME */
+	H_STRICT,  /* middleware over kinesalite, strict, log on */
+	H_BOUNDED, /* middleware over kinesalite, bounded 200 ms, log on */
+	H_BOUNDED_OFF, /* the same, log off */
+	H_MEM_LOG,     /* middleware over the in-memory source, bounded 200 ms, log on */
+	H_MEM_OFF,     /* the same, log off */
+	HIT_KINDS
+} hit_kind;
 static const char *const hit_names[HIT_KINDS] = {
-    "bare libmicrohttpd", "middleware, memory source, log on (file)",
-    "middleware, memory source, log off", "middleware, kinesalite, log on (file)"};
+    "bare libmicrohttpd, epoll pool",
+    "bare, the server's thread mode (+ suspend/resume)",
+    "strict, kinesalite, log on",
+    "bounded 200 ms, kinesalite, log on",
+    "bounded 200 ms, kinesalite, log off",
+    "bounded 200 ms, memory source, log on",
+    "bounded 200 ms, memory source, log off"};
+static const char *const hit_keys[HIT_KINDS] = {"bare_epoll",
+                                                "bare_server_mode",
+                                                "strict",
+                                                "bounded_200ms",
+                                                "bounded_200ms_log_off",
+                                                "memory_bounded_log_on",
+                                                "memory_bounded_log_off"};
+
+static int hit_kinesis(hit_kind k)
+{
+	return k == H_STRICT || k == H_BOUNDED || k == H_BOUNDED_OFF;
+}
 
 typedef struct hit_result {
 	double rps, p50_ms, p99_ms;
 	double hit_pct;     /* hits / (hits + misses) in the measured window; -1: bare */
 	double log_bytes;   /* bytes written to the log file per request; 0: none */
 	unsigned long errs; /* wrk's socket errors and non-2xx answers */
+	uint64_t requests;  /* completed in the measured window (the middleware's count) */
+	uint64_t calls;     /* Kinesis HTTP calls in the measured window */
+	uint64_t polls;     /* polls completed in the measured window */
 } hit_result;
 
 static char wrk_path[256];
@@ -642,13 +718,13 @@ static double wrk_ms(double v, const char *unit)
 	return v / 1e6; /* "ns" */
 }
 
-/* Runs wrk with 2 threads and C keep-alive connections for D seconds on port; 0 and the
- * figures, or -1 (output unreadable). */
+/* Runs wrk with 2 threads (1 for 1 connection) and C keep-alive connections for D seconds
+ * on port; 0 and the figures, or -1 (output unreadable). */
 static int wrk_run(int port, unsigned conns, unsigned seconds, hit_result *out)
 {
 	char cmd[512];
-	snprintf(cmd, sizeof cmd, "'%s' -t2 -c%u -d%us --latency http://127.0.0.1:%d/users/1 2>&1",
-	         wrk_path, conns, seconds, port);
+	snprintf(cmd, sizeof cmd, "'%s' -t%u -c%u -d%us --latency http://127.0.0.1:%d/users/1 2>&1",
+	         wrk_path, conns > 1 ? 2u : 1u, conns, seconds, port);
 	FILE *p = popen(cmd, "r");
 	if (!p)
 		return -1;
@@ -679,10 +755,12 @@ static int wrk_run(int port, unsigned conns, unsigned seconds, hit_result *out)
 	return got == 7 && rc == 0 ? 0 : -1;
 }
 
-/* One hit row: a fresh daemon (and middleware), 1 s of wrk warm-up, then D s measured. */
-static hit_result hit_row(hit_kind kind, unsigned pool, unsigned conns, unsigned seconds, int row)
+/* One hit row: a fresh daemon (and middleware), warmup_s of wrk (none if 0), then D s
+ * measured. */
+static hit_result hit_row(hit_kind kind, unsigned pool, unsigned conns, unsigned seconds,
+                          unsigned warmup_s, unsigned max_polls, int row)
 {
-	hit_app ha = {.wrapped = kind != H_BARE};
+	hit_app ha = {.wrapped = kind != H_BARE && kind != H_BARE_SR};
 	hit_result res = {.hit_pct = -1};
 	scache_cache *cache = NULL;
 	scache_middleware *mw = NULL;
@@ -695,16 +773,18 @@ static hit_result hit_row(hit_kind kind, unsigned pool, unsigned conns, unsigned
 	if (!ha.resp || !ha.nf)
 		die("MHD_create_response_from_buffer", "out of memory");
 	MHD_add_response_header(ha.resp, "Content-Type", "application/json");
-	if (kind != H_BARE) {
+	if (ha.wrapped) {
 		scache_middleware_config mc = {.handler = hit_handle,
 		                               .handler_cls = &ha,
 		                               .suspend = 1, /* as deployed (README) */
-		                               .poll_interval_ms = 200,
-		                               .quiet_requests = kind == H_QUIET};
+		                               .poll_interval_ms = kind == H_STRICT ? 0 : 200,
+		                               .max_polls_per_second = max_polls,
+		                               .quiet_requests =
+		                                   kind == H_BOUNDED_OFF || kind == H_MEM_OFF};
 		if (scache_cache_new(NULL, &cache))
 			die("scache_cache_new", "out of memory");
 		mc.cache = cache;
-		if (kind == H_KINESIS) {
+		if (hit_kinesis(kind)) {
 			snprintf(stream, sizeof stream, "bench-hit-%d", row);
 			kinesalite_config(&K, stream, &sc);
 			if (kinesalite_create_stream(&K, stream, 1, err, sizeof err))
@@ -723,6 +803,8 @@ static hit_result hit_row(hit_kind kind, unsigned pool, unsigned conns, unsigned
 	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = 0};
 	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	unsigned flags = MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG;
+	if (kind == H_BARE_SR)
+		flags |= MHD_ALLOW_SUSPEND_RESUME; /* what scache_mhd_start adds with .suspend */
 	struct MHD_Daemon *d;
 	if (mw)
 		d = scache_mhd_start(mw, flags, 0, MHD_OPTION_THREAD_POOL_SIZE, pool,
@@ -744,7 +826,7 @@ static hit_result hit_row(hit_kind kind, unsigned pool, unsigned conns, unsigned
 
 	hit_result warm = {0};
 	scache_middleware_stats before, after;
-	if (wrk_run(port, conns, 1, &warm))
+	if (warmup_s && wrk_run(port, conns, warmup_s, &warm))
 		die("wrk", "warm-up run failed (no figures)");
 	if (mw)
 		scache_middleware_stats_get(mw, &before);
@@ -756,6 +838,9 @@ static hit_result hit_row(hit_kind kind, unsigned pool, unsigned conns, unsigned
 		uint64_t hits = after.request_hits - before.request_hits;
 		uint64_t misses = after.request_misses - before.request_misses;
 		res.hit_pct = hits + misses ? 100.0 * (double)hits / (double)(hits + misses) : 0;
+		res.requests = after.requests - before.requests;
+		res.calls = after.source_calls - before.source_calls;
+		res.polls = after.polls - before.polls;
 		scache_middleware_shutdown(mw);
 	}
 	MHD_stop_daemon(d);
@@ -765,7 +850,8 @@ static hit_result hit_row(hit_kind kind, unsigned pool, unsigned conns, unsigned
 	MHD_destroy_response(ha.nf);
 	if (log_path[0]) {
 		struct stat st;
-		if (kind != H_QUIET && !stat(log_path, &st) && after.requests > before.requests)
+		if (kind != H_BOUNDED_OFF && kind != H_MEM_OFF && !stat(log_path, &st) &&
+		    after.requests > before.requests)
 			res.log_bytes = (double)st.st_size / (double)after.requests;
 		unlink(log_path);
 	}
@@ -804,53 +890,107 @@ static double median(const double *v, unsigned n)
 	return s[n / 2];
 }
 
-/* The whole hit-path table: for each connection count, the bare server with a pool of 2
- * and of 4 (the faster by median req/s is kept), then runs x (bare, wrapped rows) in turn,
- * each wrapped figure divided by the bare one of the same turn. */
-static void hit_section(unsigned seconds, unsigned runs, const unsigned *conns_list,
-                        unsigned nconns, int kinesis)
+/* A JSON array of n figures. */
+static void jarray(const char *name, const double *v, unsigned n, int comma)
 {
-	const unsigned pools[2] = {2, 4};
+	if (!jf)
+		return;
+	fprintf(jf, "\"%s\":[", name);
+	for (unsigned i = 0; i < n; i++)
+		fprintf(jf, "%.6g%s", v[i], i + 1 < n ? "," : "");
+	fprintf(jf, "]%s", comma ? "," : "");
+}
+
+/* The settings of the hit table. */
+typedef struct hit_opts {
+	unsigned seconds, runs, warmup_s, max_polls;
+	const unsigned *conns;
+	unsigned nconns;
+	const unsigned *pools; /* bare pool sizes tried; the fastest is kept */
+	unsigned npools;
+	int kinesis; /* 0: no kinesalite rows (--no-kinesis) */
+	int memory;  /* 0: no memory-source rows (--no-memory) */
+} hit_opts;
+
+static int hit_wanted(const hit_opts *o, hit_kind k)
+{
+	if (k == H_MEM_LOG || k == H_MEM_OFF)
+		return o->memory;
+	return o->kinesis || !hit_kinesis(k);
+}
+
+/* The whole hit-path table: for each connection count, the bare server with each pool
+ * size (the faster by median req/s is kept), then runs x (bare, wrapped rows) in turn,
+ * each wrapped figure divided by the bare one of the same turn. */
+static void hit_section(const hit_opts *o)
+{
 	int row = 0, verdict = 1;
+	unsigned runs = o->runs;
 	char b1[128], b2[128], b3[128], b4[128], b5[128];
 	printf("## Hit path: GET /users/1, every request a hit, against bare libmicrohttpd\n\n"
 	       "libmicrohttpd %s, MHD_USE_AUTO_INTERNAL_THREAD (epoll) + thread pool, keep-alive\n"
-	       "loopback; load from wrk -t2 (%s), 1 s warm-up then %u s measured per run, %u runs\n"
-	       "per row in turn; figures are median (min-max) over the runs. Middleware rows:\n"
-	       "bounded staleness poll_interval_ms 200, .suspend 1, scache_mhd_start, the same\n"
-	       "handler and daemon flags; \"memory source\" is scache_memory_source_new (no "
-	       "Kinesis:\n"
-	       "on a hit the source is only polled in the background); ratios are to the bare run "
-	       "of\n"
-	       "the same turn.\n\n",
-	       MHD_get_version(), wrk_path, seconds, runs);
-	for (unsigned ci = 0; ci < nconns; ci++) {
-		unsigned conns = conns_list[ci];
-		double pr[2][16];
-		for (unsigned r = 0; r < runs; r++)
-			for (int p = 0; p < 2; p++)
-				pr[p][r] = hit_row(H_BARE, pools[p], conns, seconds, row++).rps;
-		int best = median(pr[1], runs) > median(pr[0], runs);
-		unsigned pool = pools[best];
-		printf(
-		    "%u connections: bare with a pool of 2: %s req/s, of 4: %s req/s; pool of %u "
-		    "kept\n\n",
-		    conns, spread(b1, sizeof b1, pr[0], runs, "%.0f"),
-		    spread(b2, sizeof b2, pr[1], runs, "%.0f"), pool);
+	       "loopback; load from wrk -t2 (-t1 at 1 connection; %s), %u s warm-up then %u s\n"
+	       "measured per run, %u runs per row in turn; figures are median (min-max) over the\n"
+	       "runs. Middleware rows: .suspend 1, scache_mhd_start, the same handler, daemon "
+	       "flags\n"
+	       "and pool; \"kinesalite\" polls a 1-shard stream on loopback, \"memory source\" is\n"
+	       "scache_memory_source_new (no Kinesis); log on: the efficiency log to a file, as\n"
+	       "deployed. Ratios are to the bare epoll run of the same turn.\n\n",
+	       MHD_get_version(), wrk_path, o->warmup_s, o->seconds, runs);
+	if (jf)
+		fprintf(
+		    jf,
+		    "{\"program\":\"bench_http\",\"section\":\"hit_path\",\"mhd_version\":\"%s\","
+		    "\"seconds\":%u,\"warmup_s\":%u,\"runs\":%u,\"tables\":[\n",
+		    MHD_get_version(), o->seconds, o->warmup_s, runs);
+	for (unsigned ci = 0; ci < o->nconns; ci++) {
+		unsigned conns = o->conns[ci];
+		double pr[8][16];
+		unsigned best = 0;
+		if (o->npools > 1) {
+			for (unsigned r = 0; r < runs; r++)
+				for (unsigned p = 0; p < o->npools; p++)
+					pr[p][r] = hit_row(H_BARE, o->pools[p], conns, o->seconds,
+					                   o->warmup_s, o->max_polls, row++)
+					               .rps;
+			printf("%u connections, bare req/s by pool size:", conns);
+			for (unsigned p = 0; p < o->npools; p++) {
+				printf(" %u: %s;", o->pools[p],
+				       spread(b1, sizeof b1, pr[p], runs, "%.0f"));
+				if (median(pr[p], runs) > median(pr[best], runs))
+					best = p;
+			}
+			printf(" pool of %u kept\n\n", o->pools[best]);
+		}
+		unsigned pool = o->pools[best];
 		fflush(stdout);
 
-		hit_result res[HIT_KINDS][16];
-		int kinds = kinesis ? HIT_KINDS : HIT_KINDS - 1;
+		static hit_result res[HIT_KINDS][16];
 		for (unsigned r = 0; r < runs; r++)
-			for (int k = 0; k < kinds; k++)
-				res[k][r] = hit_row((hit_kind)k, pool, conns, seconds, row++);
+			for (int k = 0; k < HIT_KINDS; k++)
+				if (hit_wanted(o, (hit_kind)k))
+					res[k][r] = hit_row((hit_kind)k, pool, conns, o->seconds,
+					                    o->warmup_s, o->max_polls, row++);
 		printf(
 		    "| %u conns, pool %u | req/s | p50 ms | p99 ms | req/s vs bare | p99 vs bare "
-		    "| hits | log B/req | errors |\n",
+		    "| hits | Kinesis calls / 1000 req | log B/req | errors |\n",
 		    conns, pool);
-		printf("| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
-		for (int k = 0; k < kinds; k++) {
-			double rps[16], p50[16], p99[16], rr[16], pr99[16];
+		printf("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
+		if (jf) {
+			fprintf(jf, "%s{\"conns\":%u,\"pool\":%u,\"pools_tried\":[", ci ? "," : "",
+			        conns, pool);
+			for (unsigned p = 0; p < o->npools; p++) {
+				fprintf(jf, "%s{\"pool\":%u,", p ? "," : "", o->pools[p]);
+				jarray("bare_rps", pr[p], o->npools > 1 ? runs : 0, 0);
+				fprintf(jf, "}");
+			}
+			fprintf(jf, "],\"rows\":[\n");
+		}
+		int first = 1;
+		for (int k = 0; k < HIT_KINDS; k++) {
+			if (!hit_wanted(o, (hit_kind)k))
+				continue;
+			double rps[16], p50[16], p99[16], rr[16], pr99[16], cpk[16] = {0};
 			double hit_min = 100, logb = 0;
 			unsigned long errs = 0;
 			for (unsigned r = 0; r < runs; r++) {
@@ -860,40 +1000,90 @@ static void hit_section(unsigned seconds, unsigned runs, const unsigned *conns_l
 				p99[r] = x->p99_ms;
 				rr[r] = x->rps / bare->rps;
 				pr99[r] = x->p99_ms / bare->p99_ms;
+				if (x->requests)
+					cpk[r] = 1000.0 * (double)x->calls / (double)x->requests;
 				if (x->hit_pct >= 0 && x->hit_pct < hit_min)
 					hit_min = x->hit_pct;
 				if (x->log_bytes > logb)
 					logb = x->log_bytes;
 				errs += x->errs;
 			}
-			if (k == H_LOG && (median(rr, runs) < 0.9 || median(pr99, runs) > 1.5))
+			if (k == H_BOUNDED && conns >= 16 &&
+			    (median(rr, runs) < 0.9 || median(pr99, runs) > 1.5))
 				verdict = 0;
-			char hits[16] = "-", lb[16] = "-";
-			if (k != H_BARE)
+			int wrapped = k != H_BARE && k != H_BARE_SR;
+			char hits[16] = "-", lb[16] = "-", calls[128] = "-";
+			if (wrapped) {
 				snprintf(hits, sizeof hits, "%.2f%%", hit_min);
+				spread(calls, sizeof calls, cpk, runs, "%.1f");
+			}
 			if (logb > 0)
 				snprintf(lb, sizeof lb, "%.0f", logb);
-			printf("| %s | %s | %s | %s | %s | %s | %s | %s | %lu |\n", hit_names[k],
-			       spread(b1, sizeof b1, rps, runs, "%.0f"),
+			printf("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %lu |\n",
+			       hit_names[k], spread(b1, sizeof b1, rps, runs, "%.0f"),
 			       spread(b2, sizeof b2, p50, runs, "%.3f"),
 			       spread(b3, sizeof b3, p99, runs, "%.2f"),
 			       k == H_BARE ? "1" : spread(b4, sizeof b4, rr, runs, "%.2fx"),
 			       k == H_BARE ? "1" : spread(b5, sizeof b5, pr99, runs, "%.2fx"), hits,
-			       lb, errs);
+			       calls, lb, errs);
+			if (jf) {
+				fprintf(jf, "%s{\"kind\":\"%s\",\"name\":\"%s\",\"median\":{",
+				        first ? "" : ",", hit_keys[k], hit_names[k]);
+				jnum("rps", median(rps, runs), 1);
+				jnum("p50_ms", median(p50, runs), 1);
+				jnum("p99_ms", median(p99, runs), 1);
+				jnum("rps_vs_bare", median(rr, runs), 1);
+				jnum("p99_vs_bare", median(pr99, runs), wrapped);
+				if (wrapped) {
+					jnum("hit_pct_min", hit_min, 1);
+					jnum("kinesis_calls_per_1000", median(cpk, runs), 0);
+				}
+				fprintf(jf, "},\"runs\":[");
+				for (unsigned r = 0; r < runs; r++) {
+					const hit_result *x = &res[k][r];
+					fprintf(jf, "%s{", r ? "," : "");
+					jnum("rps", x->rps, 1);
+					jnum("p50_ms", x->p50_ms, 1);
+					jnum("p99_ms", x->p99_ms, 1);
+					jnum("rps_vs_bare", rr[r], 1);
+					jnum("p99_vs_bare", pr99[r], 1);
+					if (wrapped)
+						fprintf(jf,
+						        "\"requests\":%llu,\"kinesis_calls\":%llu,"
+						        "\"polls\":%llu,",
+						        (unsigned long long)x->requests,
+						        (unsigned long long)x->calls,
+						        (unsigned long long)x->polls);
+					if (wrapped)
+						jnum("hit_pct", x->hit_pct, 1);
+					jnum("log_bytes_per_req", x->log_bytes, 1);
+					fprintf(jf, "\"errors\":%lu}", x->errs);
+				}
+				fprintf(jf, "]}\n");
+			}
+			first = 0;
 		}
+		if (jf)
+			fprintf(jf, "]}\n");
 		printf("\n");
 		fflush(stdout);
 	}
-	printf("Target (log on, memory source: median >= 0.9x bare req/s and p99 <= 1.5x bare, at "
-	       "every connection count): %s\n\n",
+	printf("Target (bounded 200 ms, kinesalite, log on: median >= 0.9x bare req/s and p99 <= "
+	       "1.5x bare, at 16 and 64 connections): %s\n\n",
 	       verdict ? "met" : "NOT met");
+	if (jf)
+		fprintf(jf, "],\"target_met\":%s}\n", verdict ? "true" : "false");
 }
 
 /* ---- main ----------------------------------------------------------------------- */
 
 #define USAGE                                                                                      \
-	"usage: bench_http [--seconds D] [--runs R] [--conns C] [--no-kinesis] [--wrk PATH]\n"     \
-	"       bench_http --sqlite [--seconds D] [--conns C] [--load-us US] [--max-polls N]\n"
+	"usage: bench_http [--seconds D] [--runs R] [--conns C,...] [--pools P,...] [--warmup "    \
+	"S]\n"                                                                                     \
+	"                  [--max-polls N] [--no-kinesis] [--no-memory] [--wrk PATH]\n"            \
+	"                  [--json FILE]\n"                                                        \
+	"       bench_http --sqlite [--seconds D] [--conns C] [--load-us US] [--warmup S]\n"       \
+	"                  [--max-polls N] [--json FILE]\n"
 
 static unsigned parse_uint(const char *flag, const char *v, unsigned lo, unsigned hi)
 {
@@ -905,6 +1095,23 @@ static unsigned parse_uint(const char *flag, const char *v, unsigned lo, unsigne
 		exit(2);
 	}
 	return (unsigned)n;
+}
+
+/* A comma-separated list of up to max numbers from lo to hi into out; their count. */
+static unsigned parse_list(const char *flag, const char *v, unsigned lo, unsigned hi, unsigned *out,
+                           unsigned max)
+{
+	char buf[128], *save = NULL;
+	unsigned n = 0;
+	snprintf(buf, sizeof buf, "%s", v ? v : "");
+	for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+		if (n == max)
+			parse_uint(flag, NULL, lo, hi); /* too many: the usage */
+		out[n++] = parse_uint(flag, t, lo, hi);
+	}
+	if (!n)
+		parse_uint(flag, NULL, lo, hi);
+	return n;
 }
 
 /* wrk: --wrk, else the first executable "wrk" on PATH; 0, or -1. */
@@ -928,28 +1135,38 @@ static int find_wrk(const char *given)
 
 /* The SQLite rows (--sqlite): read-aside, strict and churn against bare, thread per
  * connection. */
-static void sqlite_section(unsigned seconds, unsigned conns, unsigned load_us, unsigned max_polls)
+static void sqlite_section(unsigned seconds, unsigned warmup_s, unsigned conns, unsigned load_us,
+                           unsigned max_polls)
 {
 	printf("GET /users/{id} over SQLite (%d users), libmicrohttpd thread per connection,\n"
-	       "%u keep-alive connections, %u s per row after 1 s of warm-up; kinesalite at %s;\n"
+	       "%u keep-alive connections, %u s per row after %u s of warm-up; kinesalite at %s;\n"
 	       "middleware polls at most %u a second%s\n"
 	       "load us: artificial delay per database read (a stand-in for a remote database)\n\n",
-	       USERS, conns, seconds, K.endpoint, max_polls ? max_polls : 5,
+	       USERS, conns, seconds, warmup_s, K.endpoint, max_polls ? max_polls : 5,
 	       max_polls ? "" : " (the default)");
 	printf("%-14s %7s %9s %8s %8s %8s %7s %8s %9s %9s %6s\n", "row", "load us", "req/s",
 	       "p50 ms", "p99 ms", "hits", "misses", "Kinesis", "stream s", "saved s", "errors");
+	if (jf)
+		fprintf(jf,
+		        "{\"program\":\"bench_http\",\"section\":\"sqlite\",\"users\":%d,"
+		        "\"conns\":%u,\"seconds\":%u,\"warmup_s\":%u,\"rows\":[\n",
+		        USERS, conns, seconds, warmup_s);
 	unsigned loads[2] = {0, load_us};
 	int row = 0;
 	for (int l = 0; l < (load_us ? 2 : 1); l++)
 		for (int md = BARE; md <= CHURN; md++)
-			run_row((mode)md, loads[l], seconds, conns, max_polls, row++);
+			run_row((mode)md, loads[l], seconds, warmup_s * 1000, conns, max_polls,
+			        row++);
+	if (jf)
+		fprintf(jf, "]}\n");
 }
 
 int main(int argc, char **argv)
 {
-	unsigned seconds = 0, conns = 0, load_us = 1000, max_polls = 0, runs = 3;
-	int sqlite = 0, kinesis = 1;
-	const char *wrk = NULL;
+	unsigned seconds = 0, load_us = 1000, max_polls = 0, runs = 3, warmup_s = 1;
+	unsigned conns[8] = {1, 16, 64}, nconns = 0, pools[8] = {2, 4}, npools = 2;
+	int sqlite = 0, kinesis = 1, memory = 1;
+	const char *wrk = NULL, *json = NULL;
 	char err[256];
 
 	for (int a = 1; a < argc; a++) {
@@ -957,9 +1174,13 @@ int main(int argc, char **argv)
 		if (!strcmp(argv[a], "--seconds"))
 			seconds = parse_uint(argv[a++], v, 1, 3600);
 		else if (!strcmp(argv[a], "--conns"))
-			conns = parse_uint(argv[a++], v, 1, 1000);
+			nconns = parse_list(argv[a++], v, 1, 1000, conns, 8);
+		else if (!strcmp(argv[a], "--pools"))
+			npools = parse_list(argv[a++], v, 1, 64, pools, 8);
 		else if (!strcmp(argv[a], "--runs"))
 			runs = parse_uint(argv[a++], v, 1, 15);
+		else if (!strcmp(argv[a], "--warmup"))
+			warmup_s = parse_uint(argv[a++], v, 0, 60);
 		else if (!strcmp(argv[a], "--load-us"))
 			load_us = parse_uint(argv[a++], v, 0, 1000000);
 		else if (!strcmp(argv[a], "--max-polls"))
@@ -968,8 +1189,12 @@ int main(int argc, char **argv)
 			sqlite = 1;
 		else if (!strcmp(argv[a], "--no-kinesis"))
 			kinesis = 0;
+		else if (!strcmp(argv[a], "--no-memory"))
+			memory = 0;
 		else if (!strcmp(argv[a], "--wrk") && v)
 			wrk = argv[++a];
+		else if (!strcmp(argv[a], "--json") && v)
+			json = argv[++a];
 		else
 			parse_uint(argv[a], NULL, 0, 0); /* prints the usage, exits */
 	}
@@ -979,6 +1204,8 @@ int main(int argc, char **argv)
 	if (!sqlite && find_wrk(wrk))
 		die("wrk", "not found: install it (Debian package wrk; scripts/install-deps.sh "
 		           "does) or give --wrk PATH");
+	if (json && !(jf = fopen(json, "w")))
+		die(json, "cannot write");
 	if (sqlite && curl_global_init(CURL_GLOBAL_DEFAULT))
 		die("curl_global_init", "failed");
 	if (sqlite)
@@ -988,12 +1215,24 @@ int main(int argc, char **argv)
 	if ((sqlite || kinesis) && kinesalite_start(&K, err, sizeof err))
 		die("kinesalite", err);
 	if (sqlite) {
-		sqlite_section(seconds ? seconds : 5, conns ? conns : 16, load_us, max_polls);
+		sqlite_section(seconds ? seconds : 5, warmup_s, nconns ? conns[0] : 16, load_us,
+		               max_polls);
 		curl_global_cleanup();
 	} else {
-		const unsigned both[2] = {16, 64};
-		hit_section(seconds ? seconds : 3, runs, conns ? &conns : both, conns ? 1 : 2,
-		            kinesis);
+		hit_opts o = {.seconds = seconds ? seconds : 3,
+		              .runs = runs,
+		              .warmup_s = warmup_s,
+		              .max_polls = max_polls,
+		              .conns = conns,
+		              .nconns = nconns ? nconns : 3,
+		              .pools = pools,
+		              .npools = npools,
+		              .kinesis = kinesis,
+		              .memory = memory};
+		hit_section(&o);
 	}
+	if (jf && fclose(jf))
+		die(json, "write failed");
+	jf = NULL;
 	return 0; /* cleanup() stops kinesalite */
 }
