@@ -498,7 +498,8 @@ void fleet_simulate(const fleet_knobs *kn, unsigned n, unsigned s, enum fleet_mo
 	lats l = {0};
 	for (unsigned f = 0; f < kn->fleets; f++)
 		simulate_fleet(kn, s, mode, f, o, &l);
-	qsort(l.v, l.n, sizeof *l.v, cmp_i64);
+	if (l.n)
+		qsort(l.v, l.n, sizeof *l.v, cmp_i64);
 	o->p50_us = nearest_rank(l.v, l.n, o->unapplied, 50);
 	o->p99_us = nearest_rank(l.v, l.n, o->unapplied, 99);
 	free(l.v);
