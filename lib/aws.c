@@ -16,12 +16,14 @@
  *   max_retries; everything else is final. The outcome carries the AWS error name and
  *   message and the endpoint, never the credentials: every message built from an answer
  *   is masked (aws_redact) before it is cut to fit.
- * - TLS verification is always on; only http and https are allowed, and plain http only
+ * - TLS verification is always on (against the system's CAs, or the ca_file /
+ *   AWS_CA_BUNDLE the user trusts); only http and https are allowed, and plain http only
  *   when the endpoint says so. No redirects are followed.
  */
 #include "aws.h"
 
 #include <assert.h>
+#include <errno.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -67,6 +69,7 @@ void aws_settings_clear(aws_settings *s)
 		return;
 	free(s->region);
 	free(s->endpoint);
+	free(s->ca_file);
 	free(s->access_key_id);
 	if (s->secret_access_key) /* do not leave the secret in freed memory */
 		explicit_bzero(s->secret_access_key, strlen(s->secret_access_key));
@@ -88,7 +91,7 @@ static scache_err settings_fail(aws_settings *out, char *errbuf, size_t errlen, 
 scache_err aws_settings_resolve(const aws_service *svc, const aws_config *cfg, aws_settings *out,
                                 char *errbuf, size_t errlen)
 {
-	const char *region, *endpoint, *key, *secret, *token;
+	const char *region, *endpoint, *key, *secret, *token, *ca_file;
 	char defendpoint[160], msg[320];
 
 	memset(out, 0, sizeof *out);
@@ -128,9 +131,21 @@ scache_err aws_settings_resolve(const aws_service *svc, const aws_config *cfg, a
 		         svc->label, aws_endpoint_shown(endpoint, shown, sizeof shown));
 		return settings_fail(out, errbuf, errlen, SCACHE_ECONFIG, msg);
 	}
+	/* said now, not as a TLS failure at the first call */
+	ca_file = first_set(cfg->ca_file, env_nonempty("AWS_CA_BUNDLE"));
+	FILE *ca = ca_file ? fopen(ca_file, "r") : NULL;
+	if (ca_file && !ca) {
+		util_fmt(msg, sizeof msg,
+		         "%s CA file '%s' (ca_file or AWS_CA_BUNDLE) cannot be read: %s",
+		         svc->label, ca_file, strerror(errno));
+		return settings_fail(out, errbuf, errlen, SCACHE_ECONFIG, msg);
+	}
+	if (ca)
+		fclose(ca);
 
 	if (dup_into(&out->region, region) || dup_into(&out->endpoint, endpoint) ||
-	    dup_into(&out->access_key_id, key) || dup_into(&out->secret_access_key, secret) ||
+	    dup_into(&out->ca_file, ca_file) || dup_into(&out->access_key_id, key) ||
+	    dup_into(&out->secret_access_key, secret) ||
 	    dup_into(&out->session_token, token && *token ? token : NULL))
 		return settings_fail(out, errbuf, errlen, SCACHE_ENOMEM, "out of memory");
 	size_t el = strlen(out->endpoint);
@@ -150,9 +165,10 @@ scache_err aws_settings_resolve(const aws_service *svc, const aws_config *cfg, a
 scache_err aws_settings_copy(aws_settings *dst, const aws_settings *src)
 {
 	*dst = *src;
-	dst->region = dst->endpoint = NULL;
+	dst->region = dst->endpoint = dst->ca_file = NULL;
 	dst->access_key_id = dst->secret_access_key = dst->session_token = NULL;
 	if (dup_into(&dst->region, src->region) || dup_into(&dst->endpoint, src->endpoint) ||
+	    dup_into(&dst->ca_file, src->ca_file) ||
 	    dup_into(&dst->access_key_id, src->access_key_id) ||
 	    dup_into(&dst->secret_access_key, src->secret_access_key) ||
 	    dup_into(&dst->session_token, src->session_token)) {
@@ -295,6 +311,8 @@ static int xfer_setup_static(aws_client *c, xfer *x)
 #endif
 	bad |= curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L) != CURLE_OK;
 	bad |= curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L) != CURLE_OK;
+	if (c->s.ca_file)
+		bad |= curl_easy_setopt(h, CURLOPT_CAINFO, c->s.ca_file) != CURLE_OK;
 	bad |= curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L) != CURLE_OK;
 	bad |= curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, c->s.connect_timeout_ms) != CURLE_OK;
 	bad |= curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, c->s.timeout_ms) != CURLE_OK;

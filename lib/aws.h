@@ -40,6 +40,7 @@ typedef struct aws_config {
 	unsigned max_retries;
 	unsigned backoff_base_ms;
 	unsigned backoff_max_ms;
+	const char *ca_file; /* PEM file of trusted CAs instead of the system's */
 } aws_config;
 
 /* Settings resolved from an aws_config and the environment; strings owned. */
@@ -54,15 +55,17 @@ typedef struct aws_settings {
 	unsigned max_retries;
 	unsigned backoff_base_ms;
 	unsigned backoff_max_ms;
+	char *ca_file; /* NULL: the system's certificate store */
 } aws_settings;
 
 /*
  * aws_settings_resolve: fill *out from cfg, then the environment (AWS_REGION,
  * AWS_DEFAULT_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN,
- * svc->endpoint_env, AWS_ENDPOINT_URL), then defaults (https://<name>.<region>.amazonaws.com,
- * .cn added in China; 2 s to connect, 10 s a call, 5 retries, backoff 50 ms to 2 s). Explicit
- * keys never take a session token from the environment. On error (SCACHE_ECONFIG naming the
- * missing setting, SCACHE_ENOMEM) *out is left empty. Free with aws_settings_clear.
+ * svc->endpoint_env, AWS_ENDPOINT_URL, AWS_CA_BUNDLE), then defaults
+ * (https://<name>.<region>.amazonaws.com, .cn added in China; 2 s to connect, 10 s a call,
+ * 5 retries, backoff 50 ms to 2 s). Explicit keys never take a session token from the
+ * environment. On error (SCACHE_ECONFIG naming the missing setting or the unreadable CA
+ * file, SCACHE_ENOMEM) *out is left empty. Free with aws_settings_clear.
  */
 scache_err aws_settings_resolve(const aws_service *svc, const aws_config *cfg, aws_settings *out,
                                 char *errbuf, size_t errlen);

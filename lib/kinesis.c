@@ -145,6 +145,7 @@ scache_err kinesis_settings_resolve(const scache_stream_config *config, int need
 	    .max_retries = cfg->max_retries,
 	    .backoff_base_ms = cfg->backoff_base_ms,
 	    .backoff_max_ms = cfg->backoff_max_ms,
+	    .ca_file = cfg->ca_file,
 	};
 	scache_err err = aws_settings_resolve(&kinesis_service, &ac, &out->aws, errbuf, errlen);
 	if (err)

@@ -93,6 +93,13 @@ typedef struct scache_stream_config {
 	 * without name or partition key, or named twice, is SCACHE_ECONFIG. */
 	const scache_dynamodb_table *dynamodb_tables;
 	size_t dynamodb_ntables;
+	/* [NULL: $AWS_CA_BUNDLE, else the system's certificate store] a PEM file of the
+	 * certificate authorities trusted for an https endpoint, instead of the system's: a
+	 * private CA, or the self-signed certificate of a local endpoint. The certificate
+	 * and the endpoint's host name are always verified; a server they do not match is
+	 * refused, with curl's reason ("SSL certificate problem: ...") in the error. A file
+	 * that cannot be read is SCACHE_ECONFIG naming it. The path is copied. */
+	const char *ca_file;
 } scache_stream_config;
 
 /* ---- Reader ------------------------------------------------------------------ */
