@@ -100,12 +100,18 @@ static char *key_of(const char *id)
 /* up() starts kinesalite before each test. What a test starts besides is kept here, made
  * by the helpers below, and down() stops and frees all of it after the test, also after
  * a failed assertion (Criterion runs .fini then too): no process, thread or connection
- * outlives a test, whatever its outcome. */
+ * outlives a test, whatever its outcome.
+ *
+ * A test begins with live_start(stream, shards, flags): a new stream, its configuration,
+ * a publisher and a reader from LATEST whose keys and gaps go to S; or with live_stream()
+ * (the same without the reader) when it makes its reader itself. put("a", "b") then
+ * publishes one record with those ids, sync_ok(r) polls, expect_once("a") checks S. */
 static kinesalite K;
-static faultproxy *P; /* proxy_on() */
+static faultproxy *P; /* live_stream(..., LIVE_PROXY) */
 static seen S;        /* what the fixture's reader saw */
 static struct {
-	scache_stream_config cfg; /* stream_on() */
+	char stream[64];          /* live_stream() */
+	scache_stream_config cfg; /* for stream */
 	scache_reader *reader;    /* reader_at(), reader_with() */
 	scache_publisher *publisher;
 	scache_cache *cache; /* a test's middleware and its cache */
@@ -142,21 +148,29 @@ static void down(void)
 
 TestSuite(live, .init = up, .fini = down, .timeout = 120);
 
-/* The fixture's stream configuration (F.cfg), for stream at kinesalite, after creating
- * the stream with `shards` shards (0: not created). */
-static void stream_on(const char *stream, int shards)
+enum {
+	LIVE_PROXY = 1,           /* through the fault proxy P in front of kinesalite */
+	LIVE_LIST_EVERY_POLL = 2, /* list_shards_interval_ms 1: ListShards on every poll */
+};
+
+/* Create stream with `shards` shards at kinesalite (0: not created), its configuration
+ * in F.cfg (flags: LIVE_*) and the publisher F.publisher. */
+static void live_stream(const char *stream, int shards, int flags)
 {
-	kinesalite_config(&K, stream, &F.cfg);
+	char err[512];
+	snprintf(F.stream, sizeof F.stream, "%s", stream);
+	kinesalite_config(&K, F.stream, &F.cfg);
 	if (shards)
 		cr_assert_eq(kinesalite_create_stream(&K, stream, shards, NULL, 0), 0);
-}
-
-/* Start the fault proxy in front of kinesalite, and send the configuration through it. */
-static void proxy_on(void)
-{
-	P = faultproxy_start(K.port);
-	cr_assert_not_null(P);
-	F.cfg.endpoint = faultproxy_endpoint(P);
+	if (flags & LIVE_LIST_EVERY_POLL)
+		F.cfg.list_shards_interval_ms = 1;
+	if (flags & LIVE_PROXY) {
+		P = faultproxy_start(K.port);
+		cr_assert_not_null(P);
+		F.cfg.endpoint = faultproxy_endpoint(P);
+	}
+	cr_assert_eq(scache_publisher_new(&F.cfg, &F.publisher, err, sizeof err), SCACHE_OK, "%s",
+	             err);
 }
 
 /* The fixture's reader from at, with callbacks cb (it replaces, and frees, one made
@@ -178,28 +192,18 @@ static scache_reader *reader_at(scache_start_at at)
 	return reader_with(at, &cb);
 }
 
-/* The fixture's publisher. */
-static scache_publisher *publisher(void)
+/* live_stream(), and the fixture's reader from LATEST into S. */
+static scache_reader *live_start(const char *stream, int shards, int flags)
 {
-	char err[512];
-	cr_assert_eq(scache_publisher_new(&F.cfg, &F.publisher, err, sizeof err), SCACHE_OK, "%s",
-	             err);
-	return F.publisher;
-}
-
-/* A stream through the proxy, a publisher, and a reader from LATEST. */
-static scache_reader *proxied(const char *stream, int shards, scache_publisher **p)
-{
-	stream_on(stream, shards);
-	proxy_on();
-	*p = publisher();
+	live_stream(stream, shards, flags);
 	return reader_at(SCACHE_START_LATEST);
 }
 
 /* ---- more helpers ----------------------------------------------------------------------- */
 
-/* Publish one record with the given ids; returns the shard it went to in shard. */
-static void publish_ids(scache_publisher *p, const char *const *ids, size_t n, char *shard)
+/* Publish one record with the keys of the given ids through F.publisher; the shard it
+ * went to into shard (may be NULL). */
+static void put_ids(const char *const *ids, size_t n, char *shard)
 {
 	char **keys = calloc(n, sizeof *keys);
 	size_t *lens = calloc(n, sizeof *lens);
@@ -208,7 +212,7 @@ static void publish_ids(scache_publisher *p, const char *const *ids, size_t n, c
 		keys[i] = key_of(ids[i]);
 		lens[i] = strlen(keys[i]);
 	}
-	scache_err e = scache_publish_keys(p, (const char *const *)keys, lens, n, res);
+	scache_err e = scache_publish_keys(F.publisher, (const char *const *)keys, lens, n, res);
 	cr_assert_eq(e, SCACHE_OK, "%s", res[0].message);
 	for (size_t i = 0; i < n; i++) {
 		cr_assert_eq(res[i].err, SCACHE_OK);
@@ -223,10 +227,10 @@ static void publish_ids(scache_publisher *p, const char *const *ids, size_t n, c
 	free(res);
 }
 
-static void publish1(scache_publisher *p, const char *id)
-{
-	publish_ids(p, &id, 1, NULL);
-}
+/* put("a", "b"): one record with the keys of these ids */
+#define put(...)                                                                                   \
+	put_ids((const char *const[]){__VA_ARGS__},                                                \
+	        sizeof((const char *const[]){__VA_ARGS__}) / sizeof(const char *), NULL)
 
 static scache_poll_info sync_ok(scache_reader *r)
 {
@@ -238,10 +242,11 @@ static scache_poll_info sync_ok(scache_reader *r)
 	return info;
 }
 
-static void expect_once(seen *s, const char *id)
+/* S holds the key of id once. */
+static void expect_once(const char *id)
 {
 	char *k = key_of(id);
-	cr_assert_eq(seen_count(s, k), 1, "key %s seen %zu times", k, seen_count(s, k));
+	cr_assert_eq(seen_count(&S, k), 1, "key %s seen %zu times", k, seen_count(&S, k));
 	free(k);
 }
 
@@ -256,12 +261,9 @@ static void admin(const char *op, const char *json)
 
 Test(live, publish_and_read_one_shard)
 {
-	stream_on("one", 1);
-	scache_reader *r = reader_at(SCACHE_START_LATEST);
-	scache_publisher *p = publisher();
+	scache_reader *r = live_start("one", 1, 0);
 
-	const char *ids[] = {"1", "2", "a b&c/é"};
-	publish_ids(p, ids, 3, NULL);
+	put("1", "2", "a b&c/é");
 	scache_poll_info info = sync_ok(r);
 	cr_assert_eq(info.records, 1);
 	cr_assert_eq(info.keys, 3);
@@ -288,14 +290,12 @@ Test(live, publish_and_read_four_shards)
 {
 	char ids[40][8], shard[64], shards[4][64];
 	size_t nshards = 0;
-	stream_on("four", 4);
-	scache_reader *r = reader_at(SCACHE_START_LATEST);
-	scache_publisher *p = publisher();
+	scache_reader *r = live_start("four", 4, 0);
 
 	for (int i = 0; i < 40; i++) {
 		const char *id = ids[i];
 		snprintf(ids[i], sizeof ids[i], "%d", i);
-		publish_ids(p, &id, 1, shard);
+		put_ids(&id, 1, shard);
 		int known = 0;
 		for (size_t k = 0; k < nshards; k++)
 			known |= !strcmp(shards[k], shard);
@@ -308,7 +308,7 @@ Test(live, publish_and_read_four_shards)
 	cr_assert_eq(info.records, 40);
 	cr_assert_eq(info.calls, 4); /* one GetRecords per shard, concurrently */
 	for (int i = 0; i < 40; i++)
-		expect_once(&S, ids[i]);
+		expect_once(ids[i]);
 	info = sync_ok(r);
 	cr_assert_eq(info.keys, 0);
 	cr_assert_eq(info.calls, 4);
@@ -319,8 +319,7 @@ Test(live, publish_and_read_four_shards)
 
 Test(live, shards_are_polled_concurrently_over_kept_alive_connections)
 {
-	scache_publisher *p;
-	scache_reader *r = proxied("conc", 4, &p);
+	scache_reader *r = live_start("conc", 4, LIVE_PROXY);
 	for (int i = 0; i < 5; i++)
 		sync_ok(r);
 	uint64_t conns = reader_test_connects(r);
@@ -340,22 +339,19 @@ Test(live, shards_are_polled_concurrently_over_kept_alive_connections)
 
 Test(live, start_at_trim_horizon_reads_older_records)
 {
-	stream_on("th", 2);
-	scache_publisher *p = publisher();
-	publish1(p, "old");
+	live_stream("th", 2, 0);
+	put("old");
 	scache_reader *r = reader_at(SCACHE_START_TRIM_HORIZON);
 	sync_ok(r);
-	expect_once(&S, "old");
+	expect_once("old");
 }
 
 Test(live, position_is_kept_across_empty_polls)
 {
 	char ids[4][64], before[4][128], after[4][128];
-	stream_on("keep", 1);
-	scache_reader *r = reader_at(SCACHE_START_LATEST);
-	scache_publisher *p = publisher();
+	scache_reader *r = live_start("keep", 1, 0);
 
-	publish1(p, "first");
+	put("first");
 	sync_ok(r);
 	cr_assert_eq(reader_test_positions(r, ids, before, 4), 1);
 	cr_assert_neq(before[0][0], '\0');
@@ -367,11 +363,11 @@ Test(live, position_is_kept_across_empty_polls)
 	}
 	cr_assert_eq(reader_test_positions(r, ids, after, 4), 1);
 	cr_assert_str_eq(after[0], before[0]);
-	publish1(p, "second");
+	put("second");
 	sync_ok(r);
 	cr_assert_eq(S.n, 2);
-	expect_once(&S, "first");
-	expect_once(&S, "second");
+	expect_once("first");
+	expect_once("second");
 }
 
 /* ---- resharding --------------------------------------------------------------------------- */
@@ -379,28 +375,26 @@ Test(live, position_is_kept_across_empty_polls)
 Test(live, split_and_merge_mid_run_lose_nothing_and_read_parents_first)
 {
 	char id[16];
-	stream_on("reshard", 1);
-	scache_reader *r = reader_at(SCACHE_START_LATEST);
-	scache_publisher *p = publisher();
+	scache_reader *r = live_start("reshard", 1, 0);
 
-	publish1(p, "p0");
+	put("p0");
 	sync_ok(r);
-	publish1(p, "p1"); /* in the parent, unread when it closes */
+	put("p1"); /* in the parent, unread when it closes */
 	admin("SplitShard", "{\"StreamName\":\"reshard\",\"ShardToSplit\":\"shardId-000000000000\","
 	                    "\"NewStartingHashKey\":\"170141183460469231731687303715884105728\"}");
 	cr_assert_eq(kinesalite_wait_active(&K, "reshard", NULL, 0), 0);
 	for (int i = 0; i < 10; i++) {
 		snprintf(id, sizeof id, "c%d", i);
-		publish1(p, id);
+		put(id);
 	}
 	/* kinesalite signals a shard's end only by a missing NextShardIterator, on the
 	 * read after its last record: the children may come one poll later */
 	sync_ok(r);
 	sync_ok(r);
-	expect_once(&S, "p1");
+	expect_once("p1");
 	for (int i = 0; i < 10; i++) {
 		snprintf(id, sizeof id, "c%d", i);
-		expect_once(&S, id);
+		expect_once(id);
 	}
 	long p1 = seen_index(&S, "id=p1&s=db.t.id&t=data.ID");
 	for (int i = 0; i < 10; i++) {
@@ -416,7 +410,7 @@ Test(live, split_and_merge_mid_run_lose_nothing_and_read_parents_first)
 	/* merge the two children while records sit unread in both */
 	for (int i = 0; i < 6; i++) {
 		snprintf(id, sizeof id, "m%d", i);
-		publish1(p, id);
+		put(id);
 	}
 	admin("MergeShards",
 	      "{\"StreamName\":\"reshard\",\"ShardToMerge\":\"shardId-000000000001\","
@@ -424,7 +418,7 @@ Test(live, split_and_merge_mid_run_lose_nothing_and_read_parents_first)
 	cr_assert_eq(kinesalite_wait_active(&K, "reshard", NULL, 0), 0);
 	for (int i = 0; i < 6; i++) {
 		snprintf(id, sizeof id, "n%d", i);
-		publish1(p, id);
+		put(id);
 	}
 	sync_ok(r);
 	sync_ok(r);
@@ -432,12 +426,12 @@ Test(live, split_and_merge_mid_run_lose_nothing_and_read_parents_first)
 	for (int i = 0; i < 6; i++) {
 		char k[64];
 		snprintf(id, sizeof id, "m%d", i);
-		expect_once(&S, id);
+		expect_once(id);
 		snprintf(k, sizeof k, "id=m%d&s=db.t.id&t=data.ID", i);
 		if (seen_index(&S, k) > last_parent)
 			last_parent = seen_index(&S, k);
 		snprintf(id, sizeof id, "n%d", i);
-		expect_once(&S, id);
+		expect_once(id);
 		snprintf(k, sizeof k, "id=n%d&s=db.t.id&t=data.ID", i);
 		if (seen_index(&S, k) < first_child)
 			first_child = seen_index(&S, k);
@@ -453,14 +447,11 @@ Test(live, split_and_merge_mid_run_lose_nothing_and_read_parents_first)
 
 Test(live, expired_iterator_resumes_after_the_last_sequence_number)
 {
-	stream_on("exp", 1);
-	proxy_on();
-	scache_reader *r = reader_at(SCACHE_START_LATEST);
-	scache_publisher *p = publisher();
+	scache_reader *r = live_start("exp", 1, LIVE_PROXY);
 
-	publish1(p, "a");
+	put("a");
 	sync_ok(r);
-	publish1(p, "b");
+	put("b");
 	unsigned its = faultproxy_requests(P, "GetShardIterator");
 	faultproxy_add(P, "GetRecords", FAULT_EXPIRED, 1, 0, NULL);
 	scache_poll_info info = sync_ok(r);
@@ -468,29 +459,27 @@ Test(live, expired_iterator_resumes_after_the_last_sequence_number)
 	cr_assert_eq(faultproxy_requests(P, "GetShardIterator"), its + 1);
 	cr_assert_eq(info.calls, 3); /* expired GetRecords, GetShardIterator, GetRecords */
 	cr_assert_eq(info.keys, 1);
-	expect_once(&S, "a");
-	expect_once(&S, "b");
+	expect_once("a");
+	expect_once("b");
 
 	/* an invalid iterator (InvalidArgumentException) is replaced the same way */
-	publish1(p, "c");
+	put("c");
 	cr_assert_eq(reader_test_spoil_iterators(r, "AAAAAAAAAAGarbage=="), 1);
 	sync_ok(r);
-	expect_once(&S, "b");
-	expect_once(&S, "c");
+	expect_once("b");
+	expect_once("c");
 	cr_assert_eq(S.n, 3);
 }
 
 Test(live, expired_iterator_with_nothing_read_resumes_at_timestamp)
 {
-	stream_on("expts", 1);
-	scache_reader *r = reader_at(SCACHE_START_LATEST);
-	scache_publisher *p = publisher();
+	scache_reader *r = live_start("expts", 1, 0);
 	sync_ok(r); /* empty: nothing read, the position is a time */
-	publish1(p, "x");
+	put("x");
 	cr_assert_eq(reader_test_spoil_iterators(r, "AAAAAAAAAAGarbage=="), 1);
 	scache_poll_info info = sync_ok(r);
 	cr_assert_eq(info.keys, 1);
-	expect_once(&S, "x");
+	expect_once("x");
 	cr_assert_eq(S.n, 1);
 }
 
@@ -498,9 +487,8 @@ Test(live, unanswered_at_timestamp_falls_back_to_trim_horizon)
 {
 	/* kinesalite never answers AT_TIMESTAMP when the shard holds no record after the
 	 * time: the reader must neither stall nor lose anything */
-	stream_on("quiet", 1);
-	scache_publisher *p = publisher();
-	publish1(p, "older"); /* before the reader: TRIM_HORIZON will deliver it again */
+	live_stream("quiet", 1, 0);
+	put("older"); /* before the reader: TRIM_HORIZON will deliver it again */
 	scache_reader *r = reader_at(SCACHE_START_LATEST);
 	sync_ok(r);
 	cr_assert_eq(reader_test_spoil_iterators(r, "AAAAAAAAAAGarbage=="), 1);
@@ -508,10 +496,10 @@ Test(live, unanswered_at_timestamp_falls_back_to_trim_horizon)
 	uint64_t ms = (info.finished_ns - info.started_ns) / 1000000u;
 	cr_assert_lt(ms, 4500, "the poll took %llu ms", (unsigned long long)ms);
 	cr_assert_eq(info.gap, 0);
-	expect_once(&S, "older");
-	publish1(p, "newer");
+	expect_once("older");
+	put("newer");
 	sync_ok(r);
-	expect_once(&S, "newer");
+	expect_once("newer");
 }
 
 Test(live, a_shard_whose_at_timestamp_iterator_times_out_is_still_read_in_that_poll)
@@ -520,32 +508,29 @@ Test(live, a_shard_whose_at_timestamp_iterator_times_out_is_still_read_in_that_p
 	 * 3 s bound), so the reader falls back to TRIM_HORIZON: the poll must read the shard
 	 * from there before it reports success, or a record published before the poll began
 	 * is missing from a poll that says it caught up */
-	scache_publisher *p;
-	scache_reader *r = proxied("tsdelay", 1, &p);
+	scache_reader *r = live_start("tsdelay", 1, LIVE_PROXY);
 	sync_ok(r); /* empty: nothing read, the position is a time */
-	publish1(p, "x");
+	put("x");
 	cr_assert_eq(reader_test_spoil_iterators(r, "AAAAAAAAAAGarbage=="), 1);
 	faultproxy_add(P, "GetShardIterator", FAULT_DELAY, 1, 3500, NULL);
 	scache_poll_info info = sync_ok(r);
 	cr_assert_eq(faultproxy_injected(P), 1);
 	cr_assert_eq(info.keys, 1);
-	expect_once(&S, "x");
+	expect_once("x");
 }
 
 /* ---- malformed records ------------------------------------------------------------------ */
 
 Test(live, malformed_records_are_counted_and_skipped)
 {
-	stream_on("bad", 1);
-	scache_reader *r = reader_at(SCACHE_START_LATEST);
-	scache_publisher *p = publisher();
+	scache_reader *r = live_start("bad", 1, 0);
 	const char *bad[] = {
 	    "not json at all",
 	    "{\"keys\":\"id=1&s=a&t=data.ID\",\"ts\":\"2026-11-24T13:26:26Z\"}",
 	    "{\"keys\":[\"id=%zz&s=a&t=data.ID\"],\"ts\":\"2026-11-24T13:26:26Z\"}",
 	    "\xff\xfe\x00\x01",
 	};
-	publish1(p, "good1");
+	put("good1");
 	for (size_t i = 0; i < 4; i++)
 		cr_assert_eq(kinesalite_put_raw(&K, "bad", bad[i], i == 3 ? 4 : strlen(bad[i]),
 		                                NULL, 0, NULL, 0),
@@ -554,7 +539,7 @@ Test(live, malformed_records_are_counted_and_skipped)
 	const char *go = "{\"keys\":[\"id=go\\u0026s=db.t.id\\u0026t=data.ID\"],"
 	                 "\"ts\":\"2026-11-24T13:26:26.241701753Z\"}";
 	cr_assert_eq(kinesalite_put_raw(&K, "bad", go, strlen(go), NULL, 0, NULL, 0), 0);
-	publish1(p, "good2");
+	put("good2");
 	scache_poll_info info = sync_ok(r);
 	cr_assert_eq(info.records, 7);
 	cr_assert_eq(info.bad_records, 4);
@@ -564,9 +549,9 @@ Test(live, malformed_records_are_counted_and_skipped)
 	cr_assert_str_eq(S.keys[1], "id=go&s=db.t.id&t=data.ID");
 	cr_assert_str_eq(S.keys[2], "id=good2&s=db.t.id&t=data.ID");
 	/* and the reader goes on */
-	publish1(p, "good3");
+	put("good3");
 	sync_ok(r);
-	expect_once(&S, "good3");
+	expect_once("good3");
 	scache_reader_stats st;
 	scache_reader_stats_get(r, &st);
 	cr_assert_eq(st.bad_records, 4);
@@ -600,18 +585,16 @@ Test(live, a_record_whose_parse_runs_out_of_memory_is_read_again)
 {
 	/* out of memory is not a malformed record: skipping it would lose its keys */
 	scache_poll_info info;
-	stream_on("nomem", 1);
-	scache_reader *r = reader_at(SCACHE_START_LATEST);
-	scache_publisher *p = publisher();
+	scache_reader *r = live_start("nomem", 1, 0);
 	sync_ok(r);
-	publish1(p, "m");
+	put("m");
 	tokener_calls = 0;
 	tokener_fail_at = 2; /* 1: the GetRecords answer, 2: the record's data */
 	scache_reader_sync(r, scache_now_ns(NULL), 0, &info);
 	tokener_fail_at = 0;
 	cr_assert_eq(tokener_failed, 1);
 	sync_ok(r);
-	expect_once(&S, "m");
+	expect_once("m");
 }
 
 /* clock_gettime, interposed: CLOCK_REALTIME runs realtime_skew_s seconds ahead */
@@ -635,20 +618,18 @@ Test(live, a_clock_ahead_of_the_service_loses_nothing_on_resuming_at_a_time)
 	/* SigV4 accepts a clock up to 5 minutes off. With ours 35 s ahead, a position kept
 	 * as "30 s before the last good read" by our clock lies after that read by the
 	 * service's: a record that arrived in between would be skipped */
-	stream_on("skew", 1);
 	realtime_skew_s = 35;
-	scache_reader *r = reader_at(SCACHE_START_LATEST);
-	scache_publisher *p = publisher();
+	scache_reader *r = live_start("skew", 1, 0);
 	sync_ok(r); /* empty: nothing read, the position is a time */
-	publish1(p, "x");
+	put("x");
 	sleep(6); /* until the service's clock passes our "last good read - 30 s" */
-	publish1(p, "y");
+	put("y");
 	cr_assert_eq(reader_test_spoil_iterators(r, "AAAAAAAAAAGarbage=="), 1);
 	scache_poll_info info = sync_ok(r);
 	realtime_skew_s = 0;
 	cr_assert_eq(info.keys, 2);
-	expect_once(&S, "x");
-	expect_once(&S, "y");
+	expect_once("x");
+	expect_once("y");
 }
 
 /* ---- gaps --------------------------------------------------------------------------------- */
@@ -656,10 +637,8 @@ Test(live, a_clock_ahead_of_the_service_loses_nothing_on_resuming_at_a_time)
 Test(live, stream_deleted_under_the_reader_reports_a_gap_then_recovers)
 {
 	scache_poll_info info;
-	stream_on("gone", 2);
-	scache_reader *r = reader_at(SCACHE_START_LATEST);
-	scache_publisher *p = publisher();
-	publish1(p, "before");
+	scache_reader *r = live_start("gone", 2, 0);
+	put("before");
 	sync_ok(r);
 
 	cr_assert_eq(kinesalite_delete_stream(&K, "gone", NULL, 0), 0);
@@ -677,9 +656,9 @@ Test(live, stream_deleted_under_the_reader_reports_a_gap_then_recovers)
 
 	/* recreated: everything in the new stream is read from its start */
 	cr_assert_eq(kinesalite_create_stream(&K, "gone", 2, NULL, 0), 0);
-	publish1(p, "after");
+	put("after");
 	sync_ok(r);
-	expect_once(&S, "after");
+	expect_once("after");
 	cr_assert_eq(S.gaps, 1);
 	scache_reader_stats st;
 	scache_reader_stats_get(r, &st);
@@ -689,22 +668,20 @@ Test(live, stream_deleted_under_the_reader_reports_a_gap_then_recovers)
 
 Test(live, stream_recreated_between_polls_is_a_gap)
 {
-	stream_on("again", 1);
-	F.cfg.list_shards_interval_ms = 1; /* list on every poll to notice at once */
-	scache_reader *r = reader_at(SCACHE_START_LATEST);
-	scache_publisher *p = publisher();
-	publish1(p, "one");
+	/* list on every poll to notice at once */
+	scache_reader *r = live_start("again", 1, LIVE_LIST_EVERY_POLL);
+	put("one");
 	sync_ok(r);
 	cr_assert_eq(kinesalite_delete_stream(&K, "again", NULL, 0), 0);
 	sleep(1); /* kinesalite's creation times are in whole seconds */
 	usleep(100000);
 	cr_assert_eq(kinesalite_create_stream(&K, "again", 1, NULL, 0), 0);
-	publish1(p, "two");
+	put("two");
 	scache_poll_info info = sync_ok(r);
 	cr_assert_eq(info.gap, 1);
 	cr_assert_eq(S.gaps, 1);
 	cr_assert(strstr(S.why, "recreated"), "%s", S.why);
-	expect_once(&S, "two");
+	expect_once("two");
 }
 
 Test(live, stream_recreated_under_a_reader_with_nothing_read_yet_is_a_gap)
@@ -713,23 +690,21 @@ Test(live, stream_recreated_under_a_reader_with_nothing_read_yet_is_a_gap)
 	 * its slow timer; its iterator expires while the stream is deleted and recreated.
 	 * A new AT_TIMESTAMP iterator works on the new stream, but a record of the deleted
 	 * one was never read: before resuming, the reader must look for a recreation */
-	stream_on("again2", 1);
-	scache_reader *r = reader_at(SCACHE_START_LATEST);
-	scache_publisher *p = publisher();
+	scache_reader *r = live_start("again2", 1, 0);
 	sync_ok(r);
-	publish1(p, "lost");
+	put("lost");
 	cr_assert_eq(kinesalite_delete_stream(&K, "again2", NULL, 0), 0);
 	sleep(1); /* kinesalite's creation times are in whole seconds */
 	usleep(100000);
 	cr_assert_eq(kinesalite_create_stream(&K, "again2", 1, NULL, 0), 0);
-	publish1(p, "two");
+	put("two");
 	/* the reader's iterator expired meanwhile (idle for more than 5 minutes) */
 	cr_assert_eq(reader_test_spoil_iterators(r, "AAAAAAAAAAGarbage=="), 1);
 	scache_poll_info info = sync_ok(r);
 	cr_assert_eq(info.gap, 1, "the record of the old stream was lost without a gap");
 	cr_assert_eq(S.gaps, 1);
 	cr_assert(strstr(S.why, "recreated"), "%s", S.why);
-	expect_once(&S, "two");
+	expect_once("two");
 }
 
 Test(live, a_stream_recreated_under_working_iterators_is_a_gap_at_the_next_check)
@@ -738,29 +713,28 @@ Test(live, a_stream_recreated_under_working_iterators_is_a_gap_at_the_next_check
 	 * shards only on its slow timer (60 s): the stream check must notice, within its
 	 * interval, that the stream is another one (and the record put just before the
 	 * deletion is lost: a gap) */
-	stream_on("reborn", 1);
+	live_stream("reborn", 1, 0);
 	F.cfg.stream_check_interval_ms = 1; /* taken as 1000 */
 	scache_reader *r = reader_at(SCACHE_START_LATEST);
-	scache_publisher *p = publisher();
-	publish1(p, "one");
+	put("one");
 	sync_ok(r);
-	expect_once(&S, "one");
-	publish1(p, "lost"); /* never read: the stream goes away first */
+	expect_once("one");
+	put("lost"); /* never read: the stream goes away first */
 	cr_assert_eq(kinesalite_delete_stream(&K, "reborn", NULL, 0), 0);
 	sleep(1); /* kinesalite's creation times are in whole seconds */
 	usleep(100000);
 	cr_assert_eq(kinesalite_create_stream(&K, "reborn", 1, NULL, 0), 0);
-	publish1(p, "two");
+	put("two");
 	scache_poll_info info = sync_ok(r);
 	cr_assert_eq(info.gap, 1, "the recreation went unnoticed");
 	cr_assert_eq(S.gaps, 1);
 	cr_assert(strstr(S.why, "stream 'reborn' was recreated"), "%s", S.why);
-	expect_once(&S, "two");
+	expect_once("two");
 	cr_assert_eq(seen_count(&S, "id=lost&s=db.t.id&t=data.ID"), 0);
 	/* and then read on as usual, without another gap */
-	publish1(p, "three");
+	put("three");
 	sync_ok(r);
-	expect_once(&S, "three");
+	expect_once("three");
 	usleep(1100000);
 	sync_ok(r);
 	cr_assert_eq(S.gaps, 1);
@@ -771,24 +745,23 @@ Test(live, a_stream_recreated_at_once_with_more_shards_is_a_gap_at_the_next_chec
 	/* deleted and recreated within the same second (kinesalite's creation times are whole
 	 * seconds, so the creation time may not change) with 4 shards instead of 1: the new
 	 * shards have no parent, which no reshard makes */
-	stream_on("reborn4", 1);
+	live_stream("reborn4", 1, 0);
 	F.cfg.stream_check_interval_ms = 1000;
 	scache_reader *r = reader_at(SCACHE_START_LATEST);
-	scache_publisher *p = publisher();
-	publish1(p, "one");
+	put("one");
 	sync_ok(r);
 	cr_assert_eq(kinesalite_delete_stream(&K, "reborn4", NULL, 0), 0);
 	cr_assert_eq(kinesalite_create_stream(&K, "reborn4", 4, NULL, 0), 0);
 	const char *ids[] = {"a", "b", "c", "d", "e", "f", "g", "h"};
 	for (size_t i = 0; i < 8; i++)
-		publish1(p, ids[i]); /* random partition keys: over the 4 shards */
-	usleep(1100000);             /* the check's interval */
+		put(ids[i]); /* random partition keys: over the 4 shards */
+	usleep(1100000);     /* the check's interval */
 	scache_poll_info info = sync_ok(r);
 	cr_assert_eq(info.gap, 1, "the recreation went unnoticed");
 	cr_assert_eq(S.gaps, 1);
 	cr_assert(strstr(S.why, "stream 'reborn4' was recreated"), "%s", S.why);
 	for (size_t i = 0; i < 8; i++)
-		expect_once(&S, ids[i]);
+		expect_once(ids[i]);
 	scache_reader_stats st;
 	scache_reader_stats_get(r, &st);
 	cr_assert_eq(st.shards, 4);
@@ -797,9 +770,8 @@ Test(live, a_stream_recreated_at_once_with_more_shards_is_a_gap_at_the_next_chec
 Test(live, the_stream_check_runs_at_most_once_a_second)
 {
 	/* DescribeStreamSummary: 20 calls a second per account, for all readers together */
-	scache_publisher *p;
-	scache_reader *r = proxied("checked", 1, &p);
-	/* proxied() made the reader with a zero interval: the default, 10 s */
+	scache_reader *r = live_start("checked", 1, LIVE_PROXY);
+	/* live_start() made the reader with a zero interval: the default, 10 s */
 	cr_assert_eq(faultproxy_requests(P, "DescribeStreamSummary"), 1); /* at creation */
 	for (int i = 0; i < 5; i++)
 		sync_ok(r);
@@ -822,19 +794,17 @@ Test(live, the_stream_check_runs_at_most_once_a_second)
 
 Test(live, position_older_than_the_retention_is_a_gap)
 {
-	stream_on("old", 1);
-	scache_reader *r = reader_at(SCACHE_START_LATEST);
-	scache_publisher *p = publisher();
-	publish1(p, "a");
+	scache_reader *r = live_start("old", 1, 0);
+	put("a");
 	sync_ok(r);
 	reader_test_set_retention(r, 0.2, 0);
 	usleep(300000);
-	publish1(p, "b");
+	put("b");
 	scache_poll_info info = sync_ok(r);
 	cr_assert_eq(info.gap, 1);
 	cr_assert(strstr(S.why, "retention"), "%s", S.why);
 	/* restarted at TRIM_HORIZON: everything still in the stream is read again */
-	expect_once(&S, "b");
+	expect_once("b");
 	cr_assert_eq(seen_count(&S, "id=a&s=db.t.id&t=data.ID"), 2);
 }
 
@@ -842,7 +812,7 @@ Test(live, missing_stream_at_creation_is_named)
 {
 	scache_reader *r = NULL;
 	char err[512];
-	stream_on("nosuch", 0);
+	live_stream("nosuch", 0, 0);
 	cr_assert_eq(scache_reader_new(&F.cfg, SCACHE_START_LATEST, NULL, &r, err, sizeof err),
 	             SCACHE_ESERVICE);
 	cr_assert_null(r);
@@ -858,8 +828,7 @@ Test(live, a_list_shards_answer_repeating_its_next_token_is_refused)
 	 * keeping every page in memory */
 	scache_reader *r = NULL;
 	char err[512];
-	stream_on("loop", 1);
-	proxy_on();
+	live_stream("loop", 1, LIVE_PROXY);
 	faultproxy_add(P, "ListShards", FAULT_CANNED, 50, 200,
 	               "{\"Shards\":[],\"NextToken\":\"AAAAsame\"}");
 	cr_assert_eq(scache_reader_new(&F.cfg, SCACHE_START_LATEST, NULL, &r, err, sizeof err),
@@ -890,8 +859,7 @@ Test(live, a_list_shards_answer_naming_a_shard_twice_is_refused)
 	 * the reconciliation started over and over, forever */
 	scache_reader *r = NULL;
 	char err[512], body[1024];
-	stream_on("twice", 1);
-	proxy_on();
+	live_stream("twice", 1, LIVE_PROXY);
 	snprintf(body, sizeof body, "{\"Shards\":[");
 	append_shard(body, sizeof body, 0, SEQ0, ",");
 	append_shard(body, sizeof body, 0, SEQ1, "]}");
@@ -908,12 +876,8 @@ Test(live, a_list_shards_answer_naming_a_shard_twice_is_refused)
 Test(live, a_later_listing_naming_a_shard_twice_fails_the_poll_and_keeps_the_shards)
 {
 	char body[1024];
-	stream_on("twice2", 1);
-	F.cfg.list_shards_interval_ms = 1; /* list on every poll */
-	proxy_on();
-	scache_reader *r = reader_at(SCACHE_START_LATEST);
-	scache_publisher *p = publisher();
-	publish1(p, "one");
+	scache_reader *r = live_start("twice2", 1, LIVE_PROXY | LIVE_LIST_EVERY_POLL);
+	put("one");
 	/* the same entry twice, as kinesalite would list it */
 	char *answer, err[256];
 	cr_assert_eq(kinesalite_call(K.endpoint, "ListShards", "{\"StreamName\":\"twice2\"}",
@@ -936,7 +900,7 @@ Test(live, a_later_listing_naming_a_shard_twice_fails_the_poll_and_keeps_the_sha
 	cr_assert_eq(S.gaps, 0);
 	/* the next listing is the real one: nothing was lost */
 	sync_ok(r);
-	expect_once(&S, "one");
+	expect_once("one");
 	cr_assert_eq(S.gaps, 0);
 	scache_reader_stats st;
 	scache_reader_stats_get(r, &st);
@@ -948,8 +912,7 @@ Test(live, a_list_shards_next_token_cycle_is_refused_naming_the_token)
 	/* page 1 -> TOKEN-B, page 2 -> TOKEN-A, page 3 -> TOKEN-B again: it would page forever */
 	scache_reader *r = NULL;
 	char err[512];
-	stream_on("cycle", 1);
-	proxy_on();
+	live_stream("cycle", 1, LIVE_PROXY);
 	for (int i = 0; i < 20; i++)
 		faultproxy_add(P, "ListShards", FAULT_CANNED, 1, 200,
 		               i % 2 ? "{\"Shards\":[],\"NextToken\":\"TOKEN-A\"}"
@@ -966,10 +929,7 @@ Test(live, a_list_shards_next_token_cycle_is_refused_naming_the_token)
 Test(live, a_listing_beyond_its_bounds_of_pages_or_shards_is_refused)
 {
 	char page[128], body[1024];
-	stream_on("bounds", 1);
-	F.cfg.list_shards_interval_ms = 1; /* list on every poll */
-	proxy_on();
-	scache_reader *r = reader_at(SCACHE_START_LATEST);
+	scache_reader *r = live_start("bounds", 1, LIVE_PROXY | LIVE_LIST_EVERY_POLL);
 	reader_test_set_list_limits(r, 3, 100000);
 	/* tokens that never repeat */
 	for (int i = 0; i < 5; i++) {
@@ -1045,13 +1005,9 @@ static long sync_capturing_stderr(scache_reader *r)
 Test(live, reader_messages_go_to_on_log_and_a_repeating_one_is_shown_once_with_a_count)
 {
 	messages m = {0};
-	char err[512];
-	stream_on("chatty", 1);
+	live_stream("chatty", 1, 0);
 	scache_reader_callbacks cb = {.on_keys = on_log_keys, .arg = &m, .on_log = on_log};
-	cr_assert_eq(
-	    scache_reader_new(&F.cfg, SCACHE_START_LATEST, &cb, &F.reader, err, sizeof err),
-	    SCACHE_OK, "%s", err);
-	scache_reader *r = F.reader;
+	scache_reader *r = reader_with(SCACHE_START_LATEST, &cb);
 	for (int i = 0; i < 3; i++)
 		cr_assert_eq(kinesalite_put_raw(&K, "chatty", "not json", 8, NULL, 0, NULL, 0), 0);
 	cr_assert_eq(sync_capturing_stderr(r), 0, "the reader wrote to stderr");
@@ -1097,15 +1053,11 @@ Test(live, with_on_gap_and_on_log_a_gap_goes_to_on_gap_only)
 {
 	seen_and_messages sm;
 	memset(&sm, 0, sizeof sm);
-	char err[512];
-	stream_on("gapped", 1);
+	live_stream("gapped", 1, 0);
 	seen_init(&sm.s);
 	scache_reader_callbacks cb = {
 	    .on_keys = on_keys, .on_gap = on_gap, .arg = &sm, .on_log = on_log_beside_seen};
-	cr_assert_eq(
-	    scache_reader_new(&F.cfg, SCACHE_START_LATEST, &cb, &F.reader, err, sizeof err),
-	    SCACHE_OK, "%s", err);
-	scache_reader *r = F.reader;
+	scache_reader *r = reader_with(SCACHE_START_LATEST, &cb);
 	reader_test_set_retention(r, 0.2, 0);
 	usleep(300000);
 	cr_assert_eq(sync_capturing_stderr(r), 0, "the reader wrote to stderr");
@@ -1119,30 +1071,29 @@ Test(live, with_on_gap_and_on_log_a_gap_goes_to_on_gap_only)
 
 Test(live, throttling_500s_and_dropped_connections_are_retried)
 {
-	scache_publisher *p;
-	scache_reader *r = proxied("faults", 1, &p);
+	scache_reader *r = live_start("faults", 1, LIVE_PROXY);
 
-	publish1(p, "t");
+	put("t");
 	faultproxy_add(P, "GetRecords", FAULT_THROTTLE, 2, 0, NULL);
 	scache_poll_info info = sync_ok(r);
 	cr_assert_eq(info.calls, 3);
-	expect_once(&S, "t");
+	expect_once("t");
 	scache_reader_stats st;
 	scache_reader_stats_get(r, &st);
 	cr_assert_eq(st.throttled, 2);
 
-	publish1(p, "f");
+	put("f");
 	faultproxy_add(P, "GetRecords", FAULT_500, 2, 0, NULL);
 	info = sync_ok(r);
 	cr_assert_eq(info.calls, 3);
-	expect_once(&S, "f");
+	expect_once("f");
 
-	publish1(p, "d");
+	put("d");
 	faultproxy_add(P, "GetRecords", FAULT_DROP, 2, 0, NULL);
 	info = sync_ok(r);
 	/* libcurl itself resends once when a reused connection dies without an answer */
 	cr_assert(info.calls == 2 || info.calls == 3, "%llu calls", (unsigned long long)info.calls);
-	expect_once(&S, "d");
+	expect_once("d");
 	cr_assert_eq(faultproxy_injected(P), 6);
 	cr_assert_eq(S.n, 3);
 }
@@ -1152,10 +1103,9 @@ Test(live, an_error_message_echoing_the_credentials_does_not_show_them)
 	/* AWS's signature errors quote the canonical request, headers included: the
 	 * session token (and anything else echoed) must not reach a message */
 	scache_poll_info info;
-	stream_on("creds", 1);
+	live_stream("creds", 1, LIVE_PROXY);
 	F.cfg.secret_access_key = "s3cr3t-signing-key";
 	F.cfg.session_token = "t0ken-of-the-session";
-	proxy_on();
 	scache_reader *r = reader_at(SCACHE_START_LATEST);
 	faultproxy_add(P, "GetRecords", FAULT_CANNED, 1, 400,
 	               "{\"__type\":\"InvalidSignatureException\",\"message\":\"The request "
@@ -1175,28 +1125,26 @@ Test(live, an_empty_page_behind_the_tip_does_not_end_the_poll)
 	 * to get to a portion of the shard that contains records." MillisBehindLatest > 0
 	 * says so; a poll that stops there reports success without a record published
 	 * before it began */
-	scache_publisher *p;
-	scache_reader *r = proxied("behind", 1, &p);
-	publish1(p, "a");
+	scache_reader *r = live_start("behind", 1, LIVE_PROXY);
+	put("a");
 	sync_ok(r);
-	publish1(p, "b");
+	put("b");
 	faultproxy_add(P, "GetRecords", FAULT_CANNED, 1, 200,
 	               "{\"Records\":[],\"NextShardIterator\":\"AAAAAAAAAAGnotused==\","
 	               "\"MillisBehindLatest\":60000}");
 	scache_poll_info info = sync_ok(r);
 	cr_assert_eq(faultproxy_injected(P), 1);
 	cr_assert_eq(info.keys, 1);
-	expect_once(&S, "a");
-	expect_once(&S, "b");
+	expect_once("a");
+	expect_once("b");
 }
 
 Test(live, throttling_beyond_the_bound_fails_the_poll_and_keeps_the_position)
 {
-	scache_publisher *p;
 	scache_poll_info info;
-	scache_reader *r = proxied("thr", 1, &p);
+	scache_reader *r = live_start("thr", 1, LIVE_PROXY);
 
-	publish1(p, "x");
+	put("x");
 	faultproxy_add(P, "GetRecords", FAULT_THROTTLE, 4, 0, NULL); /* max_retries is 3 */
 	cr_assert_eq(scache_reader_sync(r, scache_now_ns(NULL), 0, &info), SCACHE_ETHROTTLED);
 	cr_assert_eq(info.calls, 4);
@@ -1206,7 +1154,7 @@ Test(live, throttling_beyond_the_bound_fails_the_poll_and_keeps_the_position)
 	cr_assert_eq(S.n, 0);
 	cr_assert_not(scache_reader_fresh(r, info.started_ns));
 	sync_ok(r);
-	expect_once(&S, "x");
+	expect_once("x");
 	scache_reader_stats st;
 	scache_reader_stats_get(r, &st);
 	cr_assert_eq(st.poll_errors, 1);
@@ -1215,17 +1163,16 @@ Test(live, throttling_beyond_the_bound_fails_the_poll_and_keeps_the_position)
 
 Test(live, publish_retries_only_failed_entries)
 {
-	scache_publisher *p;
-	scache_reader *r = proxied("part", 1, &p);
+	scache_reader *r = live_start("part", 1, LIVE_PROXY);
 
 	faultproxy_add(
 	    P, "PutRecords", FAULT_CANNED, 1, 200,
 	    "{\"FailedRecordCount\":1,\"Records\":[{\"ErrorCode\":"
 	    "\"ProvisionedThroughputExceededException\",\"ErrorMessage\":\"Rate exceeded\"}]}");
-	publish1(p, "retried");
+	put("retried");
 	cr_assert_eq(faultproxy_requests(P, "PutRecords"), 2);
 	sync_ok(r);
-	expect_once(&S, "retried");
+	expect_once("retried");
 
 	/* failing every time: reported as failure, never as success */
 	unsigned before = faultproxy_requests(P, "PutRecords");
@@ -1235,7 +1182,7 @@ Test(live, publish_retries_only_failed_entries)
 	char *key = key_of("lost");
 	size_t len = strlen(key);
 	scache_publish_result res;
-	cr_assert_eq(scache_publish_keys(p, (const char *const *)&key, &len, 1, &res),
+	cr_assert_eq(scache_publish_keys(F.publisher, (const char *const *)&key, &len, 1, &res),
 	             SCACHE_EPUBLISH);
 	cr_assert_eq(res.err, SCACHE_EPUBLISH);
 	cr_assert(strstr(res.message, "InternalFailure: Internal service failure."), "%s",
@@ -1249,15 +1196,14 @@ Test(live, publish_retries_only_failed_entries)
 	const char *mixed[] = {"id=ok&s=db.t.id&t=data.ID", "hello"};
 	size_t lens[] = {strlen(mixed[0]), 5};
 	scache_publish_result two[2];
-	cr_assert_eq(scache_publish_keys(p, mixed, lens, 2, two), SCACHE_EPUBLISH);
+	cr_assert_eq(scache_publish_keys(F.publisher, mixed, lens, 2, two), SCACHE_EPUBLISH);
 	cr_assert_eq(two[0].err, SCACHE_OK);
 	cr_assert_eq(two[1].err, SCACHE_ENOTID);
 }
 
 Test(live, a_key_too_large_for_a_record_fails_alone)
 {
-	stream_on("huge", 1);
-	scache_publisher *p = publisher();
+	live_stream("huge", 1, 0);
 	size_t big = (size_t)1 << 20;
 	char *huge = malloc(big + 32);
 	memcpy(huge, "t=data.ID&s=a&id=", 17);
@@ -1266,7 +1212,7 @@ Test(live, a_key_too_large_for_a_record_fails_alone)
 	const char *keys[] = {huge, "id=small&s=a&t=data.ID"};
 	size_t lens[] = {17 + big, strlen(keys[1])};
 	scache_publish_result res[2];
-	cr_assert_eq(scache_publish_keys(p, keys, lens, 2, res), SCACHE_EPUBLISH);
+	cr_assert_eq(scache_publish_keys(F.publisher, keys, lens, 2, res), SCACHE_EPUBLISH);
 	cr_assert_eq(res[0].err, SCACHE_ETOOBIG);
 	cr_assert(strstr(res[0].message, "too large"), "%s", res[0].message);
 	cr_assert_eq(res[1].err, SCACHE_OK, "%s", res[1].message);
@@ -1280,9 +1226,7 @@ static int cmp_str(const void *a, const void *b)
 
 Test(live, large_publish_is_packed_and_read_back)
 {
-	stream_on("big", 2);
-	scache_reader *r = reader_at(SCACHE_START_LATEST);
-	scache_publisher *p = publisher();
+	scache_reader *r = live_start("big", 2, 0);
 	size_t n = 2500;
 	char **keys = calloc(n, sizeof *keys), id[700];
 	size_t *lens = calloc(n, sizeof *lens);
@@ -1295,7 +1239,8 @@ Test(live, large_publish_is_packed_and_read_back)
 		keys[i] = key_of(id);
 		lens[i] = strlen(keys[i]);
 	}
-	cr_assert_eq(scache_publish_keys(p, (const char *const *)keys, lens, n, res), SCACHE_OK);
+	cr_assert_eq(scache_publish_keys(F.publisher, (const char *const *)keys, lens, n, res),
+	             SCACHE_OK);
 	/* 2500 keys of ~720 bytes: two records of at most 1 MiB */
 	cr_assert_str_neq(res[0].sequence, res[n - 1].sequence);
 	scache_poll_info info = sync_ok(r);
@@ -1335,14 +1280,13 @@ static void *call_sync(void *arg)
 
 Test(live, concurrent_callers_share_polls_that_began_after_they_arrived)
 {
-	scache_publisher *p;
-	scache_reader *r = proxied("sf", 2, &p);
+	scache_reader *r = live_start("sf", 2, LIVE_PROXY);
 	enum { N = 8 };
 	caller c[N];
 	pthread_t t[N];
 	pthread_barrier_t go;
 
-	publish1(p, "k");
+	put("k");
 	/* slow polls (throttled, then retried) so the callers overlap */
 	F.cfg.backoff_base_ms = 5;
 	faultproxy_add(P, "GetRecords", FAULT_THROTTLE, 4, 0, NULL);
@@ -1367,7 +1311,7 @@ Test(live, concurrent_callers_share_polls_that_began_after_they_arrived)
 	cr_assert_leq(st.polls, 3, "%llu polls for %d callers", (unsigned long long)st.polls, N);
 	cr_assert_geq(shared, N - 3);
 	cr_assert_eq(shared, N - (int)st.polls);
-	expect_once(&S, "k");
+	expect_once("k");
 	/* since 0 accepts any completed poll: no new poll */
 	scache_poll_info info;
 	cr_assert_eq(scache_reader_sync(r, 0, 0, &info), SCACHE_OK);
@@ -1378,8 +1322,7 @@ Test(live, concurrent_callers_share_polls_that_began_after_they_arrived)
 
 Test(live, a_waiter_times_out_while_another_polls)
 {
-	scache_publisher *p;
-	scache_reader *r = proxied("slow", 1, &p);
+	scache_reader *r = live_start("slow", 1, LIVE_PROXY);
 	faultproxy_add(P, "GetRecords", FAULT_DELAY, 1, 600, NULL); /* a 600 ms poll */
 	pthread_barrier_t go;
 	pthread_barrier_init(&go, NULL, 1);
@@ -1527,8 +1470,7 @@ Test(live, scachectl_tail_escapes_control_bytes_of_the_answer)
 	 * with an escape sequence must not reach the terminal */
 	char path[1100], env[512], got[4096];
 	const char *bin = scachectl(path, sizeof path);
-	stream_on("ctlesc", 1);
-	proxy_on();
+	live_stream("ctlesc", 1, LIVE_PROXY);
 	/* {"keys":["id=esc&s=db.t.id&t=data.ID"],"ts":"2026-11-24T13:26:26Z"} */
 	faultproxy_add(P, "GetRecords", FAULT_CANNED, 1, 200,
 	               "{\"Records\":[{\"SequenceNumber\":\"4\\u001b[2J\",\"Data\":"
@@ -1549,11 +1491,11 @@ Test(live, scachectl_tail_escapes_control_bytes_of_the_answer)
 /* kinesalite ends a shard only by leaving out NextShardIterator; AWS also sends
  * ChildShards, and some implementations only show EndingSequenceNumber in ListShards. The
  * proxy answers the parent's last read in those styles. */
-static scache_reader *split_setup(const char *stream, scache_publisher **p)
+static scache_reader *split_setup(const char *stream)
 {
 	char body[512];
-	scache_reader *r = proxied(stream, 1, p);
-	publish1(*p, "p0");
+	scache_reader *r = live_start(stream, 1, LIVE_PROXY);
+	put("p0");
 	sync_ok(r);
 	snprintf(body, sizeof body,
 	         "{\"StreamName\":\"%s\",\"ShardToSplit\":\"shardId-000000000000\","
@@ -1564,7 +1506,7 @@ static scache_reader *split_setup(const char *stream, scache_publisher **p)
 	for (int i = 0; i < 6; i++) {
 		char id[8];
 		snprintf(id, sizeof id, "c%d", i);
-		publish1(*p, id);
+		put(id);
 	}
 	return r;
 }
@@ -1575,7 +1517,7 @@ static void expect_children_once(void)
 	for (int i = 0; i < 6; i++) {
 		char id[8];
 		snprintf(id, sizeof id, "c%d", i);
-		expect_once(&S, id);
+		expect_once(id);
 	}
 }
 
@@ -1596,8 +1538,7 @@ static scache_reader *reread_listing_every_poll(void)
 
 Test(live, child_shards_in_get_records_end_a_shard)
 {
-	scache_publisher *p;
-	scache_reader *r = split_setup("sig1", &p);
+	scache_reader *r = split_setup("sig1");
 	faultproxy_add(P, "GetRecords", FAULT_CANNED, 1, 200,
 	               "{\"Records\":[],\"NextShardIterator\":\"AAAAAAAAAAGnotused==\","
 	               "\"MillisBehindLatest\":0,\"ChildShards\":[{\"ShardId\":"
@@ -1614,8 +1555,7 @@ Test(live, child_shards_in_get_records_end_a_shard)
 
 Test(live, ending_sequence_number_in_list_shards_ends_a_shard)
 {
-	scache_publisher *p;
-	split_setup("sig3", &p);
+	split_setup("sig3");
 	scache_reader *r = reread_listing_every_poll();
 	/* reading the parent from TRIM_HORIZON: p0 and then an empty page that still carries
 	 * an iterator, as an implementation without the other two signals answers */
@@ -1634,8 +1574,7 @@ Test(live, an_empty_page_of_a_closed_shard_behind_latest_is_not_its_end)
 	 * (AWS: "it might take multiple calls to get to a portion of the shard that contains
 	 * records"); MillisBehindLatest > 0 says more follows. A closed shard must not be
 	 * taken as read to its end on such a page, or its remaining records are lost. */
-	scache_publisher *p;
-	split_setup("sig3behind", &p);
+	split_setup("sig3behind");
 	scache_reader *r = reread_listing_every_poll();
 	faultproxy_add(P, "GetRecords", FAULT_CANNED, 1, 200,
 	               "{\"Records\":[],\"NextShardIterator\":\"AAAAAAAAAAGnotused==\","
@@ -1643,14 +1582,14 @@ Test(live, an_empty_page_of_a_closed_shard_behind_latest_is_not_its_end)
 	sync_ok(r);
 	sync_ok(r);
 	cr_assert_eq(faultproxy_injected(P), 1);
-	expect_once(&S, "p0");
+	expect_once("p0");
 	char *k0 = key_of("p0");
 	long i0 = seen_index(&S, k0);
 	free(k0);
 	for (int i = 0; i < 6; i++) {
 		char id[8];
 		snprintf(id, sizeof id, "c%d", i);
-		expect_once(&S, id);
+		expect_once(id);
 		char *k = key_of(id);
 		cr_assert_lt(i0, seen_index(&S, k), "the parent's p0 after child key %s", id);
 		free(k);
@@ -1661,10 +1600,7 @@ Test(live, an_empty_page_of_a_closed_shard_behind_latest_is_not_its_end)
 Test(live, a_shard_vanishing_before_its_end_is_a_gap)
 {
 	char *answer, err[256];
-	stream_on("vanish", 2);
-	F.cfg.list_shards_interval_ms = 1; /* list on every poll */
-	proxy_on();
-	scache_reader *r = reader_at(SCACHE_START_LATEST);
+	scache_reader *r = live_start("vanish", 2, LIVE_PROXY | LIVE_LIST_EVERY_POLL);
 	/* the next listing is the real one without shard 1 */
 	cr_assert_eq(kinesalite_call(K.endpoint, "ListShards", "{\"StreamName\":\"vanish\"}",
 	                             &answer, err, sizeof err),
@@ -1732,8 +1668,7 @@ Test(live, the_middleware_logs_reader_messages_as_warnings_and_checks_within_hal
 	/* static: the middleware's poller logs to it until down() frees the middleware */
 	static sink k = {.mu = PTHREAD_MUTEX_INITIALIZER};
 	char err[512], line[640];
-	stream_on("mwlog", 1);
-	proxy_on();
+	live_stream("mwlog", 1, LIVE_PROXY);
 	cr_assert_eq(scache_cache_new(NULL, &F.cache), SCACHE_OK);
 	scache_middleware_config mc = {.cache = F.cache,
 	                               .stream = &F.cfg,
