@@ -218,6 +218,17 @@ Test(fleet_sim, prints_one_row_as_json, .init = cr_redirect_stdout)
 	    "  ]\n}\n");
 }
 
+Test(fleet_sim, help_is_not_an_error, .init = cr_redirect_stdout)
+{
+	char *help[] = {"fleet_sim", "--help", NULL};
+	cr_assert_eq(fleet_sim_main(2, help), 0);
+	fflush(stdout);
+	FILE *f = cr_get_redirected_stdout();
+	char line[128] = "";
+	cr_assert_not_null(fgets(line, sizeof line, f));
+	cr_assert_eq(strncmp(line, "usage: fleet_sim ", 17), 0, "%s", line);
+}
+
 Test(fleet_sim, refuses_bad_options, .init = cr_redirect_stderr)
 {
 	char *zero[] = {"fleet_sim", "--instances", "0", NULL};

@@ -180,15 +180,19 @@ static int parse_range(const char *arg, int64_t *lo, int64_t *hi)
 	return 1;
 }
 
-static int usage(void)
+/* The options on `out`; the exit status: 0 when asked for (--help), else 2. */
+static int usage(FILE *out)
 {
 	fputs("usage: fleet_sim [--seed N] [--fleets K] [--duration S] [--instances 1,2,...]\n"
 	      "                 [--shards 1,4]"
 	      " [--consumers C] [--event-ms E] [--push-ms LO:HI] [--rtt-ms LO:HI]\n"
 	      "                 [--subscribe-ms M] [--puts P] [--record-bytes B]\n"
-	      "                 [--limiter bucket|window] [--stagger random|even] [--json]\n",
-	      stderr);
-	return 2;
+	      "                 [--limiter bucket|window] [--stagger random|even] [--json]\n"
+	      "defaults: seed 1, 5 fleets of 600 s, instances 1,2,5,10,20,50,100, shards 1,4,\n"
+	      "20 consumers, events every 1000 ms, push 35:105 ms, GetRecords 20:50 ms,\n"
+	      "renewals 200 ms, 2 puts/s per shard of 200 bytes, token bucket, random starts\n",
+	      out);
+	return out == stdout ? 0 : 2;
 }
 
 int main(int argc, char **argv)
@@ -211,12 +215,14 @@ int main(int argc, char **argv)
 	for (int a = 1; a < argc; a++) {
 		const char *o = argv[a], *v = a + 1 < argc ? argv[a + 1] : NULL;
 		unsigned long x = v ? strtoul(v, NULL, 10) : 0;
+		if (!strcmp(o, "--help"))
+			return usage(stdout);
 		if (!strcmp(o, "--json")) {
 			json = 1;
 			continue;
 		}
 		if (!v)
-			return usage();
+			return usage(stderr);
 		a++;
 		if (!strcmp(o, "--seed"))
 			kn.seed = strtoull(v, NULL, 10);
@@ -247,7 +253,7 @@ int main(int argc, char **argv)
 		else if (!strcmp(o, "--stagger") && (!strcmp(v, "random") || !strcmp(v, "even")))
 			kn.even = !strcmp(v, "even");
 		else
-			return usage();
+			return usage(stderr);
 	}
 	print_table(&kn, json, ns, nn, ss, nss);
 	return 0;
