@@ -13,11 +13,12 @@
  *    read; one answer holds at most 10 MiB / 10,000 records. How the 5 are counted is not
  *    documented: here a token bucket of 5 refilled at 5/s (--limiter window: at most 5 in
  *    any second), and a throttled call takes no token.
- *  - records are "available to be read immediately after they are written"; GetRecords'
- *    "around 200 ms" average propagation is the polling interval, so it is not added.
+ *  - records can be read as soon as they are written; the propagation delay AWS gives
+ *    for GetRecords (about 200 ms on average with one consumer) is the polling interval,
+ *    which is simulated, not added.
  *  - enhanced fan-out: 20 consumers a stream (50 with On-demand Advantage: --consumers),
- *    each with its own 2 MiB/s a shard; records pushed "typically an average of 70 ms"
- *    after the put, drawn here uniform in --push-ms (35:105). A subscription lasts 5
+ *    each with its own 2 MiB/s a shard; records pushed 70 ms after the put on average
+ *    (typically, AWS says), drawn here uniform in --push-ms (35:105). A subscription lasts 5
  *    minutes; SubscribeToShard is allowed once a second per consumer and shard (renewals
  *    are far below that).
  *  - invalidation records are small (--record-bytes, 200), so one call per shard per poll
