@@ -2,6 +2,7 @@
 # The README's test command: installs what is missing, then builds and runs every
 # test three ways, and ends with one line "N passed, N failed" over all of them.
 #   build/        default build, warnings are errors, every Criterion suite
+#                 and bench/run --quick (suite bench: the benchmark harness works, ~1.5 min)
 #   build-asan/   the same suites under AddressSanitizer + UndefinedBehaviorSanitizer
 #   build-tsan/   the concurrency suites (suite "threads") under ThreadSanitizer
 # Exits non-zero when anything failed or did not build.
