@@ -250,11 +250,124 @@ static void expect_once(const char *id)
 	free(k);
 }
 
+/* One poll, whatever its outcome (sync_ok() asserts success). */
+static scache_err sync_now(scache_reader *r, scache_poll_info *info)
+{
+	return scache_reader_sync(r, scache_now_ns(NULL), 0, info);
+}
+
+static scache_reader_stats stats(scache_reader *r)
+{
+	scache_reader_stats st;
+	scache_reader_stats_get(r, &st);
+	return st;
+}
+
+/* Where S holds the key of id first (-1: nowhere), and how often. */
+static long seen_at(const char *id)
+{
+	char *k = key_of(id);
+	long i = seen_index(&S, k);
+	free(k);
+	return i;
+}
+
+static size_t times_seen(const char *id)
+{
+	char *k = key_of(id);
+	size_t n = seen_count(&S, k);
+	free(k);
+	return n;
+}
+
+/* The id prefix followed by i, e.g. "c3" (in one of four buffers, used in turn). */
+static const char *nth(const char *prefix, int i)
+{
+	static char ids[4][32];
+	static unsigned next;
+	char *id = ids[next++ % 4];
+	snprintf(id, sizeof ids[0], "%s%d", prefix, i);
+	return id;
+}
+
+/* put() of prefix0 ... prefix<n-1>, a record each; expect_once() of each. */
+static void put_each(const char *prefix, int n)
+{
+	for (int i = 0; i < n; i++)
+		put(nth(prefix, i));
+}
+
+static void expect_each_once(const char *prefix, int n)
+{
+	for (int i = 0; i < n; i++)
+		expect_once(nth(prefix, i));
+}
+
+/* A record of raw bytes into F.stream, put at kinesalite itself. */
+static void put_raw(const void *data, size_t len)
+{
+	cr_assert_eq(kinesalite_put_raw(&K, F.stream, data, len, NULL, 0, NULL, 0), 0);
+}
+
+/* The reader's iterator (of its one shard) made invalid, as one that expired. */
+static void spoil_iterator(scache_reader *r)
+{
+	cr_assert_eq(reader_test_spoil_iterators(r, "AAAAAAAAAAGarbage=="), 1);
+}
+
 static void admin(const char *op, const char *json)
 {
 	char err[512];
 	cr_assert_eq(kinesalite_call(K.endpoint, op, json, NULL, err, sizeof err), 0, "%s: %s", op,
 	             err);
+}
+
+/* Split F.stream's first shard in the middle of the hash key range (its children are
+ * shards 1 and 2), and wait until the stream is ACTIVE again. */
+static void split_first_shard(void)
+{
+	char body[512];
+	snprintf(body, sizeof body,
+	         "{\"StreamName\":\"%s\",\"ShardToSplit\":\"shardId-000000000000\","
+	         "\"NewStartingHashKey\":\"170141183460469231731687303715884105728\"}",
+	         F.stream);
+	admin("SplitShard", body);
+	cr_assert_eq(kinesalite_wait_active(&K, F.stream, NULL, 0), 0);
+}
+
+/* Delete F.stream and create it again with `shards` shards, after_ms later (kinesalite's
+ * creation times are in whole seconds). */
+static void recreate(int shards, unsigned after_ms)
+{
+	cr_assert_eq(kinesalite_delete_stream(&K, F.stream, NULL, 0), 0);
+	if (after_ms)
+		usleep(after_ms * 1000u);
+	cr_assert_eq(kinesalite_create_stream(&K, F.stream, shards, NULL, 0), 0);
+}
+
+/* kinesalite's own ListShards answer for F.stream (json_object_put() it), its Shards
+ * array into shards. */
+static json_object *real_listing(json_object **shards)
+{
+	char *answer, err[256], body[128];
+	snprintf(body, sizeof body, "{\"StreamName\":\"%s\"}", F.stream);
+	cr_assert_eq(kinesalite_call(K.endpoint, "ListShards", body, &answer, err, sizeof err), 0,
+	             "%s", err);
+	json_object *o = json_tokener_parse(answer);
+	free(answer);
+	cr_assert(json_object_object_get_ex(o, "Shards", shards));
+	return o;
+}
+
+/* scache_reader_new refuses F.cfg with SCACHE_ESERVICE and makes no reader: its message. */
+static const char *reader_refused(void)
+{
+	static char err[512];
+	scache_reader *r = NULL;
+	cr_assert_eq(scache_reader_new(&F.cfg, SCACHE_START_LATEST, NULL, &r, err, sizeof err),
+	             SCACHE_ESERVICE);
+	cr_assert_null(r);
+	return err;
 }
 
 /* ---- round trips ------------------------------------------------------------------------ */
@@ -274,8 +387,7 @@ Test(live, publish_and_read_one_shard)
 	cr_assert_str_eq(S.keys[0], "id=1&s=db.t.id&t=data.ID");
 	cr_assert_str_eq(S.keys[2], "id=a+b%26c%2F%C3%A9&s=db.t.id&t=data.ID");
 
-	scache_reader_stats st;
-	scache_reader_stats_get(r, &st);
+	scache_reader_stats st = stats(r);
 	cr_assert_eq(st.polls, 1);
 	cr_assert_eq(st.keys, 3);
 	cr_assert_eq(st.records, 1);
@@ -312,8 +424,7 @@ Test(live, publish_and_read_four_shards)
 	info = sync_ok(r);
 	cr_assert_eq(info.keys, 0);
 	cr_assert_eq(info.calls, 4);
-	scache_reader_stats st;
-	scache_reader_stats_get(r, &st);
+	scache_reader_stats st = stats(r);
 	cr_assert_eq(st.shards, 4);
 }
 
@@ -374,71 +485,46 @@ Test(live, position_is_kept_across_empty_polls)
 
 Test(live, split_and_merge_mid_run_lose_nothing_and_read_parents_first)
 {
-	char id[16];
 	scache_reader *r = live_start("reshard", 1, 0);
 
 	put("p0");
 	sync_ok(r);
 	put("p1"); /* in the parent, unread when it closes */
-	admin("SplitShard", "{\"StreamName\":\"reshard\",\"ShardToSplit\":\"shardId-000000000000\","
-	                    "\"NewStartingHashKey\":\"170141183460469231731687303715884105728\"}");
-	cr_assert_eq(kinesalite_wait_active(&K, "reshard", NULL, 0), 0);
-	for (int i = 0; i < 10; i++) {
-		snprintf(id, sizeof id, "c%d", i);
-		put(id);
-	}
+	split_first_shard();
+	put_each("c", 10);
 	/* kinesalite signals a shard's end only by a missing NextShardIterator, on the
 	 * read after its last record: the children may come one poll later */
 	sync_ok(r);
 	sync_ok(r);
 	expect_once("p1");
-	for (int i = 0; i < 10; i++) {
-		snprintf(id, sizeof id, "c%d", i);
-		expect_once(id);
-	}
-	long p1 = seen_index(&S, "id=p1&s=db.t.id&t=data.ID");
-	for (int i = 0; i < 10; i++) {
-		char k[64];
-		snprintf(k, sizeof k, "id=c%d&s=db.t.id&t=data.ID", i);
-		cr_assert_lt(p1, seen_index(&S, k), "parent before child");
-	}
-	scache_reader_stats st;
-	scache_reader_stats_get(r, &st);
+	expect_each_once("c", 10);
+	long p1 = seen_at("p1");
+	for (int i = 0; i < 10; i++)
+		cr_assert_lt(p1, seen_at(nth("c", i)), "parent before child");
+	scache_reader_stats st = stats(r);
 	cr_assert_eq(st.shards, 3);
 	cr_assert_eq(st.gaps, 0);
 
 	/* merge the two children while records sit unread in both */
-	for (int i = 0; i < 6; i++) {
-		snprintf(id, sizeof id, "m%d", i);
-		put(id);
-	}
+	put_each("m", 6);
 	admin("MergeShards",
 	      "{\"StreamName\":\"reshard\",\"ShardToMerge\":\"shardId-000000000001\","
 	      "\"AdjacentShardToMerge\":\"shardId-000000000002\"}");
 	cr_assert_eq(kinesalite_wait_active(&K, "reshard", NULL, 0), 0);
-	for (int i = 0; i < 6; i++) {
-		snprintf(id, sizeof id, "n%d", i);
-		put(id);
-	}
+	put_each("n", 6);
 	sync_ok(r);
 	sync_ok(r);
+	expect_each_once("m", 6);
+	expect_each_once("n", 6);
 	long last_parent = -1, first_child = 1 << 30;
 	for (int i = 0; i < 6; i++) {
-		char k[64];
-		snprintf(id, sizeof id, "m%d", i);
-		expect_once(id);
-		snprintf(k, sizeof k, "id=m%d&s=db.t.id&t=data.ID", i);
-		if (seen_index(&S, k) > last_parent)
-			last_parent = seen_index(&S, k);
-		snprintf(id, sizeof id, "n%d", i);
-		expect_once(id);
-		snprintf(k, sizeof k, "id=n%d&s=db.t.id&t=data.ID", i);
-		if (seen_index(&S, k) < first_child)
-			first_child = seen_index(&S, k);
+		long m = seen_at(nth("m", i)), n = seen_at(nth("n", i));
+		last_parent = m > last_parent ? m : last_parent;
+		first_child = n < first_child ? n : first_child;
 	}
 	cr_assert_lt(last_parent, first_child, "both parents before the merged child");
 	cr_assert_eq(S.n, 2 + 10 + 12);
-	scache_reader_stats_get(r, &st);
+	st = stats(r);
 	cr_assert_eq(st.gaps, 0);
 	cr_assert_eq(st.shards, 4);
 }
@@ -464,7 +550,7 @@ Test(live, expired_iterator_resumes_after_the_last_sequence_number)
 
 	/* an invalid iterator (InvalidArgumentException) is replaced the same way */
 	put("c");
-	cr_assert_eq(reader_test_spoil_iterators(r, "AAAAAAAAAAGarbage=="), 1);
+	spoil_iterator(r);
 	sync_ok(r);
 	expect_once("b");
 	expect_once("c");
@@ -476,7 +562,7 @@ Test(live, expired_iterator_with_nothing_read_resumes_at_timestamp)
 	scache_reader *r = live_start("expts", 1, 0);
 	sync_ok(r); /* empty: nothing read, the position is a time */
 	put("x");
-	cr_assert_eq(reader_test_spoil_iterators(r, "AAAAAAAAAAGarbage=="), 1);
+	spoil_iterator(r);
 	scache_poll_info info = sync_ok(r);
 	cr_assert_eq(info.keys, 1);
 	expect_once("x");
@@ -491,7 +577,7 @@ Test(live, unanswered_at_timestamp_falls_back_to_trim_horizon)
 	put("older"); /* before the reader: TRIM_HORIZON will deliver it again */
 	scache_reader *r = reader_at(SCACHE_START_LATEST);
 	sync_ok(r);
-	cr_assert_eq(reader_test_spoil_iterators(r, "AAAAAAAAAAGarbage=="), 1);
+	spoil_iterator(r);
 	scache_poll_info info = sync_ok(r);
 	uint64_t ms = (info.finished_ns - info.started_ns) / 1000000u;
 	cr_assert_lt(ms, 4500, "the poll took %llu ms", (unsigned long long)ms);
@@ -511,7 +597,7 @@ Test(live, a_shard_whose_at_timestamp_iterator_times_out_is_still_read_in_that_p
 	scache_reader *r = live_start("tsdelay", 1, LIVE_PROXY);
 	sync_ok(r); /* empty: nothing read, the position is a time */
 	put("x");
-	cr_assert_eq(reader_test_spoil_iterators(r, "AAAAAAAAAAGarbage=="), 1);
+	spoil_iterator(r);
 	faultproxy_add(P, "GetShardIterator", FAULT_DELAY, 1, 3500, NULL);
 	scache_poll_info info = sync_ok(r);
 	cr_assert_eq(faultproxy_injected(P), 1);
@@ -532,13 +618,11 @@ Test(live, malformed_records_are_counted_and_skipped)
 	};
 	put("good1");
 	for (size_t i = 0; i < 4; i++)
-		cr_assert_eq(kinesalite_put_raw(&K, "bad", bad[i], i == 3 ? 4 : strlen(bad[i]),
-		                                NULL, 0, NULL, 0),
-		             0);
+		put_raw(bad[i], i == 3 ? 4 : strlen(bad[i]));
 	/* Go's encoder writes & as \u0026: read as any other */
 	const char *go = "{\"keys\":[\"id=go\\u0026s=db.t.id\\u0026t=data.ID\"],"
 	                 "\"ts\":\"2026-11-24T13:26:26.241701753Z\"}";
-	cr_assert_eq(kinesalite_put_raw(&K, "bad", go, strlen(go), NULL, 0, NULL, 0), 0);
+	put_raw(go, strlen(go));
 	put("good2");
 	scache_poll_info info = sync_ok(r);
 	cr_assert_eq(info.records, 7);
@@ -552,8 +636,7 @@ Test(live, malformed_records_are_counted_and_skipped)
 	put("good3");
 	sync_ok(r);
 	expect_once("good3");
-	scache_reader_stats st;
-	scache_reader_stats_get(r, &st);
+	scache_reader_stats st = stats(r);
 	cr_assert_eq(st.bad_records, 4);
 }
 
@@ -590,7 +673,7 @@ Test(live, a_record_whose_parse_runs_out_of_memory_is_read_again)
 	put("m");
 	tokener_calls = 0;
 	tokener_fail_at = 2; /* 1: the GetRecords answer, 2: the record's data */
-	scache_reader_sync(r, scache_now_ns(NULL), 0, &info);
+	sync_now(r, &info);
 	tokener_fail_at = 0;
 	cr_assert_eq(tokener_failed, 1);
 	sync_ok(r);
@@ -624,7 +707,7 @@ Test(live, a_clock_ahead_of_the_service_loses_nothing_on_resuming_at_a_time)
 	put("x");
 	sleep(6); /* until the service's clock passes our "last good read - 30 s" */
 	put("y");
-	cr_assert_eq(reader_test_spoil_iterators(r, "AAAAAAAAAAGarbage=="), 1);
+	spoil_iterator(r);
 	scache_poll_info info = sync_ok(r);
 	realtime_skew_s = 0;
 	cr_assert_eq(info.keys, 2);
@@ -642,7 +725,7 @@ Test(live, stream_deleted_under_the_reader_reports_a_gap_then_recovers)
 	sync_ok(r);
 
 	cr_assert_eq(kinesalite_delete_stream(&K, "gone", NULL, 0), 0);
-	scache_err e = scache_reader_sync(r, scache_now_ns(NULL), 0, &info);
+	scache_err e = sync_now(r, &info);
 	cr_assert_eq(e, SCACHE_ESERVICE);
 	cr_assert_eq(info.gap, 1);
 	cr_assert_eq(S.gaps, 1);
@@ -651,7 +734,7 @@ Test(live, stream_deleted_under_the_reader_reports_a_gap_then_recovers)
 	cr_assert(strstr(info.message, K.endpoint), "%s", info.message);
 	cr_assert_not(scache_reader_fresh(r, info.started_ns));
 	/* still gone: an error each poll, but one gap */
-	cr_assert_eq(scache_reader_sync(r, scache_now_ns(NULL), 0, &info), SCACHE_ESERVICE);
+	cr_assert_eq(sync_now(r, &info), SCACHE_ESERVICE);
 	cr_assert_eq(S.gaps, 1);
 
 	/* recreated: everything in the new stream is read from its start */
@@ -660,8 +743,7 @@ Test(live, stream_deleted_under_the_reader_reports_a_gap_then_recovers)
 	sync_ok(r);
 	expect_once("after");
 	cr_assert_eq(S.gaps, 1);
-	scache_reader_stats st;
-	scache_reader_stats_get(r, &st);
+	scache_reader_stats st = stats(r);
 	cr_assert_eq(st.gaps, 1);
 	cr_assert_eq(st.poll_errors, 2);
 }
@@ -672,10 +754,7 @@ Test(live, stream_recreated_between_polls_is_a_gap)
 	scache_reader *r = live_start("again", 1, LIVE_LIST_EVERY_POLL);
 	put("one");
 	sync_ok(r);
-	cr_assert_eq(kinesalite_delete_stream(&K, "again", NULL, 0), 0);
-	sleep(1); /* kinesalite's creation times are in whole seconds */
-	usleep(100000);
-	cr_assert_eq(kinesalite_create_stream(&K, "again", 1, NULL, 0), 0);
+	recreate(1, 1100); /* a new creation time */
 	put("two");
 	scache_poll_info info = sync_ok(r);
 	cr_assert_eq(info.gap, 1);
@@ -693,13 +772,10 @@ Test(live, stream_recreated_under_a_reader_with_nothing_read_yet_is_a_gap)
 	scache_reader *r = live_start("again2", 1, 0);
 	sync_ok(r);
 	put("lost");
-	cr_assert_eq(kinesalite_delete_stream(&K, "again2", NULL, 0), 0);
-	sleep(1); /* kinesalite's creation times are in whole seconds */
-	usleep(100000);
-	cr_assert_eq(kinesalite_create_stream(&K, "again2", 1, NULL, 0), 0);
+	recreate(1, 1100); /* a new creation time */
 	put("two");
 	/* the reader's iterator expired meanwhile (idle for more than 5 minutes) */
-	cr_assert_eq(reader_test_spoil_iterators(r, "AAAAAAAAAAGarbage=="), 1);
+	spoil_iterator(r);
 	scache_poll_info info = sync_ok(r);
 	cr_assert_eq(info.gap, 1, "the record of the old stream was lost without a gap");
 	cr_assert_eq(S.gaps, 1);
@@ -719,18 +795,15 @@ Test(live, a_stream_recreated_under_working_iterators_is_a_gap_at_the_next_check
 	put("one");
 	sync_ok(r);
 	expect_once("one");
-	put("lost"); /* never read: the stream goes away first */
-	cr_assert_eq(kinesalite_delete_stream(&K, "reborn", NULL, 0), 0);
-	sleep(1); /* kinesalite's creation times are in whole seconds */
-	usleep(100000);
-	cr_assert_eq(kinesalite_create_stream(&K, "reborn", 1, NULL, 0), 0);
+	put("lost");       /* never read: the stream goes away first */
+	recreate(1, 1100); /* a new creation time */
 	put("two");
 	scache_poll_info info = sync_ok(r);
 	cr_assert_eq(info.gap, 1, "the recreation went unnoticed");
 	cr_assert_eq(S.gaps, 1);
 	cr_assert(strstr(S.why, "stream 'reborn' was recreated"), "%s", S.why);
 	expect_once("two");
-	cr_assert_eq(seen_count(&S, "id=lost&s=db.t.id&t=data.ID"), 0);
+	cr_assert_eq(times_seen("lost"), 0);
 	/* and then read on as usual, without another gap */
 	put("three");
 	sync_ok(r);
@@ -750,8 +823,7 @@ Test(live, a_stream_recreated_at_once_with_more_shards_is_a_gap_at_the_next_chec
 	scache_reader *r = reader_at(SCACHE_START_LATEST);
 	put("one");
 	sync_ok(r);
-	cr_assert_eq(kinesalite_delete_stream(&K, "reborn4", NULL, 0), 0);
-	cr_assert_eq(kinesalite_create_stream(&K, "reborn4", 4, NULL, 0), 0);
+	recreate(4, 0);
 	const char *ids[] = {"a", "b", "c", "d", "e", "f", "g", "h"};
 	for (size_t i = 0; i < 8; i++)
 		put(ids[i]); /* random partition keys: over the 4 shards */
@@ -762,8 +834,7 @@ Test(live, a_stream_recreated_at_once_with_more_shards_is_a_gap_at_the_next_chec
 	cr_assert(strstr(S.why, "stream 'reborn4' was recreated"), "%s", S.why);
 	for (size_t i = 0; i < 8; i++)
 		expect_once(ids[i]);
-	scache_reader_stats st;
-	scache_reader_stats_get(r, &st);
+	scache_reader_stats st = stats(r);
 	cr_assert_eq(st.shards, 4);
 }
 
@@ -805,17 +876,13 @@ Test(live, position_older_than_the_retention_is_a_gap)
 	cr_assert(strstr(S.why, "retention"), "%s", S.why);
 	/* restarted at TRIM_HORIZON: everything still in the stream is read again */
 	expect_once("b");
-	cr_assert_eq(seen_count(&S, "id=a&s=db.t.id&t=data.ID"), 2);
+	cr_assert_eq(times_seen("a"), 2);
 }
 
 Test(live, missing_stream_at_creation_is_named)
 {
-	scache_reader *r = NULL;
-	char err[512];
 	live_stream("nosuch", 0, 0);
-	cr_assert_eq(scache_reader_new(&F.cfg, SCACHE_START_LATEST, NULL, &r, err, sizeof err),
-	             SCACHE_ESERVICE);
-	cr_assert_null(r);
+	const char *err = reader_refused();
 	cr_assert(strstr(err, "ResourceNotFoundException"), "%s", err);
 	cr_assert(strstr(err, "nosuch"), "%s", err);
 	cr_assert(strstr(err, K.endpoint), "%s", err);
@@ -826,14 +893,10 @@ Test(live, a_list_shards_answer_repeating_its_next_token_is_refused)
 {
 	/* an answer that hands back the token it was asked with would page forever,
 	 * keeping every page in memory */
-	scache_reader *r = NULL;
-	char err[512];
 	live_stream("loop", 1, LIVE_PROXY);
 	faultproxy_add(P, "ListShards", FAULT_CANNED, 50, 200,
 	               "{\"Shards\":[],\"NextToken\":\"AAAAsame\"}");
-	cr_assert_eq(scache_reader_new(&F.cfg, SCACHE_START_LATEST, NULL, &r, err, sizeof err),
-	             SCACHE_ESERVICE);
-	cr_assert_null(r);
+	const char *err = reader_refused();
 	cr_assert_leq(faultproxy_requests(P, "ListShards"), 2);
 	cr_assert(strstr(err, "ListShards"), "%s", err);
 }
@@ -857,16 +920,13 @@ Test(live, a_list_shards_answer_naming_a_shard_twice_is_refused)
 {
 	/* the second entry, with another starting sequence number, looked like a recreation:
 	 * the reconciliation started over and over, forever */
-	scache_reader *r = NULL;
-	char err[512], body[1024];
+	char body[1024];
 	live_stream("twice", 1, LIVE_PROXY);
 	snprintf(body, sizeof body, "{\"Shards\":[");
 	append_shard(body, sizeof body, 0, SEQ0, ",");
 	append_shard(body, sizeof body, 0, SEQ1, "]}");
 	faultproxy_add(P, "ListShards", FAULT_CANNED, 1, 200, body);
-	cr_assert_eq(scache_reader_new(&F.cfg, SCACHE_START_LATEST, NULL, &r, err, sizeof err),
-	             SCACHE_ESERVICE);
-	cr_assert_null(r);
+	const char *err = reader_refused();
 	cr_assert_eq(faultproxy_requests(P, "ListShards"), 1);
 	cr_assert(strstr(err, "ListShards: malformed answer: stream 'twice' lists shard "
 	                      "shardId-000000000000 twice"),
@@ -879,13 +939,7 @@ Test(live, a_later_listing_naming_a_shard_twice_fails_the_poll_and_keeps_the_sha
 	scache_reader *r = live_start("twice2", 1, LIVE_PROXY | LIVE_LIST_EVERY_POLL);
 	put("one");
 	/* the same entry twice, as kinesalite would list it */
-	char *answer, err[256];
-	cr_assert_eq(kinesalite_call(K.endpoint, "ListShards", "{\"StreamName\":\"twice2\"}",
-	                             &answer, err, sizeof err),
-	             0, "%s", err);
-	json_object *o = json_tokener_parse(answer), *shards;
-	free(answer);
-	cr_assert(json_object_object_get_ex(o, "Shards", &shards));
+	json_object *shards, *o = real_listing(&shards);
 	cr_assert_eq(json_object_array_length(shards), 1);
 	json_object_array_add(shards, json_object_get(json_object_array_get_idx(shards, 0)));
 	snprintf(body, sizeof body, "%s",
@@ -893,7 +947,7 @@ Test(live, a_later_listing_naming_a_shard_twice_fails_the_poll_and_keeps_the_sha
 	json_object_put(o);
 	faultproxy_add(P, "ListShards", FAULT_CANNED, 1, 200, body);
 	scache_poll_info info;
-	cr_assert_eq(scache_reader_sync(r, scache_now_ns(NULL), 0, &info), SCACHE_ESERVICE);
+	cr_assert_eq(sync_now(r, &info), SCACHE_ESERVICE);
 	cr_assert(strstr(info.message, "lists shard shardId-000000000000 twice"), "%s",
 	          info.message);
 	cr_assert_eq(info.gap, 0);
@@ -902,24 +956,19 @@ Test(live, a_later_listing_naming_a_shard_twice_fails_the_poll_and_keeps_the_sha
 	sync_ok(r);
 	expect_once("one");
 	cr_assert_eq(S.gaps, 0);
-	scache_reader_stats st;
-	scache_reader_stats_get(r, &st);
+	scache_reader_stats st = stats(r);
 	cr_assert_eq(st.shards, 1);
 }
 
 Test(live, a_list_shards_next_token_cycle_is_refused_naming_the_token)
 {
 	/* page 1 -> TOKEN-B, page 2 -> TOKEN-A, page 3 -> TOKEN-B again: it would page forever */
-	scache_reader *r = NULL;
-	char err[512];
 	live_stream("cycle", 1, LIVE_PROXY);
 	for (int i = 0; i < 20; i++)
 		faultproxy_add(P, "ListShards", FAULT_CANNED, 1, 200,
 		               i % 2 ? "{\"Shards\":[],\"NextToken\":\"TOKEN-A\"}"
 		                     : "{\"Shards\":[],\"NextToken\":\"TOKEN-B\"}");
-	cr_assert_eq(scache_reader_new(&F.cfg, SCACHE_START_LATEST, NULL, &r, err, sizeof err),
-	             SCACHE_ESERVICE);
-	cr_assert_null(r);
+	const char *err = reader_refused();
 	cr_assert_eq(faultproxy_requests(P, "ListShards"), 3);
 	cr_assert(strstr(err, "ListShards: malformed answer: page 3 of stream 'cycle' hands back "
 	                      "the NextToken 'TOKEN-B' of page 2 (a cycle)"),
@@ -938,7 +987,7 @@ Test(live, a_listing_beyond_its_bounds_of_pages_or_shards_is_refused)
 	}
 	unsigned before = faultproxy_requests(P, "ListShards");
 	scache_poll_info info;
-	cr_assert_eq(scache_reader_sync(r, scache_now_ns(NULL), 0, &info), SCACHE_ESERVICE);
+	cr_assert_eq(sync_now(r, &info), SCACHE_ESERVICE);
 	cr_assert_eq(faultproxy_requests(P, "ListShards") - before, 3);
 	cr_assert(strstr(info.message, "ListShards: stream 'bounds' still has a NextToken after 3 "
 	                               "pages"),
@@ -952,7 +1001,7 @@ Test(live, a_listing_beyond_its_bounds_of_pages_or_shards_is_refused)
 	faultproxy_add(P, "ListShards", FAULT_CANNED, 1, 200,
 	               "{\"Shards\":[],\"NextToken\":\"T9\"}");
 	faultproxy_add(P, "ListShards", FAULT_CANNED, 1, 200, body);
-	cr_assert_eq(scache_reader_sync(r, scache_now_ns(NULL), 0, &info), SCACHE_ESERVICE);
+	cr_assert_eq(sync_now(r, &info), SCACHE_ESERVICE);
 	cr_assert(strstr(info.message, "ListShards: stream 'bounds' lists more than 2 shards"),
 	          "%s", info.message);
 	cr_assert_eq(S.gaps, 0);
@@ -991,7 +1040,7 @@ static long sync_capturing_stderr(scache_reader *r)
 	cr_assert_geq(saved, 0);
 	dup2(fileno(tmp), 2);
 	scache_poll_info info;
-	scache_err e = scache_reader_sync(r, scache_now_ns(NULL), 0, &info);
+	scache_err e = sync_now(r, &info);
 	fflush(stderr);
 	dup2(saved, 2);
 	close(saved);
@@ -1009,7 +1058,7 @@ Test(live, reader_messages_go_to_on_log_and_a_repeating_one_is_shown_once_with_a
 	scache_reader_callbacks cb = {.on_keys = on_log_keys, .arg = &m, .on_log = on_log};
 	scache_reader *r = reader_with(SCACHE_START_LATEST, &cb);
 	for (int i = 0; i < 3; i++)
-		cr_assert_eq(kinesalite_put_raw(&K, "chatty", "not json", 8, NULL, 0, NULL, 0), 0);
+		put_raw("not json", 8);
 	cr_assert_eq(sync_capturing_stderr(r), 0, "the reader wrote to stderr");
 	cr_assert_eq(m.n, 1, "%d messages", m.n);
 	cr_assert(strstr(m.text[0], "stream 'chatty' shard shardId-000000000000 sequence "), "%s",
@@ -1020,7 +1069,7 @@ Test(live, reader_messages_go_to_on_log_and_a_repeating_one_is_shown_once_with_a
 
 	/* once the repeat interval has passed, the next one is shown with the count */
 	reader_test_set_log_repeat(r, 0);
-	cr_assert_eq(kinesalite_put_raw(&K, "chatty", "not json", 8, NULL, 0, NULL, 0), 0);
+	put_raw("not json", 8);
 	cr_assert_eq(sync_capturing_stderr(r), 0, "the reader wrote to stderr");
 	cr_assert_eq(m.n, 2, "%d messages", m.n);
 	cr_assert(strstr(m.text[1], ": malformed record skipped: "), "%s", m.text[1]);
@@ -1078,8 +1127,7 @@ Test(live, throttling_500s_and_dropped_connections_are_retried)
 	scache_poll_info info = sync_ok(r);
 	cr_assert_eq(info.calls, 3);
 	expect_once("t");
-	scache_reader_stats st;
-	scache_reader_stats_get(r, &st);
+	scache_reader_stats st = stats(r);
 	cr_assert_eq(st.throttled, 2);
 
 	put("f");
@@ -1112,7 +1160,7 @@ Test(live, an_error_message_echoing_the_credentials_does_not_show_them)
 	               "signature does not match. Canonical request: x-amz-security-token:"
 	               "t0ken-of-the-session, key s3cr3t-signing-key, x-amz-security-token:"
 	               "t0ken-of-the-sess\"}");
-	cr_assert_eq(scache_reader_sync(r, scache_now_ns(NULL), 0, &info), SCACHE_ESERVICE);
+	cr_assert_eq(sync_now(r, &info), SCACHE_ESERVICE);
 	cr_assert(strstr(info.message, "InvalidSignatureException"), "%s", info.message);
 	cr_assert_null(strstr(info.message, "t0ken-of"), "%s", info.message);
 	cr_assert_null(strstr(info.message, "s3cr3t"), "%s", info.message);
@@ -1146,7 +1194,7 @@ Test(live, throttling_beyond_the_bound_fails_the_poll_and_keeps_the_position)
 
 	put("x");
 	faultproxy_add(P, "GetRecords", FAULT_THROTTLE, 4, 0, NULL); /* max_retries is 3 */
-	cr_assert_eq(scache_reader_sync(r, scache_now_ns(NULL), 0, &info), SCACHE_ETHROTTLED);
+	cr_assert_eq(sync_now(r, &info), SCACHE_ETHROTTLED);
 	cr_assert_eq(info.calls, 4);
 	cr_assert(strstr(info.message, "ProvisionedThroughputExceededException: Rate exceeded"),
 	          "%s", info.message);
@@ -1155,8 +1203,7 @@ Test(live, throttling_beyond_the_bound_fails_the_poll_and_keeps_the_position)
 	cr_assert_not(scache_reader_fresh(r, info.started_ns));
 	sync_ok(r);
 	expect_once("x");
-	scache_reader_stats st;
-	scache_reader_stats_get(r, &st);
+	scache_reader_stats st = stats(r);
 	cr_assert_eq(st.poll_errors, 1);
 	cr_assert_eq(st.throttled, 4);
 }
@@ -1306,8 +1353,7 @@ Test(live, concurrent_callers_share_polls_that_began_after_they_arrived)
 		shared += c[i].info.shared;
 	}
 	pthread_barrier_destroy(&go);
-	scache_reader_stats st;
-	scache_reader_stats_get(r, &st);
+	scache_reader_stats st = stats(r);
 	cr_assert_leq(st.polls, 3, "%llu polls for %d callers", (unsigned long long)st.polls, N);
 	cr_assert_geq(shared, N - 3);
 	cr_assert_eq(shared, N - (int)st.polls);
@@ -1316,7 +1362,7 @@ Test(live, concurrent_callers_share_polls_that_began_after_they_arrived)
 	scache_poll_info info;
 	cr_assert_eq(scache_reader_sync(r, 0, 0, &info), SCACHE_OK);
 	cr_assert_eq(info.shared, 1);
-	scache_reader_stats_get(r, &st);
+	st = stats(r);
 	cr_assert_eq(st.polls, (uint64_t)(N - shared));
 }
 
@@ -1344,8 +1390,7 @@ Test(live, a_waiter_times_out_while_another_polls)
 	cr_assert_eq(a.err, SCACHE_OK, "%s", a.info.message);
 	cr_assert_eq(a.info.shared, 0);
 	/* the timed-out caller started nothing: one poll in all */
-	scache_reader_stats st;
-	scache_reader_stats_get(r, &st);
+	scache_reader_stats st = stats(r);
 	cr_assert_eq(st.polls, 1);
 }
 
@@ -1490,35 +1535,16 @@ Test(live, scachectl_tail_escapes_control_bytes_of_the_answer)
 
 /* kinesalite ends a shard only by leaving out NextShardIterator; AWS also sends
  * ChildShards, and some implementations only show EndingSequenceNumber in ListShards. The
- * proxy answers the parent's last read in those styles. */
+ * proxy answers the parent's last read in those styles. split_setup() publishes p0, reads
+ * it, splits the shard and publishes c0 ... c5 into the children. */
 static scache_reader *split_setup(const char *stream)
 {
-	char body[512];
 	scache_reader *r = live_start(stream, 1, LIVE_PROXY);
 	put("p0");
 	sync_ok(r);
-	snprintf(body, sizeof body,
-	         "{\"StreamName\":\"%s\",\"ShardToSplit\":\"shardId-000000000000\","
-	         "\"NewStartingHashKey\":\"170141183460469231731687303715884105728\"}",
-	         stream);
-	admin("SplitShard", body);
-	cr_assert_eq(kinesalite_wait_active(&K, stream, NULL, 0), 0);
-	for (int i = 0; i < 6; i++) {
-		char id[8];
-		snprintf(id, sizeof id, "c%d", i);
-		put(id);
-	}
+	split_first_shard();
+	put_each("c", 6);
 	return r;
-}
-
-/* Each key split_setup() published after the split was seen once. */
-static void expect_children_once(void)
-{
-	for (int i = 0; i < 6; i++) {
-		char id[8];
-		snprintf(id, sizeof id, "c%d", i);
-		expect_once(id);
-	}
 }
 
 /* The reader split_setup() made (before the split) gives way to one from TRIM_HORIZON,
@@ -1530,10 +1556,7 @@ static scache_reader *reread_listing_every_poll(void)
 	seen_free(&S);
 	seen_init(&S);
 	F.cfg.list_shards_interval_ms = 1;
-	scache_reader_callbacks cb = {.on_keys = on_keys, .on_gap = on_gap, .arg = &S};
-	cr_assert_eq(scache_reader_new(&F.cfg, SCACHE_START_TRIM_HORIZON, &cb, &F.reader, NULL, 0),
-	             SCACHE_OK);
-	return F.reader;
+	return reader_at(SCACHE_START_TRIM_HORIZON);
 }
 
 Test(live, child_shards_in_get_records_end_a_shard)
@@ -1550,7 +1573,7 @@ Test(live, child_shards_in_get_records_end_a_shard)
 	cr_assert_eq(faultproxy_injected(P), 1);
 	cr_assert_eq(faultproxy_requests(P, "ListShards"), lists + 1);
 	cr_assert_eq(info.keys, 6);
-	expect_children_once();
+	expect_each_once("c", 6); /* the children */
 }
 
 Test(live, ending_sequence_number_in_list_shards_ends_a_shard)
@@ -1565,7 +1588,7 @@ Test(live, ending_sequence_number_in_list_shards_ends_a_shard)
 	scache_poll_info info = sync_ok(r);
 	cr_assert_eq(faultproxy_injected(P), 1);
 	cr_assert_eq(info.keys, 6); /* the canned page hid p0; the children were read */
-	expect_children_once();
+	expect_each_once("c", 6);   /* the children */
 }
 
 Test(live, an_empty_page_of_a_closed_shard_behind_latest_is_not_its_end)
@@ -1583,31 +1606,20 @@ Test(live, an_empty_page_of_a_closed_shard_behind_latest_is_not_its_end)
 	sync_ok(r);
 	cr_assert_eq(faultproxy_injected(P), 1);
 	expect_once("p0");
-	char *k0 = key_of("p0");
-	long i0 = seen_index(&S, k0);
-	free(k0);
+	long i0 = seen_at("p0");
 	for (int i = 0; i < 6; i++) {
-		char id[8];
-		snprintf(id, sizeof id, "c%d", i);
+		const char *id = nth("c", i);
 		expect_once(id);
-		char *k = key_of(id);
-		cr_assert_lt(i0, seen_index(&S, k), "the parent's p0 after child key %s", id);
-		free(k);
+		cr_assert_lt(i0, seen_at(id), "the parent's p0 after child key %s", id);
 	}
 	cr_assert_eq(S.gaps, 0);
 }
 
 Test(live, a_shard_vanishing_before_its_end_is_a_gap)
 {
-	char *answer, err[256];
 	scache_reader *r = live_start("vanish", 2, LIVE_PROXY | LIVE_LIST_EVERY_POLL);
 	/* the next listing is the real one without shard 1 */
-	cr_assert_eq(kinesalite_call(K.endpoint, "ListShards", "{\"StreamName\":\"vanish\"}",
-	                             &answer, err, sizeof err),
-	             0, "%s", err);
-	json_object *o = json_tokener_parse(answer), *shards;
-	free(answer);
-	cr_assert(json_object_object_get_ex(o, "Shards", &shards));
+	json_object *shards, *o = real_listing(&shards);
 	cr_assert_eq(json_object_array_length(shards), 2);
 	json_object_array_del_idx(shards, 1, 1);
 	faultproxy_add(P, "ListShards", FAULT_CANNED, 1, 200,
@@ -1619,8 +1631,7 @@ Test(live, a_shard_vanishing_before_its_end_is_a_gap)
 	cr_assert_eq(S.gaps, 1);
 	cr_assert(strstr(S.why, "shard shardId-000000000001 of stream 'vanish' vanished"), "%s",
 	          S.why);
-	scache_reader_stats st;
-	scache_reader_stats_get(r, &st);
+	scache_reader_stats st = stats(r);
 	cr_assert_eq(st.shards, 1);
 }
 
@@ -1679,7 +1690,7 @@ Test(live, the_middleware_logs_reader_messages_as_warnings_and_checks_within_hal
 	                               .log_arg = &k,
 	                               .quiet_requests = 1};
 	cr_assert_eq(scache_middleware_new(&mc, &F.mw, err, sizeof err), SCACHE_OK, "%s", err);
-	cr_assert_eq(kinesalite_put_raw(&K, "mwlog", "not json", 8, NULL, 0, NULL, 0), 0);
+	put_raw("not json", 8);
 	/* the idle polls read it (up to 5 s), and check the stream (the reader's own default
 	 * would wait 10 s) */
 	int logged = 0;
