@@ -1406,34 +1406,41 @@ static int run(const char *cmd, char *out, size_t outlen)
 	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
-/* The scachectl of this build (it sits next to tests/ in the build tree), or $SCACHECTL. */
-static const char *scachectl(char *path, size_t len)
+/* The command line that runs scachectl for F.stream at F.cfg.endpoint (kinesalite or the
+ * proxy): the scachectl of this build (it sits next to tests/ in the build tree), or
+ * $SCACHECTL, in the environment that names them. */
+static const char *scachectl(void)
 {
-	char self[1024];
+	static char cmd[2048];
+	char self[1024], path[1100];
 	ssize_t sl = readlink("/proc/self/exe", self, sizeof self - 1);
 	cr_assert_gt(sl, 0);
 	self[sl] = '\0';
 	*strrchr(self, '/') = '\0';
-	snprintf(path, len, "%s/../tools/scachectl", self);
+	snprintf(path, sizeof path, "%s/../tools/scachectl", self);
 	const char *bin = getenv("SCACHECTL") ? getenv("SCACHECTL") : path;
 	cr_assert_eq(access(bin, X_OK), 0, "scachectl not found");
-	return bin;
+	snprintf(cmd, sizeof cmd,
+	         "env -u AWS_ENDPOINT_URL_KINESIS AWS_ENDPOINT_URL=%s AWS_REGION=us-east-1 "
+	         "AWS_ACCESS_KEY_ID=AKIDT AWS_SECRET_ACCESS_KEY=secret SCACHE_STREAM=%s %s",
+	         F.cfg.endpoint, F.stream, bin);
+	return cmd;
 }
 
-/* The environment scachectl runs in: stream at endpoint. */
-static void scachectl_env(char *env, size_t len, const char *endpoint, const char *stream)
+/* Run "scachectl args" (args may redirect); its exit status, its stdout into out. */
+static int ctl(const char *args, char *out, size_t outlen)
 {
-	snprintf(env, len,
-	         "env -u AWS_ENDPOINT_URL_KINESIS AWS_ENDPOINT_URL=%s AWS_REGION=us-east-1 "
-	         "AWS_ACCESS_KEY_ID=AKIDT AWS_SECRET_ACCESS_KEY=secret SCACHE_STREAM=%s",
-	         endpoint, stream);
+	char cmd[4096];
+	snprintf(cmd, sizeof cmd, "%s %s", scachectl(), args);
+	return run(cmd, out, outlen);
 }
 
 /* Start "scachectl tail --interval 50" in the fixture, its output into F.tail_out;
  * redirect is added to the command line (for stderr). */
-static void tail_start(const char *env, const char *bin, const char *redirect)
+static void tail_start(const char *redirect)
 {
-	char cmd[2048];
+	char cmd[4096];
+	const char *ctl_cmd = scachectl();
 	snprintf(F.tail_out, sizeof F.tail_out, "/tmp/scachectl-tail-XXXXXX");
 	int fd = mkstemp(F.tail_out);
 	cr_assert_geq(fd, 0);
@@ -1441,8 +1448,8 @@ static void tail_start(const char *env, const char *bin, const char *redirect)
 	F.tail = fork();
 	cr_assert_geq(F.tail, 0);
 	if (F.tail == 0) {
-		snprintf(cmd, sizeof cmd, "exec %s %s tail --interval 50 > %s%s", env, bin,
-		         F.tail_out, redirect);
+		snprintf(cmd, sizeof cmd, "exec %s tail --interval 50 > %s%s", ctl_cmd, F.tail_out,
+		         redirect);
 		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
 		_exit(127);
 	}
@@ -1476,14 +1483,11 @@ static int tail_stop(void)
 
 Test(live, scachectl_publish_shows_up_in_tail)
 {
-	char cmd[2048], out[4096], path[1100], env[512], got[4096];
-	const char *bin = scachectl(path, sizeof path);
-	cr_assert_eq(kinesalite_create_stream(&K, "ctl", 2, NULL, 0), 0);
-	scachectl_env(env, sizeof env, K.endpoint, "ctl");
-	tail_start(env, bin, "");
+	char out[4096], got[4096];
+	live_stream("ctl", 2, 0);
+	tail_start("");
 	usleep(700000);
-	snprintf(cmd, sizeof cmd, "%s %s publish db.users.id 7 'a b' 2>&1", env, bin);
-	cr_assert_eq(run(cmd, out, sizeof out), 0, "%s", out);
+	cr_assert_eq(ctl("publish db.users.id 7 'a b' 2>&1", out, sizeof out), 0, "%s", out);
 	cr_assert(strstr(out, "shardId-"), "%s", out);
 	tail_wait("a b", got, sizeof got);
 	int st = tail_stop();
@@ -1492,20 +1496,14 @@ Test(live, scachectl_publish_shows_up_in_tail)
 	cr_assert(strstr(got, "db.users.id\ta b\tshardId-"), "%s", got);
 
 	/* usage errors exit 2, failures 1 */
-	snprintf(cmd, sizeof cmd, "%s %s publish 2>&1", env, bin);
-	cr_assert_eq(run(cmd, out, sizeof out), 2, "%s", out);
-	snprintf(cmd, sizeof cmd, "%s %s bogus 2>&1", env, bin);
-	cr_assert_eq(run(cmd, out, sizeof out), 2, "%s", out);
-	snprintf(cmd, sizeof cmd, "%s %s tail --from yesterday 2>&1", env, bin);
-	cr_assert_eq(run(cmd, out, sizeof out), 2, "%s", out);
-	snprintf(cmd, sizeof cmd, "%s %s publish --stream nosuch s 1 2>&1", env, bin);
-	cr_assert_eq(run(cmd, out, sizeof out), 1, "%s", out);
+	cr_assert_eq(ctl("publish 2>&1", out, sizeof out), 2, "%s", out);
+	cr_assert_eq(ctl("bogus 2>&1", out, sizeof out), 2, "%s", out);
+	cr_assert_eq(ctl("tail --from yesterday 2>&1", out, sizeof out), 2, "%s", out);
+	cr_assert_eq(ctl("publish --stream nosuch s 1 2>&1", out, sizeof out), 1, "%s", out);
 	cr_assert(strstr(out, "ResourceNotFoundException"), "%s", out);
-	snprintf(cmd, sizeof cmd, "%s %s tail --help", env, bin);
-	cr_assert_eq(run(cmd, out, sizeof out), 0, "%s", out);
+	cr_assert_eq(ctl("tail --help", out, sizeof out), 0, "%s", out);
 	cr_assert(strstr(out, "usage: scachectl tail"), "%s", out);
-	snprintf(cmd, sizeof cmd, "%s %s publish --help", env, bin);
-	cr_assert_eq(run(cmd, out, sizeof out), 0, "%s", out);
+	cr_assert_eq(ctl("publish --help", out, sizeof out), 0, "%s", out);
 	cr_assert(strstr(out, "usage: scachectl publish"), "%s", out);
 }
 
@@ -1513,8 +1511,7 @@ Test(live, scachectl_tail_escapes_control_bytes_of_the_answer)
 {
 	/* a sequence number (or shard ID) of the answer is printed as it came: an answer
 	 * with an escape sequence must not reach the terminal */
-	char path[1100], env[512], got[4096];
-	const char *bin = scachectl(path, sizeof path);
+	char got[4096];
 	live_stream("ctlesc", 1, LIVE_PROXY);
 	/* {"keys":["id=esc&s=db.t.id&t=data.ID"],"ts":"2026-11-24T13:26:26Z"} */
 	faultproxy_add(P, "GetRecords", FAULT_CANNED, 1, 200,
@@ -1522,8 +1519,7 @@ Test(live, scachectl_tail_escapes_control_bytes_of_the_answer)
 	               "\"eyJrZXlzIjpbImlkPWVzYyZzPWRiLnQuaWQmdD1kYXRhLklEIl0sInRzIjoiMjAyNi0xMS0y"
 	               "NFQxMzoyNjoyNloifQ==\",\"PartitionKey\":\"k\"}],"
 	               "\"NextShardIterator\":\"AAAAAAAAAAGnotused==\",\"MillisBehindLatest\":0}");
-	scachectl_env(env, sizeof env, faultproxy_endpoint(P), "ctlesc");
-	tail_start(env, bin, " 2>/dev/null");
+	tail_start(" 2>/dev/null");
 	tail_wait("esc", got, sizeof got);
 	tail_stop();
 	cr_assert_eq(faultproxy_injected(P), 1);
