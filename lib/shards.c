@@ -293,6 +293,19 @@ scache_err shards_list(shard_table *t, int initial, start_kind start)
 		t->ev.fail(t->ev.arg, err, oom ? "out of memory" : why);
 		goto out;
 	}
+	if (total == 0) {
+		/* An ACTIVE stream has at least one open shard. None: a stream being created
+		 * (kinesalite lists none then; AWS answers ResourceInUseException) or a bad
+		 * answer. Taken as "every shard vanished", the reader would go on reading no
+		 * shard, and its polls would succeed without seeing what the stream gets. */
+		err = SCACHE_ESERVICE;
+		util_fmt(why, sizeof why,
+		         "ListShards: stream '%s' lists no shards (being created?): the listing "
+		         "is refused",
+		         t->stream);
+		t->ev.fail(t->ev.arg, err, why);
+		goto out;
+	}
 
 	if (t->stream_missing) {
 		/* the stream is back: everything in it is newer than the gap reported */

@@ -91,6 +91,7 @@ class FaultProxy:
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self.lock = threading.Lock()
         self.fault = None  # (kind, arg, ops)
+        self.queued = []  # [op, kind, arg, count]: used first, in order
         self.requests = 0
         self.injected = 0
         self.stopping = False
@@ -110,6 +111,12 @@ class FaultProxy:
     def clear(self):
         with self.lock:
             self.fault = None
+            self.queued = []
+
+    def queue(self, op, kind, arg=None, count=1):
+        """The next `count` requests for op get this fault (before any set())."""
+        with self.lock:
+            self.queued.append([op, kind, arg, count])
 
     def accept_loop(self):
         while not self.stopping:
@@ -126,6 +133,11 @@ class FaultProxy:
     def take(self, op):
         with self.lock:
             self.requests += 1
+            for q in self.queued:
+                if q[0] == op and q[3] > 0:
+                    q[3] -= 1
+                    self.injected += 1
+                    return (q[1], q[2], None)
             f = self.fault
             if not f or (f[2] and op not in f[2]):
                 return None
@@ -269,8 +281,7 @@ def bucket_label(lo, hi):
 
 def check(hist, servers, reads, faults=()):
     """Each read's staleness and verdict. servers: name -> (mode, bound s, fault bound s);
-    faults: (start, end) windows in which the fault bound applies (ends plus the recovery
-    time). Returns a dict of counts, the histogram per mode and the worst examples."""
+    faults: (start, recovered, name, outage end) windows in which the fault bound applies. Returns a dict of counts, the histogram per mode and the worst examples."""
     ends, vals, idx_of = {}, {}, {}
     for i, ws in hist.writes.items():
         ok_ends = [w[1] if w[3] else float("inf") for w in ws]
@@ -284,7 +295,7 @@ def check(hist, servers, reads, faults=()):
     res = {"reads": 0, "violations": 0, "impossible": 0, "max_staleness": {},
            "histogram": {}, "examples": []}
     edges = histogram_buckets()
-    for (i, srv, rs, re_, val, xc, st) in reads:
+    for (i, srv, rs, re_, val, xc, st, phase) in reads:
         if val is None:
             continue  # an error answer, counted as a failure where it happened
         res["reads"] += 1
@@ -302,9 +313,11 @@ def check(hist, servers, reads, faults=()):
                                    "before it ended")
             continue
         superseded = ends[i][k + 1]
+        by = next((w for w in ws[k + 1:] if w[3]), None)
         stale = max(0.0, rs - superseded)
         mode, bound, fbound = servers[srv]
-        if any(a <= rs <= b for a, b in faults):
+        within = [w for w in faults if w[0] <= rs <= w[1]]
+        if within:
             bound = fbound
         res["max_staleness"][mode] = max(res["max_staleness"].get(mode, 0.0), stale)
         h = res["histogram"].setdefault(mode, [0] * len(edges))
@@ -313,10 +326,16 @@ def check(hist, servers, reads, faults=()):
             res["violations"] += 1
             if len(res["examples"]) < 20:
                 res["examples"].append(
-                    f"read of {i} on {srv} ({mode}, X-Cache {xc}) began {rs:.3f} saw "
+                    f"[{phase}] read of {i} on {srv} ({mode}, X-Cache {xc}) began {rs:.3f} saw "
                     f"{'404' if val == ABSENT else 'v%d' % val}, superseded by a write "
+                    f"({by[4] if len(by) > 4 else '?'}, "
+                    f"{'404' if by[2] == ABSENT else 'v%d' % by[2]}) "
                     f"completed at {superseded:.3f}: {stale * 1000:.1f} ms stale, bound "
-                    f"{bound * 1000:.0f} ms")
+                    f"{bound * 1000:.0f} ms" + "".join(
+                        f"; {rs - w[0]:.2f} s into fault {w[2]}, which ended at "
+                        f"{w[3] - w[0]:.2f} s and recovered at {w[1] - w[0]:.2f} s"
+                        for w in [max((w for w in faults if w[0] <= rs), default=None,
+                                      key=lambda w: w[0])] if w))
     return res
 
 
@@ -326,20 +345,20 @@ def selftest():
     h.writes["x"] += [(1.0, 2.0, 1, True), (3.0, 4.0, 2, False), (5.0, 6.0, ABSENT, True),
                       (7.0, 8.0, 3, True)]
     srv = {"S": ("strict", 0.0, 0.0), "B": ("bounded", 0.5, 2.0)}
-    reads = [("x", "S", 0.5, 0.6, ABSENT, "MISS", 404),  # fresh
-             ("x", "S", 1.5, 2.5, 1, "MISS", 200),  # overlaps the write: either
-             ("x", "S", 1.5, 2.5, ABSENT, "MISS", 404),
-             ("x", "S", 4.5, 4.6, 1, "HIT", 200),  # v2 failed: v1 is not stale yet
-             ("x", "S", 4.5, 4.6, 2, "HIT", 200),  # nor is v2
-             ("x", "S", 6.5, 6.6, 2, "HIT", 200),  # stale by 0.5 s: violation
-             ("x", "B", 6.4, 6.6, 1, "HIT", 200),  # stale by 0.4 s: within 0.5 s
-             ("x", "B", 8.6, 8.7, ABSENT, "HIT", 404),  # 0.6 s: violation
-             ("x", "B", 8.6, 8.7, ABSENT, "HIT", 404),  # in a fault window: within 2 s
-             ("x", "S", 0.5, 0.6, 3, "HIT", 200)]  # v3 not written yet: impossible
+    reads = [("x", "S", 0.5, 0.6, ABSENT, "MISS", 404, "t"),  # fresh
+             ("x", "S", 1.5, 2.5, 1, "MISS", 200, "t"),  # overlaps the write: either
+             ("x", "S", 1.5, 2.5, ABSENT, "MISS", 404, "t"),
+             ("x", "S", 4.5, 4.6, 1, "HIT", 200, "t"),  # v2 failed: v1 is not stale yet
+             ("x", "S", 4.5, 4.6, 2, "HIT", 200, "t"),  # nor is v2
+             ("x", "S", 6.5, 6.6, 2, "HIT", 200, "t"),  # stale by 0.5 s: violation
+             ("x", "B", 6.4, 6.6, 1, "HIT", 200, "t"),  # stale by 0.4 s: within 0.5 s
+             ("x", "B", 8.6, 8.7, ABSENT, "HIT", 404, "t"),  # 0.6 s: violation
+             ("x", "B", 8.6, 8.7, ABSENT, "HIT", 404, "t"),  # in a fault window: within 2 s
+             ("x", "S", 0.5, 0.6, 3, "HIT", 200, "t")]  # v3 not written yet: impossible
     res = check(h, srv, reads[:8] + reads[9:])
     it.eq((res["reads"], res["violations"], res["impossible"]), (9, 2, 1), "selftest counts")
     it.eq(round(res["max_staleness"]["bounded"], 3), 0.6, "selftest largest staleness")
-    res = check(h, srv, reads[8:9], faults=[(8.0, 9.0)])
+    res = check(h, srv, reads[8:9], faults=[(8.0, 9.0, "f", 8.5)])
     it.eq(res["violations"], 0, "selftest: the fault bound applies in a fault window")
 
 
@@ -437,7 +456,7 @@ class Load:
                 self.hist.fail(f"[{self.phase}] GET /users/{i} on {s} took {re_ - rs:.2f} s, "
                                f"bound {self.read_bound:.1f} s")
             with self.hist.lock:
-                self.hist.reads.append((i, s, rs, re_, val, xc, st))
+                self.hist.reads.append((i, s, rs, re_, val, xc, st, self.phase))
             self.count()
 
     def writer(self, n):
@@ -499,7 +518,7 @@ class Load:
                            f"({st}), bound {self.write_bound:.1f} s")
         # a write that failed (or got no answer) may or may not be in the database; it was
         # made, since the checker writes only through servers that save before publishing
-        ws.append((start, end, val, ok))
+        ws.append((start, end, val, ok, kind if kind == "direct" else f"{kind} on {s}"))
 
 
 # ---- the environment ---------------------------------------------------------------------
@@ -554,7 +573,7 @@ def healthz(env, name, bound):
 # ---- faults ------------------------------------------------------------------------------
 
 
-def proxy_fault(kind, arg=None, ops=None, hold=3.5):
+def proxy_fault(kind, arg=None, ops=None, hold=4.5):
     def run(env):
         env.proxy.set(kind, arg, ops)
         time.sleep(hold)
@@ -564,7 +583,7 @@ def proxy_fault(kind, arg=None, ops=None, hold=3.5):
     return run
 
 
-def kill_and_restart_empty(env, hold=3.0):
+def kill_and_restart_empty(env, hold=4.0):
     env.kill_kinesalite()
     import shutil
     shutil.rmtree(env.kinesis.path, ignore_errors=True)
@@ -575,7 +594,7 @@ def kill_and_restart_empty(env, hold=3.0):
     return t
 
 
-def delete_and_recreate(env, hold=3.0):
+def delete_and_recreate(env, hold=4.0):
     env.kinesis.call("DeleteStream", {"StreamName": env.stream})
     it.wait_until("the stream to be deleted", lambda: env.stream not in env.kinesis.call(
         "ListStreams", {})["StreamNames"])
@@ -613,7 +632,7 @@ def split_and_merge(env):
 FAULTS = {
     "delay": ("every Kinesis call delayed 2 s", proxy_fault("delay", 2000, hold=4.0), False),
     "hang": ("every Kinesis call hangs (no answer until the client gives up)",
-             proxy_fault("hang"), True),
+             proxy_fault("hang", hold=6.0), True),
     "drop": ("every connection dropped without an answer", proxy_fault("drop"), True),
     "500": ("every call answered 500 InternalFailure",
             proxy_fault("status", (500, {"__type": "InternalFailure", "message": "fault"})),
@@ -629,9 +648,9 @@ FAULTS = {
                   proxy_fault("truncated"), True),
     "huge": ("6 GetRecords answered 200 with a 65 MiB body (over the 64 MiB limit)",
              proxy_fault("huge", 6, {"GetRecords"}, hold=4.0), False),
-    "kill": ("kinesalite killed (SIGKILL), restarted empty 3 s later, stream recreated",
+    "kill": ("kinesalite killed (SIGKILL), restarted empty 4 s later, stream recreated",
              kill_and_restart_empty, True),
-    "recreate": ("the stream deleted, recreated 3 s later", delete_and_recreate, True),
+    "recreate": ("the stream deleted, recreated 4 s later", delete_and_recreate, True),
     "reshard": ("a shard split, then two shards merged, under load", split_and_merge, False),
 }
 
@@ -656,7 +675,7 @@ def run_fault(env, load, hist, key, max_staleness):
     rec = time.monotonic()
     notes = {"what": what, "outage": outage, "start": start, "end": outage_end,
              "recovered_s": rec - end}
-    return (start, rec), notes
+    return (start, rec, key, outage_end), notes
 
 
 def bypass_check(hist, notes, max_staleness):
@@ -667,6 +686,79 @@ def bypass_check(hist, notes, max_staleness):
         rs = [r for r in hist.reads if r[2] >= lo and r[3] <= hi]
     bad = [r for r in rs if r[5] != "BYPASS"]
     return len(rs), bad
+
+
+# ---- regressions: deterministic scenarios of defects the load found ----------------------
+
+
+def an_empty_shard_listing_does_not_stop_the_reading(build_tmp):
+    """kinesalite lists no shards while a stream is CREATING (AWS answers
+    ResourceInUseException), so a server polling while kinesalite restarts empty and the
+    stream is recreated can get an empty ListShards answer. The reader took it as 'every
+    shard vanished': a gap (flush), then polls that read no shard and succeeded, so strict
+    reads served what they had cached after it while newer invalidations sat on the
+    stream, until the next stream check (found by the load: 'kill' fault, strict HITs up
+    to 200 ms stale)."""
+    tmp = build_tmp
+    k = it.Kinesis(tmp)
+    k.create_stream("empty-listing", 2)
+    proxy = FaultProxy(k.port)
+    try:
+        via = type("Endpoint", (), {"endpoint": proxy.endpoint})
+        db = os.path.join(tmp, "users.db")
+        a = it.Server("A", tmp, via, "empty-listing", db, ("--max-staleness", "30s"))
+        a.put_user("x", "v1")
+        a.settle(1)
+        a.get_user("x")
+        it.eq(a.get_user("x")[:2], (200, "HIT"), "A caches x")
+        # the next poll: GetRecords says the shard is gone, and the listing is empty
+        rnf = (400, {"__type": "ResourceNotFoundException", "message": "gone (checker)"})
+        proxy.queue("ListShards", "status", (200, {"Shards": []}), 1)
+        proxy.queue("GetRecords", "status", rnf, 2)
+        a.get_user("x")
+        # x cached again after that poll (a strict GET waits for a newer poll first)
+        for _ in range(3):
+            a.get_user("x")
+        it.eq(proxy.injected, 3, "faults injected: 2 GetRecords, 1 ListShards")
+        with sqlite3.connect(db, timeout=10) as c:
+            c.execute("UPDATE users SET name = 'v2' WHERE id = 'x'")
+        out = subprocess.run([it.SCACHECTL, "publish", "--stream", "empty-listing", it.SOURCE,
+                              "x"], env=dict(os.environ, AWS_ACCESS_KEY_ID="local",
+                                             AWS_SECRET_ACCESS_KEY="local",
+                                             AWS_REGION="us-east-1",
+                                             AWS_ENDPOINT_URL_KINESIS=k.endpoint),
+                             capture_output=True, text=True, timeout=60)
+        it.eq(out.returncode, 0, f"scachectl publish ({out.stderr.strip()})")
+        st, xc, user = a.get_user("x")
+        it.eq((st, user["name"]), (200, "v2"), f"strict GET after the publish (X-Cache {xc})")
+        a.stop()
+    finally:
+        proxy.stop()
+        it.cleanup()
+
+
+REGRESSIONS = [an_empty_shard_listing_does_not_stop_the_reading]
+
+
+def run_regressions(results):
+    import shutil, tempfile
+    for fn in REGRESSIONS:
+        tmp = tempfile.mkdtemp(prefix="scache-checker-")
+        try:
+            fn(tmp)
+            results.append((fn.__name__, True, {}))
+        except Exception:
+            traceback.print_exc()
+            for n in ("A",):
+                try:
+                    with open(os.path.join(tmp, f"{n}.stderr")) as f:
+                        print(f"--- {n} stderr:\n{f.read()[-3000:]}")
+                except OSError:
+                    pass
+            results.append((fn.__name__, False, {}))
+        finally:
+            it.cleanup()
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 # ---- the run -------------------------------------------------------------------------------
@@ -826,6 +918,8 @@ def main():
                     help="slack on the answer-time bounds for a loaded machine")
     ap.add_argument("--clean-timeout", type=float, default=3600)
     ap.add_argument("--json", help="write the results here")
+    ap.add_argument("--no-regressions", action="store_true",
+                    help="skip the deterministic scenarios of defects found")
     args = ap.parse_args()
     build = os.path.abspath(args.build)
     it.SERVER = os.path.join(build, "example_server", "users_server")
@@ -843,7 +937,9 @@ def main():
     except AssertionError as e:
         print(f"! selftest: {e}")
         results.append(("selftest", False, {}))
-    for m in args.thread_modes.split(","):
+    if not args.no_regressions:
+        run_regressions(results)
+    for m in filter(None, args.thread_modes.split(",")):
         a = argparse.Namespace(**vars(args))
         a.faults = faults if m in args.fault_modes.split(",") else []
         run_mode(a, {"pool": 4, "tpc": 0}[m], results)
