@@ -701,8 +701,9 @@ Test(live, a_clock_ahead_of_the_service_loses_nothing_on_resuming_at_a_time)
 	/* SigV4 accepts a clock up to 5 minutes off. With ours 35 s ahead, a position kept
 	 * as "30 s before the last good read" by our clock lies after that read by the
 	 * service's: a record that arrived in between would be skipped */
+	live_stream("skew", 1, 0);
 	realtime_skew_s = 35;
-	scache_reader *r = live_start("skew", 1, 0);
+	scache_reader *r = reader_at(SCACHE_START_LATEST);
 	sync_ok(r); /* empty: nothing read, the position is a time */
 	put("x");
 	sleep(6); /* until the service's clock passes our "last good read - 30 s" */
@@ -1335,7 +1336,6 @@ Test(live, concurrent_callers_share_polls_that_began_after_they_arrived)
 
 	put("k");
 	/* slow polls (throttled, then retried) so the callers overlap */
-	F.cfg.backoff_base_ms = 5;
 	faultproxy_add(P, "GetRecords", FAULT_THROTTLE, 4, 0, NULL);
 	pthread_barrier_init(&go, NULL, N);
 	for (int i = 0; i < N; i++) {
