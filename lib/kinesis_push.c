@@ -15,7 +15,8 @@
  * HTTP/2 is what AWS requires for SubscribeToShard: over https libcurl negotiates it
  * (ALPN, CURL_HTTP_VERSION_2TLS); over plain http (emulators on loopback) it is spoken
  * with prior knowledge (h2c, CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE). PUSH_HTTP1 is the
- * fallback for endpoints that speak only HTTP/1.1 (the body is then chunked).
+ * fallback for endpoints that speak only HTTP/1.1 (the body is then chunked). Each
+ * subscription has a connection of its own (see push_sub_init): one per shard.
  */
 #include "kinesis_push.h"
 
@@ -293,6 +294,12 @@ int push_sub_init(push_sub *s, aws_client *c, const char *consumer_arn, const ch
 	bad |= curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, st->connect_timeout_ms) != CURLE_OK;
 	bad |= curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 0L) != CURLE_OK;
 	bad |= curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L) != CURLE_OK;
+	/* a connection of its own, closed with it: a subscription cut while the service
+	 * streams (a renewal, silence) leaves its HTTP/2 connection unusable for the next
+	 * streams (seen with kinesis-mock 0.6.2 and libcurl 7.88: "Error in the HTTP2
+	 * framing layer" on every later call over it) */
+	bad |= curl_easy_setopt(h, CURLOPT_FRESH_CONNECT, 1L) != CURLE_OK;
+	bad |= curl_easy_setopt(h, CURLOPT_FORBID_REUSE, 1L) != CURLE_OK;
 	bad |= curl_easy_setopt(
 	           h, CURLOPT_AWS_SIGV4,
 	           aws_sigv4_param(&kinesis_service, st->region, sigv4, sizeof sigv4)) != CURLE_OK;

@@ -7,6 +7,10 @@
  */
 #include <criterion/criterion.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,10 +18,16 @@
 #include "kinesis.h"
 #include "kinesis_mock.h"
 #include "kinesis_push.h"
+#include "push_source.h"
 #include "scache/cache.h"
+#include "scache/id.h"
+#include "source_internal.h"
 #include "scache/source.h"
 #include "scache/stream.h"
 #include "util.h"
+
+#include <sys/socket.h>
+#include <unistd.h>
 
 static kinesis_mock K;
 
@@ -333,4 +343,537 @@ Test(subscribe, events_come_without_records_and_a_second_subscription_is_refused
 	push_sub_free(&s);
 	push_sub_free(&s2);
 	aws_client_free(c);
+}
+
+/* ---- the push source ---------------------------------------------------------------- */
+
+TestSuite(push, .init = up, .fini = down, .timeout = 180);
+
+/* What a sink was given. */
+typedef struct keyset {
+	pthread_mutex_t mu;
+	char keys[256][48];
+	int n, own, gaps;
+	char gap[300];
+	char log[600];
+} keyset;
+
+static void ks_keys(void *arg, const char *const *keys, const size_t *lens, size_t n)
+{
+	keyset *k = arg;
+	pthread_mutex_lock(&k->mu);
+	for (size_t i = 0; i < n && k->n < 256; i++)
+		util_fmt(k->keys[k->n++], sizeof k->keys[0], "%.*s", (int)lens[i], keys[i]);
+	pthread_mutex_unlock(&k->mu);
+}
+
+static void ks_own(void *arg, const char *const *keys, const size_t *lens, size_t n)
+{
+	keyset *k = arg;
+	k->own += (int)n;
+	ks_keys(arg, keys, lens, n);
+}
+
+static void ks_gap(void *arg, const char *why)
+{
+	keyset *k = arg;
+	k->gaps++;
+	util_copy_str(k->gap, sizeof k->gap, why);
+}
+
+static void ks_log(void *arg, const char *msg)
+{
+	keyset *k = arg;
+	util_copy_str(k->log, sizeof k->log, msg);
+}
+
+static scache_sink sink_of(keyset *k, int own)
+{
+	memset(k, 0, sizeof *k);
+	pthread_mutex_init(&k->mu, NULL);
+	scache_sink sk = {.keys = ks_keys, .gap = ks_gap, .log = ks_log, .arg = k};
+	if (own)
+		sk.keys_own = ks_own;
+	return sk;
+}
+
+static int count_key(keyset *k, const char *key)
+{
+	int c = 0;
+	for (int i = 0; i < k->n; i++)
+		c += !strcmp(k->keys[i], key);
+	return c;
+}
+
+static void key_of(int i, char *buf, size_t len)
+{
+	char id[16];
+	snprintf(id, sizeof id, "%d", i);
+	scache_id_encode("db.users.id", 11, id, strlen(id), buf, len);
+}
+
+static scache_source *push_new(const char *stream, const char *consumer, const char *endpoint,
+                               const push_opts *o, unsigned list_ms)
+{
+	scache_stream_config cfg;
+	char err[300];
+	kinesis_mock_config(&K, stream, &cfg);
+	if (endpoint)
+		cfg.endpoint = endpoint;
+	cfg.list_shards_interval_ms = list_ms;
+	scache_push_config pc = {.consumer_name = consumer, .sync_wait_ms = 4000};
+	scache_source *src = NULL;
+	cr_assert_eq(push_source_create(&cfg, &pc, SCACHE_START_LATEST, o, &src, err, sizeof err),
+	             SCACHE_OK, "%s", err);
+	return src;
+}
+
+static void publish_key(scache_source *src, int i)
+{
+	char key[48], err[200];
+	key_of(i, key, sizeof key);
+	const char *keys[1] = {key};
+	size_t lens[1] = {strlen(key)};
+	/* through the source, as the middleware publishes */
+	scache_err e = source_publish(src, keys, lens, 1, err, sizeof err);
+	cr_assert_eq(e, SCACHE_OK, "%s", err);
+}
+
+/* Sync (strict) until every key in [from, to) was delivered, or ms pass. */
+static int sync_until(scache_source *src, const scache_sink *sk, keyset *k, int from, int to,
+                      int ms)
+{
+	uint64_t end = scache_now_ns(NULL) + (uint64_t)ms * 1000000u;
+	for (;;) {
+		scache_poll_info info;
+		memset(&info, 0, sizeof info);
+		scache_source_sync(src, scache_now_ns(NULL), sk, &info);
+		int all = 1;
+		for (int i = from; i < to && all; i++) {
+			char key[48];
+			key_of(i, key, sizeof key);
+			all = count_key(k, key) > 0;
+		}
+		if (all)
+			return 1;
+		if (scache_now_ns(NULL) >= end) {
+			scache_push_stats st;
+			scache_kinesis_push_stats(src, &st);
+			printf("sync_until: %s (err %d); events %llu, subscribes %llu, reconnects "
+			       "%llu, refused %llu, renewals %llu, shards %llu\n",
+			       info.message, (int)info.err, (unsigned long long)st.events,
+			       (unsigned long long)st.subscribes, (unsigned long long)st.reconnects,
+			       (unsigned long long)st.refused, (unsigned long long)st.renewals,
+			       (unsigned long long)st.shards);
+			return 0;
+		}
+	}
+}
+
+Test(push, another_instance_sees_what_one_publishes)
+{
+	char err[256];
+	cr_assert_eq(kinesis_mock_create_stream(&K, "users", 2, err, sizeof err), 0, "%s", err);
+	scache_source *a = push_new("users", "inst-a", NULL, NULL, 0);
+	scache_source *b = push_new("users", "inst-b", NULL, NULL, 0);
+	cr_assert_str_eq(scache_source_name(a), "kinesis-push");
+	keyset ka, kb;
+	scache_sink sa = sink_of(&ka, 1), sb = sink_of(&kb, 0);
+	scache_poll_info info = {0};
+	cr_assert_eq(scache_source_sync(b, scache_now_ns(NULL), &sb, &info), SCACHE_OK, "%s",
+	             info.message);
+	for (int i = 0; i < 6; i++)
+		publish_key(a, i);
+	cr_assert(sync_until(b, &sb, &kb, 0, 6, 10000), "b saw %d keys", kb.n);
+	cr_assert(sync_until(a, &sa, &ka, 0, 6, 10000), "a saw %d keys", ka.n);
+	cr_assert_eq(kb.n, 6, "each key once");
+	cr_assert_eq(ka.own, 6, "a's own records come back as its own (keys_own)");
+	cr_assert_eq(kb.gaps + ka.gaps, 0);
+	scache_push_stats st;
+	cr_assert_eq(scache_kinesis_push_stats(b, &st), SCACHE_OK);
+	cr_assert_eq(st.shards, 2, "one subscription per shard");
+	cr_assert_geq(st.subscribes, 2);
+	cr_assert_geq(st.events, 2);
+	cr_assert_eq(st.records, 6);
+	cr_assert_eq(st.polling, 0);
+	cr_assert(strstr(st.consumer_arn, "/consumer/inst-b:"), "%s", st.consumer_arn);
+	scache_source_stats ss;
+	scache_source_stats_get(b, &ss);
+	cr_assert_eq(ss.keys, 6);
+	cr_assert_eq(ss.partitions, 2);
+	cr_assert_eq(scache_kinesis_push_stats(NULL, &st), SCACHE_EINVAL);
+	scache_source_free(a);
+	scache_source_free(b);
+}
+
+Test(push, strict_sync_waits_for_the_next_event_bounded_does_not)
+{
+	char err[256];
+	cr_assert_eq(kinesis_mock_create_stream(&K, "users", 1, err, sizeof err), 0, "%s", err);
+	scache_source *a = push_new("users", "inst-a", NULL, NULL, 0);
+	keyset ka;
+	scache_sink sa = sink_of(&ka, 0);
+	scache_poll_info info = {0};
+	cr_assert_eq(scache_source_sync(a, scache_now_ns(NULL), &sa, &info), SCACHE_OK, "%s",
+	             info.message);
+	double strict_max = 0, strict_sum = 0;
+	for (int i = 0; i < 5; i++) {
+		uint64_t t0 = scache_now_ns(NULL);
+		memset(&info, 0, sizeof info);
+		cr_assert_eq(scache_source_sync(a, t0, &sa, &info), SCACHE_OK, "%s", info.message);
+		double ms = (double)(scache_now_ns(NULL) - t0) / 1e6;
+		strict_sum += ms;
+		if (ms > strict_max)
+			strict_max = ms;
+		/* right after: an event within the last 2 s is fresh enough for a bound of 2 s */
+		t0 = scache_now_ns(NULL);
+		memset(&info, 0, sizeof info);
+		cr_assert_eq(scache_source_sync(a, t0 - 2000000000ull, &sa, &info), SCACHE_OK);
+		double bounded = (double)(scache_now_ns(NULL) - t0) / 1e6;
+		cr_assert_lt(bounded, 50.0, "a bounded sync after an event does not wait");
+	}
+	printf("strict sync over kinesis-mock: mean %.0f ms, max %.0f ms (5 syncs)\n",
+	       strict_sum / 5, strict_max);
+	cr_assert_lt(strict_max, 3000.0);
+	scache_source_free(a);
+}
+
+/* Publish a key every 150 ms from a thread, while the test syncs. */
+typedef struct feeder {
+	scache_source *src;
+	int from, to;
+	pthread_t t;
+} feeder;
+
+static void *feed(void *arg)
+{
+	feeder *f = arg;
+	for (int i = f->from; i < f->to; i++) {
+		publish_key(f->src, i);
+		util_sleep_ms(150);
+	}
+	return NULL;
+}
+
+Test(push, renewals_across_subscription_ends_lose_nothing, .timeout = 240)
+{
+	char err[256];
+	cr_assert_eq(kinesis_mock_create_stream(&K, "users", 1, err, sizeof err), 0, "%s", err);
+	push_opts o = {.subscription_ms = 6000};
+	scache_source *a = push_new("users", "inst-a", NULL, &o, 0);
+	scache_source *w = push_new("users", "writer", NULL, NULL, 0);
+	keyset ka;
+	scache_sink sa = sink_of(&ka, 0);
+	feeder f = {.src = w, .from = 0, .to = 90};
+	pthread_create(&f.t, NULL, feed, &f);
+	int ok = sync_until(a, &sa, &ka, 0, 90, 40000);
+	pthread_join(f.t, NULL);
+	if (!ok)
+		ok = sync_until(a, &sa, &ka, 0, 90, 5000);
+	cr_assert(ok, "%d keys of 90", ka.n);
+	for (int i = 0; i < 90; i++) {
+		char key[48];
+		key_of(i, key, sizeof key);
+		cr_assert_eq(count_key(&ka, key), 1, "key %d delivered %d times", i,
+		             count_key(&ka, key));
+	}
+	scache_push_stats st;
+	scache_kinesis_push_stats(a, &st);
+	printf("renewals %llu, reconnects %llu, refused %llu, subscribes %llu over %llu events\n",
+	       (unsigned long long)st.renewals, (unsigned long long)st.reconnects,
+	       (unsigned long long)st.refused, (unsigned long long)st.subscribes,
+	       (unsigned long long)st.events);
+	cr_assert_geq(st.renewals, 2, "a 6 s subscription renewed over ~14 s");
+	/* kinesis-mock notices a closed subscription at its next event (about a second):
+	 * a renewal may be refused once (ResourceInUseException), then backs off */
+	cr_assert_leq(st.refused, st.renewals);
+	cr_assert_eq(ka.gaps, 0);
+	scache_source_free(w);
+	scache_source_free(a);
+}
+
+/* ---- a TCP relay that can cut a connection in the middle of a message -------------- */
+
+typedef struct relay {
+	int lfd, port, upstream;
+	pthread_t acceptor;
+	pthread_t conns[64];
+	int nconns;
+	int stop;
+	int armed; /* cut the next long-lived connection's next answer chunk in half */
+	int cuts;
+	pthread_mutex_t mu;
+} relay;
+
+typedef struct relay_conn {
+	relay *r;
+	int cfd, ufd;
+	uint64_t opened_ns;
+} relay_conn;
+
+static void *relay_pump(void *arg)
+{
+	relay_conn *c = arg;
+	relay *r = c->r;
+	char buf[16384];
+	for (;;) {
+		struct pollfd pf[2] = {{c->cfd, POLLIN, 0}, {c->ufd, POLLIN, 0}};
+		int rc = poll(pf, 2, 100);
+		pthread_mutex_lock(&r->mu);
+		int stop = r->stop;
+		pthread_mutex_unlock(&r->mu);
+		if (stop || rc < 0)
+			break;
+		if (pf[0].revents) {
+			ssize_t n = read(c->cfd, buf, sizeof buf);
+			if (n <= 0 || write(c->ufd, buf, (size_t)n) != n)
+				break;
+		}
+		if (pf[1].revents) {
+			ssize_t n = read(c->ufd, buf, sizeof buf);
+			if (n <= 0)
+				break;
+			pthread_mutex_lock(&r->mu);
+			int cut = r->armed && n >= 64 &&
+			          scache_now_ns(NULL) - c->opened_ns > 1500000000ull;
+			if (cut) {
+				r->armed = 0;
+				r->cuts++;
+			}
+			pthread_mutex_unlock(&r->mu);
+			if (cut) {
+				/* half a chunk of a subscription's answer: mid-message */
+				if (write(c->cfd, buf, (size_t)n / 2) < 0)
+					break;
+				break;
+			}
+			if (write(c->cfd, buf, (size_t)n) != n)
+				break;
+		}
+	}
+	close(c->cfd);
+	close(c->ufd);
+	free(c);
+	return NULL;
+}
+
+static void *relay_accept(void *arg)
+{
+	relay *r = arg;
+	for (;;) {
+		struct pollfd pf = {r->lfd, POLLIN, 0};
+		int rc = poll(&pf, 1, 100);
+		pthread_mutex_lock(&r->mu);
+		int stop = r->stop;
+		pthread_mutex_unlock(&r->mu);
+		if (stop)
+			break;
+		if (rc <= 0)
+			continue;
+		int cfd = accept(r->lfd, NULL, NULL);
+		if (cfd < 0)
+			continue;
+		int ufd = socket(AF_INET, SOCK_STREAM, 0);
+		struct sockaddr_in a = {.sin_family = AF_INET,
+		                        .sin_port = htons((uint16_t)r->upstream),
+		                        .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+		if (ufd < 0 || connect(ufd, (struct sockaddr *)&a, sizeof a) || r->nconns == 64) {
+			close(cfd);
+			if (ufd >= 0)
+				close(ufd);
+			continue;
+		}
+		relay_conn *c = malloc(sizeof *c);
+		c->r = r;
+		c->cfd = cfd;
+		c->ufd = ufd;
+		c->opened_ns = scache_now_ns(NULL);
+		pthread_create(&r->conns[r->nconns++], NULL, relay_pump, c);
+	}
+	return NULL;
+}
+
+static void relay_start(relay *r, int upstream)
+{
+	memset(r, 0, sizeof *r);
+	pthread_mutex_init(&r->mu, NULL);
+	r->upstream = upstream;
+	r->lfd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t al = sizeof a;
+	cr_assert_eq(bind(r->lfd, (struct sockaddr *)&a, sizeof a), 0);
+	cr_assert_eq(listen(r->lfd, 16), 0);
+	getsockname(r->lfd, (struct sockaddr *)&a, &al);
+	r->port = ntohs(a.sin_port);
+	pthread_create(&r->acceptor, NULL, relay_accept, r);
+}
+
+static void relay_stop(relay *r)
+{
+	pthread_mutex_lock(&r->mu);
+	r->stop = 1;
+	pthread_mutex_unlock(&r->mu);
+	pthread_join(r->acceptor, NULL);
+	for (int i = 0; i < r->nconns; i++)
+		pthread_join(r->conns[i], NULL);
+	close(r->lfd);
+}
+
+Test(push, a_connection_dropped_mid_message_loses_nothing, .timeout = 120)
+{
+	char err[256], endpoint[64];
+	cr_assert_eq(kinesis_mock_create_stream(&K, "users", 1, err, sizeof err), 0, "%s", err);
+	relay r;
+	relay_start(&r, K.port);
+	snprintf(endpoint, sizeof endpoint, "http://127.0.0.1:%d", r.port);
+	scache_source *a = push_new("users", "inst-a", endpoint, NULL, 0);
+	scache_source *w = push_new("users", "writer", NULL, NULL, 0);
+	keyset ka;
+	scache_sink sa = sink_of(&ka, 0);
+	for (int i = 0; i < 3; i++)
+		publish_key(w, i);
+	cr_assert(sync_until(a, &sa, &ka, 0, 3, 10000));
+	pthread_mutex_lock(&r.mu);
+	r.armed = 1;
+	pthread_mutex_unlock(&r.mu);
+	for (int i = 3; i < 6; i++)
+		publish_key(w, i);
+	cr_assert(sync_until(a, &sa, &ka, 3, 6, 20000), "%d keys", ka.n);
+	for (int i = 6; i < 9; i++)
+		publish_key(w, i);
+	cr_assert(sync_until(a, &sa, &ka, 6, 9, 20000), "%d keys", ka.n);
+	pthread_mutex_lock(&r.mu);
+	int cuts = r.cuts;
+	pthread_mutex_unlock(&r.mu);
+	cr_assert_eq(cuts, 1, "the relay cut one answer mid-message");
+	cr_assert_eq(ka.n, 9, "each key once");
+	scache_push_stats st;
+	scache_kinesis_push_stats(a, &st);
+	cr_assert_geq(st.reconnects, 1);
+	cr_assert_eq(ka.gaps, 0);
+	/* the test hook cuts too */
+	cr_assert_eq(push_test_cut(a), 1);
+	for (int i = 9; i < 12; i++)
+		publish_key(w, i);
+	cr_assert(sync_until(a, &sa, &ka, 9, 12, 20000), "%d keys", ka.n);
+	cr_assert_eq(ka.n, 12);
+	scache_source_free(w);
+	scache_source_free(a);
+	relay_stop(&r);
+}
+
+Test(push, a_split_during_a_subscription_reads_parent_then_children, .timeout = 120)
+{
+	char err[256];
+	cr_assert_eq(kinesis_mock_create_stream(&K, "users", 1, err, sizeof err), 0, "%s", err);
+	scache_source *a = push_new("users", "inst-a", NULL, NULL, 1000);
+	scache_source *w = push_new("users", "writer", NULL, NULL, 0);
+	keyset ka;
+	scache_sink sa = sink_of(&ka, 0);
+	publish_key(w, 0);
+	cr_assert(sync_until(a, &sa, &ka, 0, 1, 10000));
+	cr_assert_eq(kinesis_mock_call(&K, "SplitShard",
+	                               "{\"StreamName\":\"users\",\"ShardToSplit\":"
+	                               "\"shardId-000000000000\",\"NewStartingHashKey\":"
+	                               "\"170141183460469231731687303715884105728\"}",
+	                               NULL, err, sizeof err),
+	             0, "%s", err);
+	cr_assert_eq(kinesis_mock_wait_active(&K, "users", err, sizeof err), 0);
+	for (int i = 1; i < 9; i++)
+		publish_key(w, i);
+	cr_assert(sync_until(a, &sa, &ka, 1, 9, 30000), "%d keys", ka.n);
+	cr_assert_eq(ka.n, 9);
+	cr_assert_eq(ka.gaps, 0);
+	scache_push_stats st;
+	scache_kinesis_push_stats(a, &st);
+	cr_assert_eq(st.shards, 2, "the two children are subscribed, the parent no more: %llu",
+	             (unsigned long long)st.shards);
+	scache_source_free(w);
+	scache_source_free(a);
+}
+
+Test(push, the_stream_deleted_is_a_gap_and_syncs_fail_until_it_is_back, .timeout = 120)
+{
+	char err[256];
+	cr_assert_eq(kinesis_mock_create_stream(&K, "users", 1, err, sizeof err), 0, "%s", err);
+	scache_source *a = push_new("users", "inst-a", NULL, NULL, 1000);
+	keyset ka;
+	scache_sink sa = sink_of(&ka, 0);
+	scache_poll_info info = {0};
+	cr_assert_eq(scache_source_sync(a, scache_now_ns(NULL), &sa, &info), SCACHE_OK, "%s",
+	             info.message);
+	cr_assert_eq(kinesis_mock_delete_stream(&K, "users", err, sizeof err), 0, "%s", err);
+	scache_err e = SCACHE_OK;
+	for (int i = 0; i < 40 && e != SCACHE_ESERVICE; i++) {
+		memset(&info, 0, sizeof info);
+		e = scache_source_sync(a, scache_now_ns(NULL), &sa, &info);
+	}
+	cr_assert_eq(e, SCACHE_ESERVICE, "%s", info.message);
+	cr_assert(strstr(info.message, "stream 'users' not found"), "%s", info.message);
+	cr_assert_eq(ka.gaps, 1, "one gap: %s", ka.gap);
+	cr_assert(strstr(ka.gap, "deleted"), "%s", ka.gap);
+	/* back: read from its start */
+	cr_assert_eq(kinesis_mock_create_stream(&K, "users", 1, err, sizeof err), 0, "%s", err);
+	scache_source *w = push_new("users", "writer", NULL, NULL, 0);
+	publish_key(w, 1);
+	cr_assert(sync_until(a, &sa, &ka, 1, 2, 30000), "%d keys; %s", ka.n, ka.log);
+	cr_assert_eq(ka.gaps, 1);
+	scache_source_free(w);
+	scache_source_free(a);
+}
+
+Test(push, a_bad_consumer_name_is_a_configuration_error)
+{
+	scache_stream_config cfg;
+	char err[256];
+	kinesis_mock_config(&K, "users", &cfg);
+	scache_push_config pc = {.consumer_name = "no spaces"};
+	scache_source *src = NULL;
+	cr_assert_eq(
+	    scache_kinesis_push_source_new(&cfg, &pc, SCACHE_START_LATEST, &src, err, sizeof err),
+	    SCACHE_ECONFIG);
+	cr_assert_null(src);
+	cr_assert(strstr(err, "'no spaces'"), "%s", err);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* Put-to-delivery latency: from PutRecords returning to the key reaching the sink, with
+ * syncs that wait for nothing (since 0) every 5 ms. Prints p50 and p99 (the README's
+ * figure); asserts only that each arrives within the sync bound. */
+Test(push, put_to_delivery_latency, .timeout = 120)
+{
+	char err[256];
+	cr_assert_eq(kinesis_mock_create_stream(&K, "users", 1, err, sizeof err), 0, "%s", err);
+	scache_source *a = push_new("users", "inst-a", NULL, NULL, 0);
+	scache_source *w = push_new("users", "writer", NULL, NULL, 0);
+	keyset ka;
+	scache_sink sa = sink_of(&ka, 0);
+	enum { N = 20 };
+	double ms[N];
+	for (int i = 0; i < N; i++) {
+		char key[48];
+		key_of(i, key, sizeof key);
+		util_sleep_ms((unsigned)(aws_random() % 300)); /* not in step with the events */
+		publish_key(w, i);
+		uint64_t t0 = scache_now_ns(NULL);
+		while (!count_key(&ka, key)) {
+			scache_poll_info info = {0};
+			scache_source_sync(a, 0, &sa, &info);
+			cr_assert_lt(scache_now_ns(NULL) - t0, 4000000000ull,
+			             "key %d not delivered", i);
+			util_sleep_ms(5);
+		}
+		ms[i] = (double)(scache_now_ns(NULL) - t0) / 1e6;
+	}
+	qsort(ms, N, sizeof ms[0], cmp_double);
+	printf("put-to-delivery over kinesis-mock (push, %d puts): p50 %.0f ms, p99 %.0f ms, "
+	       "min %.0f ms\n",
+	       N, ms[N / 2], ms[N - 1], ms[0]);
+	scache_source_free(w);
+	scache_source_free(a);
 }

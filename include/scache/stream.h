@@ -278,6 +278,86 @@ SCACHE_EXTERN scache_err scache_kinesis_source_new(const scache_stream_config *c
                                                    scache_start_at start, scache_source **out,
                                                    char *errbuf, size_t errlen);
 
+/* ---- The Kinesis push source (enhanced fan-out, source.h) ---------------------- */
+
+/*
+ * Push instead of polling: the source registers an enhanced fan-out consumer of the
+ * stream (or reuses the one of that name), subscribes to every shard (SubscribeToShard,
+ * over HTTP/2) and receives records as they are put, each consumer with its own
+ * 2 MiB/s per shard, without touching the 5 GetRecords calls a second per shard that
+ * every polling reader of the stream shares. Consumers cost money per shard-hour and a
+ * stream has at most 20 (50 for On-demand Advantage streams): give each instance of a
+ * fleet a stable name of its own (its slot or host name) so a restart reuses it.
+ * Zero-initialise; a zero field is the default.
+ */
+typedef struct scache_push_config {
+	/* [NULL: "scache-<host name>-<pid>", deregistered when the source is freed] the
+	 * consumer's name: 1 to 128 of [a-zA-Z0-9_.-], unique per instance (two sources
+	 * with one name take each other's subscriptions over) */
+	const char *consumer_name;
+	/* [0] 1: deregister the consumer when the source is freed, also a named one */
+	int deregister_on_free;
+	/* [0] 1: fail with the service's error instead of falling back to polling when no
+	 * consumer can be had (LimitExceededException, AccessDeniedException) */
+	int no_fallback;
+	/* [5000] the longest one sync waits for an event on every shard */
+	unsigned sync_wait_ms;
+} scache_push_config;
+
+/*
+ * scache_kinesis_push_source_new: an invalidation source over a Kinesis stream that
+ * receives its records by push (enhanced fan-out), and publishes with PutRecords as the
+ * polling source does. config is the polling source's (copied; list_shards_interval_ms
+ * is how often new shards are looked for besides ChildShards); push may be NULL (all
+ * defaults). start: where every shard starts.
+ *
+ * Freshness: sync(since) returns SCACHE_OK once, on every shard, an event received at
+ * or after `since` (less the MillisBehindLatest it reported) has been applied: bounded
+ * staleness holds from the last event received, and a strict sync (since = now) waits
+ * for the next event of every shard (the service sends one per shard about every
+ * second, records or not, on kinesis-mock; on AWS when records come and at least every
+ * few seconds). It waits at most sync_wait_ms, then fails with SCACHE_ETIMEOUT naming
+ * the shard behind and why (its subscription's last error).
+ *
+ * Lifecycle: subscriptions are renewed before AWS's 5 minutes end, from the last
+ * ContinuationSequenceNumber (AT_SEQUENCE_NUMBER; a record seen twice is applied
+ * once), resubscribed after a drop with backoff (and 5 s after a successful call, as
+ * the service requires), children subscribed after their parents' end (ChildShards, or
+ * a closed shard read to its end), new shards found by ListShards. The stream deleted is
+ * a gap, and syncs fail until it exists again (then read from TRIM_HORIZON).
+ *
+ * Startup waits at most 3 s for the consumer and the first subscriptions; later, the
+ * source is unavailable (unavailable() says why) until its first successful sync.
+ * When no consumer can be had (the stream's limit reached, or no permission) the source
+ * falls back to polling (scache_kinesis_source_new's reader) with a warning through the
+ * sink's log (and stderr at creation), unless push->no_fallback.
+ * Errors: SCACHE_ECONFIG (the configuration, or a consumer name AWS refuses),
+ * SCACHE_ENOMEM, and with no_fallback the service's error. Any thread.
+ */
+SCACHE_EXTERN scache_err scache_kinesis_push_source_new(const scache_stream_config *config,
+                                                        const scache_push_config *push,
+                                                        scache_start_at start,
+                                                        scache_source **out, char *errbuf,
+                                                        size_t errlen);
+
+/* Counters of a push source, since creation. */
+typedef struct scache_push_stats {
+	uint64_t events;        /* SubscribeToShardEvents received */
+	uint64_t records;       /* records received (before removing repeats) */
+	uint64_t subscribes;    /* SubscribeToShard calls */
+	uint64_t renewals;      /* subscriptions renewed at their end (ours or the service's) */
+	uint64_t reconnects;    /* subscriptions resubscribed after a drop or an error */
+	uint64_t refused;       /* calls refused (ResourceInUseException and others) */
+	int64_t millis_behind;  /* the largest MillisBehindLatest of the shards' last events */
+	uint64_t shards;        /* shards subscribed now */
+	int polling;            /* 1: fell back to polling (no consumer) */
+	char consumer_arn[512]; /* the consumer's ARN, "" until registered */
+} scache_push_stats;
+
+/* scache_kinesis_push_stats: the counters of a push source into *out. SCACHE_EINVAL when
+ * source is not one (or NULL). Any thread. */
+SCACHE_EXTERN scache_err scache_kinesis_push_stats(scache_source *source, scache_push_stats *out);
+
 #ifdef __cplusplus
 }
 #endif
