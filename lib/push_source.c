@@ -1218,9 +1218,7 @@ scache_err push_source_create(const scache_stream_config *config, const scache_p
 			push_destroy(p);
 			return SCACHE_ESERVICE;
 		}
-		char msg[400];
-		util_fmt(msg, sizeof msg, "warning: %s: falling back to polling", fallback);
-		log_stderr(msg);
+		/* fallback_start warns (on stderr: no sink yet) */
 		scache_poll_info info;
 		memset(&info, 0, sizeof info);
 		err = fallback_start(p, NULL, &info);

@@ -877,3 +877,42 @@ Test(push, put_to_delivery_latency, .timeout = 120)
 	scache_source_free(w);
 	scache_source_free(a);
 }
+
+Test(push, no_consumer_to_be_had_falls_back_to_polling, .timeout = 120)
+{
+	char err[300], arn[256], body[400];
+	cr_assert_eq(kinesis_mock_create_stream(&K, "users", 1, err, sizeof err), 0, "%s", err);
+	cr_assert_eq(kinesis_mock_stream_arn(&K, "users", arn, sizeof arn, err, sizeof err), 0);
+	/* the stream's 20 consumers (AWS's limit, which kinesis-mock keeps) taken */
+	for (int i = 0; i < 20; i++) {
+		snprintf(body, sizeof body, "{\"StreamARN\":\"%s\",\"ConsumerName\":\"other-%d\"}",
+		         arn, i);
+		cr_assert_eq(
+		    kinesis_mock_call(&K, "RegisterStreamConsumer", body, NULL, err, sizeof err), 0,
+		    "%s", err);
+	}
+	scache_stream_config cfg;
+	kinesis_mock_config(&K, "users", &cfg);
+	scache_push_config strict = {.consumer_name = "inst-x", .no_fallback = 1};
+	scache_source *src = NULL;
+	cr_assert_eq(scache_kinesis_push_source_new(&cfg, &strict, SCACHE_START_LATEST, &src, err,
+	                                            sizeof err),
+	             SCACHE_ESERVICE);
+	cr_assert(strstr(err, "LimitExceededException"), "%s", err);
+	scache_source *a = push_new("users", "inst-x", NULL, NULL, 0);
+	scache_push_stats st;
+	cr_assert_eq(scache_kinesis_push_stats(a, &st), SCACHE_OK);
+	cr_assert_eq(st.polling, 1);
+	cr_assert_str_eq(st.consumer_arn, "");
+	scache_source *w = push_new("users", "writer-does-not-fit", NULL, NULL, 0);
+	keyset ka;
+	scache_sink sa = sink_of(&ka, 0);
+	publish_key(w, 1);
+	cr_assert(sync_until(a, &sa, &ka, 1, 2, 10000), "%d keys", ka.n);
+	scache_source_stats ss;
+	scache_source_stats_get(a, &ss);
+	cr_assert_geq(ss.syncs, 1, "the polling source's counters");
+	cr_assert_eq(ka.gaps, 0);
+	scache_source_free(w);
+	scache_source_free(a);
+}
