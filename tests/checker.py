@@ -40,6 +40,9 @@ import integration_server as it  # noqa: E402
 sys.argv = _argv
 
 ABSENT = -1  # the value of a deleted (or never written) user
+# a request's time in the server's own log may pass max_staleness by this much (the wait
+# is bounded by max_staleness; the handler's SQLite work and a resume come on top)
+SERVER_SLACK_MS = 250
 
 # ---- the fault proxy ---------------------------------------------------------------
 
@@ -230,6 +233,8 @@ class FaultProxy:
         return True
 
     def stop(self):
+        if self.stopping:
+            return
         self.stopping = True
         self.ls.close()
         self.acceptor.join()
@@ -282,7 +287,7 @@ def bucket_label(lo, hi):
 def check(hist, servers, reads, faults=()):
     """Each read's staleness and verdict. servers: name -> (mode, bound s, fault bound s);
     faults: (start, recovered, name, outage end) windows in which the fault bound applies. Returns a dict of counts, the histogram per mode and the worst examples."""
-    ends, vals, idx_of = {}, {}, {}
+    ends, vals, idx_of, absent = {}, {}, {}, {}
     for i, ws in hist.writes.items():
         ok_ends = [w[1] if w[3] else float("inf") for w in ws]
         # first successful completion at or after each index k+1: what superseded k
@@ -291,6 +296,8 @@ def check(hist, servers, reads, faults=()):
             sup[k] = min(ok_ends[k], sup[k + 1])
         ends[i] = sup
         vals[i] = ws
+        absent[i] = ([w[0] for w in ws if w[2] == ABSENT],
+                     [k for k, w in enumerate(ws) if w[2] == ABSENT])
         idx_of.update({(i, w[2]): k for k, w in enumerate(ws) if w[2] != ABSENT})
     res = {"reads": 0, "violations": 0, "impossible": 0, "max_staleness": {},
            "histogram": {}, "examples": []}
@@ -301,8 +308,9 @@ def check(hist, servers, reads, faults=()):
         res["reads"] += 1
         ws = vals[i]
         if val == ABSENT:
-            cands = [k for k, w in enumerate(ws) if w[2] == ABSENT and w[0] < re_]
-            k = cands[-1] if cands else None
+            starts, ks = absent[i]  # the newest delete that began before the read ended
+            j = bisect.bisect_left(starts, re_)
+            k = ks[j - 1] if j else None
         else:
             k = idx_of.get((i, val))
             if k is not None and ws[k][0] >= re_:
@@ -659,6 +667,7 @@ def run_fault(env, load, hist, key, max_staleness):
     """Apply one fault under load; returns (window, notes). Asserts recovery."""
     what, fn, outage = FAULTS[key]
     load.phase = key
+    wall = time.strftime("%H:%M:%S", time.gmtime())
     start = time.monotonic()
     outage_end = fn(env)
     end = time.monotonic()
@@ -673,7 +682,7 @@ def run_fault(env, load, hist, key, max_staleness):
         return {r[1] for r in recent} >= set(names)
     it.wait_until(f"every server to recover after fault {key}", recovered, timeout=40)
     rec = time.monotonic()
-    notes = {"what": what, "outage": outage, "start": start, "end": outage_end,
+    notes = {"what": what, "wall": wall, "outage": outage, "start": start, "end": outage_end,
              "recovered_s": rec - end}
     return (start, rec, key, outage_end), notes
 
@@ -737,7 +746,59 @@ def an_empty_shard_listing_does_not_stop_the_reading(build_tmp):
         it.cleanup()
 
 
-REGRESSIONS = [an_empty_shard_listing_does_not_stop_the_reading]
+def bypass_is_due_once_no_poll_succeeded_for_max_staleness(build_tmp):
+    """README, "Staleness safety": when no poll has succeeded for max_staleness_ms the
+    whole cache is bypassed (X-Cache: BYPASS), and during an outage requests do not wait
+    at all. The outage was only noticed when a poll failed or a waiting request reached
+    its deadline: while every Kinesis call hangs (a poll's retries take a minute), a
+    server with nothing cached answered MISS and /healthz said "bypassing": false, and a
+    server with a warm cache made a request arriving 1.5 s into the outage wait its whole
+    bound before bypassing (found by the load: 'hang' and '500' faults, MISS answers in
+    the BYPASS window, readers stuck for max_staleness)."""
+    tmp = build_tmp
+    k = it.Kinesis(tmp)
+    k.create_stream("outage", 1)
+    proxy = FaultProxy(k.port)
+    try:
+        via = type("Endpoint", (), {"endpoint": proxy.endpoint})
+        db = os.path.join(tmp, "users.db")
+        warm = it.Server("A", tmp, via, "outage", db, ("--max-staleness", "1s"))
+        cold = it.Server("B", tmp, via, "outage", db, ("--max-staleness", "1s"))
+        warm.put_user("x", "v1")
+        warm.settle(1)
+        warm.get_user("x")
+        it.eq(warm.get_user("x")[:2], (200, "HIT"), "A caches x")
+        it.eq(cold.get_user("none")[:2], (404, "MISS"), "B has nothing cached")
+        proxy.set("hang")
+        time.sleep(1.5)  # the last successful poll began before the hang: 1.5 s ago
+        got = {}
+        for name, srv in (("A", warm), ("B", cold)):
+            bypassing = healthz_any(srv)["bypassing"]
+            t = time.monotonic()
+            st, xc, _ = srv.get_user("x")
+            took = time.monotonic() - t
+            got[name] = (bypassing, st, xc, took <= 0.3)
+            print(f"  {name}: /healthz bypassing {bypassing}, then GET answered {st} {xc} in "
+                  f"{took:.2f} s")
+        it.eq(got, {"A": (True, 200, "BYPASS", True), "B": (True, 200, "BYPASS", True)},
+              "1.5 s into a hang with max_staleness 1 s: (/healthz bypassing, then GET status, "
+              "X-Cache, answered within 0.3 s)")
+        proxy.stop()  # closes the hung connections: the servers stop at once
+        warm.stop()
+        cold.stop()
+    finally:
+        proxy.stop()
+        it.cleanup()
+
+
+def healthz_any(srv):
+    st, _, body = srv.request("GET", "/healthz")
+    it.eq(st, 200, f"/healthz on {srv.name}")
+    return json.loads(body)
+
+
+REGRESSIONS = [an_empty_shard_listing_does_not_stop_the_reading,
+               bypass_is_due_once_no_poll_succeeded_for_max_staleness]
 
 
 def run_regressions(results):
@@ -749,7 +810,7 @@ def run_regressions(results):
             results.append((fn.__name__, True, {}))
         except Exception:
             traceback.print_exc()
-            for n in ("A",):
+            for n in ("A", "B"):
                 try:
                     with open(os.path.join(tmp, f"{n}.stderr")) as f:
                         print(f"--- {n} stderr:\n{f.read()[-3000:]}")
@@ -851,7 +912,8 @@ def run_mode(args, threads, results):
             why += new_fails[:10]
             if len(new_fails) > 10:
                 why.append(f"... {len(new_fails)} failures in all")
-            print(f"[{mode_name}] fault {key}: {notes.get('what', FAULTS[key][0])}: "
+            print(f"[{mode_name}] fault {key} (from {notes.get('wall', '?')}): "
+                  f"{notes.get('what', FAULTS[key][0])}: "
                   f"recovered {notes.get('recovered_s', float('nan')):.1f} s after it ended"
                   f"{', %d reads in the BYPASS window' % notes['bypass_reads'] if 'bypass_reads' in notes else ''}"
                   f": {'ok' if not why else 'FAILED'}")
@@ -875,8 +937,26 @@ def run_mode(args, threads, results):
         except AssertionError as e:
             exit_ok = False
             print(f"[{mode_name}] ! {e}")
-        env = None
         results.append((f"{mode_name}_exit_status", exit_ok, {}))
+        # every request as the servers timed it (their efficiency logs): the documented
+        # bound is max_staleness for the wait, plus the handler's own work
+        slow, n = [], 0
+        for name, srv in env.servers.items():
+            for line in it.log_lines(srv.log):
+                if line.get("type") != "request":
+                    continue
+                n += 1
+                if line["request_ms"] > args.max_staleness_ms + SERVER_SLACK_MS:
+                    slow.append((line["request_ms"], name, line["time"], line["method"],
+                                 line["path"], line["status"]))
+        slow.sort(reverse=True)
+        print(f"[{mode_name}] server-side request times: {n} requests, {len(slow)} over "
+              f"{args.max_staleness_ms + SERVER_SLACK_MS} ms")
+        for ms_, name, when, m, path, st in slow[:10]:
+            print(f"    ! {name} {when} {m} {path} {st}: {ms_:.0f} ms")
+        results.append((f"{mode_name}_server_request_times", not slow,
+                        {"requests": n, "slow": len(slow)}))
+        env = None
     except Exception:
         traceback.print_exc()
         results.append((f"{mode_name}_run", False, {}))
