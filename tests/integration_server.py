@@ -795,6 +795,393 @@ SCENARIOS = [
 ]
 
 
+
+# ---- The HTTP edge (issue 9): sizes, bytes, slow clients, the connection limit -----
+#
+# Every answer is read off a raw socket, so what the server does with bytes a client
+# library would refuse to send is seen too. After each barrage the server still answers,
+# its resident memory stayed within a generous bound, and it exits with status 0 (under
+# AddressSanitizer that includes LeakSanitizer's verdict).
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
+def raw_http(port, data, timeout=30):
+    """Send data (a whole request, or part of one) on a new connection, then read until
+    the server closes it: the answer's bytes, b"" when it closed without one."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        try:
+            s.sendall(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # refused early; its answer may still be there
+        out = b""
+        try:
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                out += chunk
+        except ConnectionResetError:
+            pass
+        return out
+
+
+def raw_get(port, target, headers=b""):
+    """(status or None, body) of a GET of target (bytes, sent as they are)."""
+    answer = raw_http(port, b"GET " + target + b" HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
+                      + headers + b"\r\n")
+    if not answer.startswith(b"HTTP/1.1 "):
+        return None, answer
+    return int(answer[9:12]), answer.partition(b"\r\n\r\n")[2]
+
+
+RSS_BOUND_KIB = 64 * 1024  # generous: thread stacks, malloc arenas, sanitizer shadow
+
+
+def long_urls_and_headers_get_414_and_431_and_memory_stays_bounded(env):
+    a = env.servers["A"]
+    a.put_user("Ada1", "Ada")
+    before = rss_kib(a.proc.pid)
+    for _ in range(3):  # the same barrage again: nothing may pile up
+        eq(raw_get(a.port, b"/users/" + b"a" * 64)[0], 404, "an ID of 64 characters")
+        eq(raw_get(a.port, b"/users/" + b"a" * 65)[0], 400, "an ID of 65 characters")
+        eq(raw_get(a.port, b"/users/" + b"a" * 16384)[0], 400, "a 16 KiB URL")
+        for n in (40 * 1024, 1024 * 1024):
+            eq(raw_get(a.port, b"/users/" + b"a" * n)[0], 414, f"a URL of {n} bytes")
+            eq(raw_get(a.port, b"/users/Ada1?q=" + b"q" * n)[0], 414,
+               f"a query string of {n} bytes")
+        st, body = raw_get(a.port, b"/users/Ada1", b"X-Big: " + b"b" * 16384 + b"\r\n")
+        eq((st, json.loads(body)["name"]), (200, "Ada"), "a 16 KiB header is served")
+        for n in (40 * 1024, 1024 * 1024):
+            eq(raw_get(a.port, b"/users/Ada1", b"X-Big: " + b"b" * n + b"\r\n")[0], 431,
+               f"a header of {n} bytes")
+        many = b"".join(b"X-H%d: v\r\n" % i for i in range(5000))
+        eq(raw_get(a.port, b"/users/Ada1", many)[0], 431, "5,000 headers")
+    after = rss_kib(a.proc.pid)
+    expect(after - before < RSS_BOUND_KIB,
+           f"resident memory grew from {before} KiB to {after} KiB")
+    eq(a.get_user("Ada1")[2]["name"], "Ada", "the server still serves")
+    a.stop()
+
+
+ID_BYTES = set(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+
+
+def every_byte_in_an_id_is_refused_or_read_as_itself(env):
+    """Each byte value 0x00-0xff inside an ID, percent-encoded (both hex cases) and raw.
+    Encoded, an ID byte reads as itself (a%5Ab is aZb) and any other is a 400 with a JSON
+    error, %00 included. Raw, the same, but for two bytes that end the path before it:
+    '?' (a query follows) and NUL (libmicrohttpd 0.9.75 keeps the URL as a C string), so
+    a<NUL>b and a?b read user a."""
+    a = env.servers["A"]
+    a.put_user("aZb", "Zed")
+    a.put_user("a", "Short")
+    for b in range(256):
+        for enc in ("%02X" % b, "%02x" % b):
+            st, _, body = a.request("GET", f"/users/a%{enc}b")
+            if b == ord("Z"):
+                eq((st, json.loads(body)["name"]), (200, "Zed"), f"a%{enc}b")
+            elif b in ID_BYTES:
+                eq(st, 404, f"a%{enc}b")
+            else:
+                eq(st, 400, f"a%{enc}b")
+                expect("error" in json.loads(body), f"a%{enc}b: a JSON error ({body!r})")
+        st, body = raw_get(a.port, b"/users/a" + bytes([b]) + b"b")
+        what = f"raw byte 0x{b:02x}"
+        if b == ord("Z"):
+            eq((st, json.loads(body)["name"]), (200, "Zed"), what)
+        elif b in (0, ord("?")):
+            eq((st, json.loads(body)["name"]), (200, "Short"), what)
+        elif b in ID_BYTES:
+            eq(st, 404, what)
+        else:
+            eq(st, 400, what)
+    eq(a.request("GET", "/healthz")[0], 200, "the server still serves")
+    a.stop()
+
+
+def slow_clients_are_closed_when_silent_and_do_not_hold_the_server(env):
+    """--connection-timeout 1s. Clients that stop halfway (in the headers, in a declared
+    body) are closed without an answer once silent that long, and nothing is stored;
+    clients that send a byte every 200 ms are never silent that long, so they are served
+    at the end; meanwhile every other request is answered."""
+    a = env.servers["A"]
+    a.put_user("u1", "Ada")
+    before = rss_kib(a.proc.pid)
+    stalled = []
+    for i in range(20):
+        s = socket.create_connection(("127.0.0.1", a.port), timeout=30)
+        s.sendall(b"GET /users/u1 HTTP/1.1\r\nHost: t\r\n")
+        stalled.append(s)
+    for i in range(5):
+        s = socket.create_connection(("127.0.0.1", a.port), timeout=30)
+        s.sendall(b"PUT /users/slow%d HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n"
+                  b'{"name":' % i)
+        stalled.append(s)
+    dribbled = [None] * 8
+
+    def dribble(i):
+        req = b"GET /users/u1 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+        with socket.create_connection(("127.0.0.1", a.port), timeout=30) as s:
+            for k in range(0, len(req), 4):
+                s.sendall(req[k:k + 4])
+                time.sleep(0.2)
+            out = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                out += chunk
+            dribbled[i] = out
+
+    threads = [threading.Thread(target=dribble, args=(i,)) for i in range(8)]
+    try:
+        for t in threads:
+            t.start()
+        for _ in range(20):
+            st, _, user = a.get_user("u1")
+            eq((st, user["name"]), (200, "Ada"), "a GET beside the slow clients")
+        for s in stalled:
+            s.settimeout(30)
+            try:
+                got = s.recv(65536)
+            except ConnectionResetError:
+                got = b""
+            eq(got, b"", "a stalled client is closed without an answer")
+    finally:
+        for t in threads:
+            t.join(timeout=60)
+        for s in stalled:
+            s.close()
+    for i, out in enumerate(dribbled):
+        expect(out is not None and out.startswith(b"HTTP/1.1 200 "),
+               f"dribbling client {i} was served: {out!r}"[:200])
+    for i in range(5):
+        eq(a.request("GET", f"/users/slow{i}")[0], 404, "nothing stored from a stalled body")
+    after = rss_kib(a.proc.pid)
+    expect(after - before < RSS_BOUND_KIB,
+           f"resident memory grew from {before} KiB to {after} KiB")
+    a.stop()
+
+
+def slow_clients_thread_per_connection(env):
+    slow_clients_are_closed_when_silent_and_do_not_hold_the_server(env)
+
+
+def connections_past_the_limit_wait_in_the_listen_queue(env):
+    """Thread pool, --max-connections 10: with 10 connections held, libmicrohttpd stops
+    accepting; an 11th connection waits in the kernel's listen queue, unanswered, and is
+    served as soon as a slot frees."""
+    a = env.servers["A"]
+    socks = open_idle_sockets(a.port, 10)
+    extra = None
+    try:
+        wait_until("10 connections held",
+                   lambda: accepted_connections(a.proc.pid, a.port) == 10)
+        extra = socket.create_connection(("127.0.0.1", a.port), timeout=2)
+        extra.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        try:
+            got = extra.recv(65536)
+        except TimeoutError:
+            got = None
+        eq(got, None, "no answer while every slot is held")
+        eq(accepted_connections(a.proc.pid, a.port), 10, "the limit holds")
+        socks.pop().close()
+        extra.settimeout(30)
+        got = extra.recv(65536)
+        expect(got.startswith(b"HTTP/1.1 200 "), f"served once a slot freed: {got!r}")
+    finally:
+        for s in socks:
+            s.close()
+        if extra:
+            extra.close()
+    eq(a.request("GET", "/healthz")[0], 200, "the server serves")
+    a.stop()
+
+
+def connections_past_the_limit_are_closed_thread_per_connection(env):
+    """A thread per connection, --max-connections 10: libmicrohttpd accepts an 11th
+    connection and closes it at once, without an answer; once the held ones close, new
+    connections are served."""
+    a = env.servers["A"]
+    socks = open_idle_sockets(a.port, 10)
+    try:
+        wait_until("10 connections held",
+                   lambda: accepted_connections(a.proc.pid, a.port) == 10)
+        for _ in range(5):
+            got = raw_http(a.port, b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+            eq(got, b"", "a connection past the limit is closed without an answer")
+    finally:
+        for s in socks:
+            s.close()
+    wait_until("the held connections to be released",
+               lambda: accepted_connections(a.proc.pid, a.port) == 0)
+    eq(a.request("GET", "/healthz")[0], 200, "the server serves again")
+    a.stop()
+
+
+# ---- Credentials never appear (issue 9) --------------------------------------------
+
+FAKE_KEY_ID = "AKIAPARKFAKE7Q3XZ9LM"
+FAKE_SECRET = "parkFakeSecret/K7MDENGbPxRfiCYEXAMPLEKEYzz"
+FAKE_TOKEN = "FwoGZXIvYXdzEParkFakeSessionToken0123456789abcdefXYZ"
+# the whole values and a recognisable piece of each (a mask keeps at most the last 4)
+CREDENTIAL_MARKS = (FAKE_KEY_ID, FAKE_SECRET, FAKE_TOKEN, "AKIAPARKFAKE", "parkFakeSecret",
+                    "ParkFakeSessionToken", "FwoGZXIvYXdz")
+
+
+class FakeKinesis:
+    """An HTTP endpoint on 127.0.0.1 that fails every call the way .mode says, echoing
+    what it received (the Authorization header with the key ID, the session token, the
+    body), as some AWS errors quote the request: 403 (AccessDeniedException), signature
+    (IncompleteSignatureException), throttle (ProvisionedThroughputExceededException),
+    500 (InternalFailure), malformed (200 with cut JSON), close (no answer at all)."""
+
+    def __init__(self):
+        import http.server
+        fake = self
+        self.mode = "403"
+        self.seen_credentials = 0  # requests signed with the fake key and token
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                auth = self.headers.get("Authorization") or ""
+                token = self.headers.get("X-Amz-Security-Token") or ""
+                if FAKE_KEY_ID in auth and token == FAKE_TOKEN:
+                    fake.seen_credentials += 1
+                # what a message keeps is cut at a few hundred bytes: the secrets first
+                echo = (f"token {token}, secret {FAKE_SECRET}, Authorization: {auth}, "
+                        f"body {body.decode(errors='replace')}")
+                mode = fake.mode
+                if mode == "close":
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
+                status, kind = {"403": (403, "AccessDeniedException"),
+                                "signature": (403, "IncompleteSignatureException"),
+                                "throttle": (400, "ProvisionedThroughputExceededException"),
+                                "500": (500, "InternalFailure"),
+                                "malformed": (200, None)}[mode]
+                if kind:
+                    out = json.dumps({"__type": kind, "message": echo}).encode()
+                else:
+                    out = json.dumps({"Shards": [{"ShardId": echo}],
+                                      "Records": [echo]}).encode()[:-7]
+                self.send_response(status)
+                self.send_header("Content-Type", "application/x-amz-json-1.1")
+                self.send_header("Content-Length", str(len(out)))
+                self.end_headers()
+                self.wfile.write(out)
+
+        self.port = free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(timeout=10)
+
+
+def credentials_never_appear_in_logs_errors_metrics_or_scachectl(env):
+    """Fake recognisable keys and session token; every failure the Kinesis client can
+    meet (an unreachable endpoint, and a fake endpoint answering 403, a signature error,
+    throttling, 500, malformed JSON, or nothing), each quoting the signed request back.
+    Searched: every line of the efficiency log, the server's stderr, /metrics, /healthz
+    and every HTTP answer (a failed publish's 503), and scachectl's output and errors.
+    The fake endpoint saw the fake credentials, and the log names each error, so each
+    path was taken."""
+    creds = {"AWS_ACCESS_KEY_ID": FAKE_KEY_ID, "AWS_SECRET_ACCESS_KEY": FAKE_SECRET,
+             "AWS_SESSION_TOKEN": FAKE_TOKEN, "AWS_REGION": "us-east-1"}
+    fake = FakeKinesis()
+    texts = []  # (where, text)
+    try:
+        unreachable = type("Unreachable", (), {"endpoint": f"http://127.0.0.1:{free_port()}"})
+        for mode in ("unreachable", "403", "signature", "throttle", "500", "malformed",
+                     "close"):
+            fake.mode = mode
+            kinesis = unreachable if mode == "unreachable" else fake
+            srv = Server(f"cred-{mode}", env.tmp, kinesis, "orders",
+                         os.path.join(env.tmp, f"{mode}.db"),
+                         ("--max-staleness", "1s", "--publish-timeout", "1s"), env=creds)
+            for i in range(3):
+                st, _, body = srv.request("GET", f"/users/{i}")
+                texts.append((f"{mode}: GET answer", body.decode(errors="replace")))
+            st, _, body = srv.request("PUT", "/users/1", json.dumps(
+                {"name": "Ada", "email": "ada@example.com"}))
+            eq(st, 503, f"{mode}: a PUT whose invalidation cannot be published ({body!r})")
+            texts.append((f"{mode}: PUT answer", body.decode(errors="replace")))
+            wait_until(f"{mode}: failed polls", lambda: srv.metrics()[
+                "scache_poll_errors_total"] >= 2, timeout=60)
+            texts.append((f"{mode}: /metrics", srv.request("GET", "/metrics")[2].decode()))
+            texts.append((f"{mode}: /healthz", srv.request("GET", "/healthz")[2].decode()))
+            srv.stop()
+            with open(srv.log, errors="replace") as f:
+                log = f.read()
+            with open(srv.stderr_path, errors="replace") as f:
+                texts.append((f"{mode}: stderr", f.read()))
+            texts.append((f"{mode}: log", log))
+            named = {"unreachable": "127.0.0.1", "403": "AccessDeniedException",
+                     "signature": "IncompleteSignatureException",
+                     "throttle": "ProvisionedThroughputExceededException",
+                     "500": "InternalFailure", "malformed": "JSON", "close": "127.0.0.1"}
+            expect(named[mode] in log, f"{mode}: the log names the error: {log[-1500:]}")
+            ctl_env = dict(os.environ, AWS_ENDPOINT_URL_KINESIS=kinesis.endpoint, **creds)
+            for args in (["publish", "--stream", "orders", SOURCE, "1", "2"],
+                         ["create-stream", "orders", "--timeout", "2"],
+                         ["delete-stream", "orders", "--timeout", "2"]):
+                out = subprocess.run([SCACHECTL, *args], env=ctl_env, capture_output=True,
+                                     text=True, errors="replace", timeout=120)
+                expect(out.returncode != 0, f"{mode}: scachectl {args[0]} failed")
+                texts.append((f"{mode}: scachectl {args[0]}", out.stdout + out.stderr))
+            tail = subprocess.Popen([SCACHECTL, "tail", "--stream", "orders", "--interval",
+                                     "100"], env=ctl_env, stdout=subprocess.PIPE,
+                                    stderr=subprocess.STDOUT, text=True, errors="replace")
+            procs.append(tail)
+            try:
+                tail.wait(timeout=1.5)  # it may give up by itself
+            except subprocess.TimeoutExpired:
+                tail.terminate()
+            texts.append((f"{mode}: scachectl tail", tail.communicate(timeout=30)[0]))
+            procs.remove(tail)
+    finally:
+        fake.close()
+    expect(fake.seen_credentials > 0, "the fake endpoint received the fake credentials")
+    for where, text in texts:
+        for n, line in enumerate(text.splitlines(), 1):
+            for mark in CREDENTIAL_MARKS:
+                expect(mark not in line, f"{where}, line {n} shows a credential: {line!r}")
+
+
+SCENARIOS += [
+    (long_urls_and_headers_get_414_and_431_and_memory_stays_bounded, {"servers": ("A",)}),
+    (every_byte_in_an_id_is_refused_or_read_as_itself, {"servers": ("A",)}),
+    (slow_clients_are_closed_when_silent_and_do_not_hold_the_server,
+     {"servers": ("A",), "extra": ("--connection-timeout", "1s")}),
+    (slow_clients_thread_per_connection,
+     {"servers": ("A",), "extra": ("--connection-timeout", "1s", "--threads", "0")}),
+    (connections_past_the_limit_wait_in_the_listen_queue,
+     {"servers": ("A",), "extra": ("--max-connections", "10")}),
+    (connections_past_the_limit_are_closed_thread_per_connection,
+     {"servers": ("A",), "extra": ("--max-connections", "10", "--threads", "0")}),
+    (credentials_never_appear_in_logs_errors_metrics_or_scachectl, {"servers": ()}),
+]
+
 def run_scenarios(suite, scenarios, make_env, after=None):
     """Run each (fn, arg) of scenarios with the env make_env(arg) builds (may be None),
     then after(env) when given; print a Criterion-style line per scenario and a synthesis
