@@ -864,6 +864,7 @@ def long_urls_and_headers_get_414_and_431_and_memory_stays_bounded(env):
         many = b"".join(b"X-H%d: v\r\n" % i for i in range(5000))
         eq(raw_get(a.port, b"/users/Ada1", many)[0], 431, "5,000 headers")
     after = rss_kib(a.proc.pid)
+    print(f"  server resident memory: {before} KiB before, {after} KiB after", flush=True)
     expect(after - before < RSS_BOUND_KIB,
            f"resident memory grew from {before} KiB to {after} KiB")
     eq(a.get_user("Ada1")[2]["name"], "Ada", "the server still serves")
@@ -965,6 +966,7 @@ def slow_clients_are_closed_when_silent_and_do_not_hold_the_server(env):
     for i in range(5):
         eq(a.request("GET", f"/users/slow{i}")[0], 404, "nothing stored from a stalled body")
     after = rss_kib(a.proc.pid)
+    print(f"  server resident memory: {before} KiB before, {after} KiB after", flush=True)
     expect(after - before < RSS_BOUND_KIB,
            f"resident memory grew from {before} KiB to {after} KiB")
     a.stop()
