@@ -258,15 +258,17 @@ static void stripe_unlink(stripe *s, entry *e)
 	entry_release(e);
 }
 
-/* SIEVE: evict the first unvisited entry from the hand on, clearing bits it passes. */
-static void stripe_evict_one(stripe *s)
+/* SIEVE: evict the first unvisited entry from the hand on, clearing bits it passes;
+ * never keep (the entry being added, already in the table). */
+static void stripe_evict_one(stripe *s, const entry *keep)
 {
 	entry *e = s->hand ? s->hand : s->table;
 	for (;;) {
 		uint32_t refs = atomic_load_explicit(&e->refs, memory_order_relaxed);
-		if (!(refs & REF_VISITED))
+		if (!(refs & REF_VISITED) && e != keep)
 			break;
-		atomic_fetch_and_explicit(&e->refs, ~REF_VISITED, memory_order_relaxed);
+		if (e != keep)
+			atomic_fetch_and_explicit(&e->refs, ~REF_VISITED, memory_order_relaxed);
 		e = entry_next(e) ? entry_next(e) : s->table;
 	}
 	s->hand = entry_next(e);
@@ -496,20 +498,23 @@ scache_err scache_cache_add(scache_cache *c, const void *key, size_t key_len, co
 
 	entry *old;
 	HASH_FIND_BYHASHVALUE(hh, s->table, e->data, (unsigned)key_len, (unsigned)h, old);
+	/* Added before anything is removed: the add allocates when it makes the table or
+	 * doubles its buckets, and when that fails the cache must stay as it was (the old
+	 * entry and the ones eviction would take included). */
+	uthash_oomed = 0;
+	HASH_ADD_KEYPTR_BYHASHVALUE(hh, s->table, e->data, (unsigned)key_len, (unsigned)h, e);
+	if (uthash_oomed) {
+		unlock(c, s);
+		free(e);
+		return SCACHE_ENOMEM;
+	}
 	if (old) {
 		if (old->expires_ns <= now)
 			s->expirations++; /* it had expired; the add only found it first */
 		stripe_unlink(s, old);
 	}
-	while (s->bytes + cost > s->max_bytes)
-		stripe_evict_one(s);
-	uthash_oomed = 0;
-	HASH_ADD_KEYPTR_BYHASHVALUE(hh, s->table, e->data, (unsigned)key_len, (unsigned)h, e);
-	if (uthash_oomed) { /* only the first add of a table allocates, and it failed */
-		unlock(c, s);
-		free(e);
-		return SCACHE_ENOMEM;
-	}
+	while (s->bytes + cost > s->max_bytes) /* e is not counted yet: others remain */
+		stripe_evict_one(s, e);
 	s->bytes += cost;
 	s->adds++;
 	unlock(c, s);

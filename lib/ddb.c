@@ -17,6 +17,7 @@
  */
 #include "ddb.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -269,9 +270,11 @@ ddb_err ddb_number_canonical(const char *s, size_t len, char buf[DDB_NUMBER_MAX]
 static char *b64_canonical(const char *s, size_t len, size_t *out_len, ddb_err *err)
 {
 	size_t n;
+	errno = 0;
 	unsigned char *bytes = util_b64_decode(s, len, &n);
 	if (!bytes) {
-		*err = DDB_EBASE64; /* (or out of memory: a decode allocates len * 3/4 bytes) */
+		/* text that is not base64 fails before anything is allocated */
+		*err = errno == ENOMEM ? DDB_ENOMEM : DDB_EBASE64;
 		return NULL;
 	}
 	char *text = util_b64_encode(bytes, n, out_len);

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* uthash reports a failed allocation instead of exiting (as in cache.c). */
 static _Thread_local int ddb_oomed;
@@ -190,6 +191,21 @@ bad:
 	return DDB_ERECORD;
 }
 
+/* Whether the n bytes at s are the JSON document null (with whitespace around it; json-c
+ * takes "NULL" and "nUlL" for it too). */
+static int is_null_doc(const char *s, size_t n)
+{
+	size_t i = 0;
+	while (i < n && s[i] && strchr(" \t\r\n", s[i]))
+		i++;
+	if (n - i < 4 || strncasecmp(s + i, "null", 4) != 0)
+		return 0;
+	for (i += 4; i < n; i++)
+		if (!s[i] || !strchr(" \t\r\n", s[i]))
+			return 0;
+	return 1;
+}
+
 ddb_err ddb_change_parse(const char *data, size_t len, ddb_shape shape, ddb_change *out, char *why,
                          size_t whylen)
 {
@@ -206,10 +222,15 @@ ddb_err ddb_change_parse(const char *data, size_t len, ddb_shape shape, ddb_chan
 	json_object *o = NULL;
 	if (len <= (size_t)INT32_MAX)
 		o = json_tokener_parse_ex(tok, data ? data : "", (int)len);
-	size_t end = o && json_tokener_get_error(tok) == json_tokener_success
-	                 ? json_tokener_get_parse_end(tok)
-	                 : 0;
+	enum json_tokener_error jerr = json_tokener_get_error(tok);
+	size_t end = o && jerr == json_tokener_success ? json_tokener_get_parse_end(tok) : 0;
+	/* json-c 0.16 has no error for a failed allocation: the parse yields NULL and
+	 * success, as it does for the document "null" */
+	int oom = !o && jerr == json_tokener_success &&
+	          !is_null_doc(data, json_tokener_get_parse_end(tok));
 	json_tokener_free(tok);
+	if (oom)
+		return DDB_ENOMEM;
 	while (o && end < len &&
 	       (data[end] == ' ' || data[end] == '\n' || data[end] == '\r' || data[end] == '\t'))
 		end++;

@@ -8,6 +8,13 @@
  * flight); waiters share its result only when it cannot be stale for them, and wait at
  * most load_wait_ms for it. Invalidations remove locally first, then publish.
  */
+
+/* A flight that cannot be added to the table (out of memory) fails the call with
+ * SCACHE_ENOMEM; uthash's default would end the process. Defined before uthash.h. */
+static _Thread_local int flights_oomed;
+#define HASH_NONFATAL_OOM        1
+#define uthash_nonfatal_oom(obj) ((void)(obj), flights_oomed = 1)
+
 #include "middleware_internal.h"
 
 #include "echoes.h"
@@ -263,7 +270,15 @@ scache_err mw_get_or_load(scache_request *req, const char *source, const char *i
 			}
 			f->key = key; /* the flight owns the key from here */
 			f->refs = 1;
+			flights_oomed = 0;
 			HASH_ADD_KEYPTR(hh, mw->flights, f->key, klen, f);
+			if (flights_oomed) {
+				pthread_mutex_unlock(&mw->flight_mu);
+				pthread_cond_destroy(&f->cv);
+				free(f); /* not the key: freed below */
+				err = SCACHE_ENOMEM;
+				break;
+			}
 			pthread_mutex_unlock(&mw->flight_mu);
 			req->misses++;
 			/* lead_load uses the key only before it drops the flight's reference */

@@ -31,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include <json-c/json.h>
@@ -79,10 +80,25 @@ static int is_rfc3339(const char *s, size_t len)
 	       s[i + 3] == ':' && digits(s + i + 4, 2);
 }
 
+/* Whether the n bytes at s are the JSON document null (with whitespace around it; json-c
+ * takes "NULL" and "nUlL" for it too). */
+static int is_null_doc(const unsigned char *s, size_t n)
+{
+	size_t i = 0;
+	while (i < n && s[i] && strchr(" \t\r\n", s[i]))
+		i++;
+	if (n - i < 4 || strncasecmp((const char *)s + i, "null", 4) != 0)
+		return 0;
+	for (i += 4; i < n; i++)
+		if (!s[i] || !strchr(" \t\r\n", s[i]))
+			return 0;
+	return 1;
+}
+
 /*
- * One JSON document: NULL when data is not one (*oom set when the tokener could not be
- * made). *ws_after is set when whitespace follows it: DynamoDB records may end with a
- * newline, scache records may not. The depth fits DynamoDB's images: each of their 32
+ * One JSON document: NULL when data is not one (*oom set when an allocation failed:
+ * nothing to judge). *ws_after is set when whitespace follows it: DynamoDB records may
+ * end with a newline, scache records may not. The depth fits DynamoDB's images: each of their 32
  * levels takes two JSON levels ({"M":{...}}), under the record and "dynamodb".
  */
 static json_object *parse_json(const unsigned char *data, size_t len, int *ws_after, int *oom)
@@ -96,9 +112,13 @@ static json_object *parse_json(const unsigned char *data, size_t len, int *ws_af
 	}
 	if (len <= (size_t)INT32_MAX)
 		o = json_tokener_parse_ex(tok, (const char *)data, (int)len);
-	size_t end = o && json_tokener_get_error(tok) == json_tokener_success
-	                 ? json_tokener_get_parse_end(tok)
-	                 : 0;
+	enum json_tokener_error jerr = json_tokener_get_error(tok);
+	size_t end = o && jerr == json_tokener_success ? json_tokener_get_parse_end(tok) : 0;
+	/* json-c 0.16 has no error for a failed allocation: the parse yields NULL and
+	 * success, as it does for the document "null" */
+	if (!o && jerr == json_tokener_success &&
+	    !is_null_doc(data, json_tokener_get_parse_end(tok)))
+		*oom = 1;
 	json_tokener_free(tok);
 	size_t e = end;
 	while (o && e < len &&
@@ -368,22 +388,32 @@ scache_err record_change(const ddb_table *dt, ddb_versions *versions, const ddb_
 			util_fmt(why, whylen, "NewImage: %s", iwhy);
 		}
 	}
-	/* Noted as applied before it is delivered: delivery cannot fail, and on ENOMEM
-	 * nothing is noted, so the record read again is judged the same way. */
+	/* Noted as applied before it is delivered, and delivery cannot fail: the key's
+	 * place is allocated first. On ENOMEM nothing is noted, so the record read again
+	 * is judged the same way. */
+	err = keys_take_one(out, id, id_len); /* takes id, also when it fails */
+	id = NULL;
+	if (err != SCACHE_OK)
+		goto out;
 	ddb_order order;
-	de = ddb_versions_record(versions, id, id_len, c->created_us, shard, seq, &order);
+	de = ddb_versions_record(versions, out->keys[0], id_len, c->created_us, shard, seq,
+	                         &order);
 	if (de == DDB_ENOMEM) {
 		err = SCACHE_ENOMEM;
 		goto out;
 	}
 	if (de == DDB_OK && order == DDB_ORDER_STALE) {
+		free(out->keys[0]);
+		free(out->keys);
+		free(out->lens);
+		out->keys = NULL;
+		out->lens = NULL;
+		out->n = 0;
 		out->skip = RECORD_STALE;
 		out->bad = 0;
 		goto out;
 	}
-	err = keys_take_one(out, id, id_len);
-	id = NULL;
-	if (err == SCACHE_OK && de == DDB_OK && order == DDB_ORDER_NEWER && value) {
+	if (de == DDB_OK && order == DDB_ORDER_NEWER && value) {
 		out->value = value; /* a refresh; TIE and UNKNOWN invalidate */
 		out->value_len = value_len;
 		value = NULL;
