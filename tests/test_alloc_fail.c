@@ -60,6 +60,7 @@ static void *live[LIVE_SLOTS];
 static size_t nlive;
 static pthread_mutex_t live_mu = PTHREAD_MUTEX_INITIALIZER;
 
+#ifndef NO_INTERPOSER
 static size_t slot_of(const void *p)
 {
 	uintptr_t h = (uintptr_t)p;
@@ -94,17 +95,6 @@ static void live_del(void *p)
 	pthread_mutex_unlock(&live_mu);
 }
 
-static size_t live_count(void)
-{
-	pthread_mutex_lock(&live_mu);
-	size_t n = nlive;
-	if (!n) /* clear the tombstones between runs */
-		memset(live, 0, sizeof live);
-	pthread_mutex_unlock(&live_mu);
-	return n;
-}
-
-#ifndef NO_INTERPOSER
 void *__libc_malloc(size_t n);
 void *__libc_calloc(size_t n, size_t size);
 void *__libc_realloc(void *p, size_t n);
@@ -202,6 +192,16 @@ char *strndup(const char *s, size_t max)
 	return p;
 }
 #endif
+
+static size_t live_count(void)
+{
+	pthread_mutex_lock(&live_mu);
+	size_t n = nlive;
+	if (!n) /* clear the tombstones between runs */
+		memset(live, 0, sizeof live);
+	pthread_mutex_unlock(&live_mu);
+	return n;
+}
 
 static void arm(unsigned long n)
 {
