@@ -85,7 +85,8 @@ typedef struct pshard {
 	/* sync thread only */
 	char applied_seq[130]; /* the last record applied */
 	/* under mu */
-	uint64_t fresh_ns; /* received - MillisBehindLatest of the newest applied event */
+	uint64_t fresh_ns; /* received - MillisBehindLatest - event_lag_ms of the newest
+	                      applied event */
 	int finished;      /* its end was applied */
 	int positioned;    /* a call was accepted (200), or the shard is finished */
 	int64_t behind_ms;
@@ -846,6 +847,7 @@ static int apply_events(push_src *p, pevent *e, const scache_sink *sink, scache_
 				pthread_mutex_lock(&p->mu);
 				uint64_t b =
 				    e->behind_ms > 0 ? (uint64_t)e->behind_ms * 1000000u : 0;
+				b += (uint64_t)p->cfg.event_lag_ms * 1000000u;
 				uint64_t fresh = e->received_ns > b ? e->received_ns - b : 0;
 				if (fresh > e->shard->fresh_ns)
 					e->shard->fresh_ns = fresh;
@@ -1129,6 +1131,8 @@ scache_err push_source_create(const scache_stream_config *config, const scache_p
 	p->cfg.consumer_name = NULL; /* copied below */
 	if (!p->cfg.sync_wait_ms)
 		p->cfg.sync_wait_ms = 5000;
+	if (!p->cfg.event_lag_ms)
+		p->cfg.event_lag_ms = 250;
 	if (opts)
 		p->opts = *opts;
 	if (!p->opts.startup_ms)

@@ -302,6 +302,12 @@ typedef struct scache_push_config {
 	int no_fallback;
 	/* [5000] the longest one sync waits for an event on every shard */
 	unsigned sync_wait_ms;
+	/* [250] how much older than its arrival an event's view of its shard may be: an
+	 * event counts as fresh from (arrival - MillisBehindLatest - event_lag_ms). AWS
+	 * pushes records as they come (about 70 ms from put to delivery, per its guide);
+	 * kinesis-mock delivers a record with its second event after the put, one a second:
+	 * 1100 there */
+	unsigned event_lag_ms;
 } scache_push_config;
 
 /*
