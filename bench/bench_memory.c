@@ -16,7 +16,7 @@
  * nothing is evicted (checked); RSS is /proc/self/statm's resident pages, read after
  * scache_cache_new and after the fill; the heap is glibc's mallinfo2().uordblks at the
  * same points. "Beyond key and value" is (delta / N) - (mean key length + 100), for RSS
- * and heap, next to scache_cache_entry_overhead() (what the bound counts per entry).
+ * and heap, next to what the bound counts per entry (scache_cache_entry_cost).
  * --overfill: after every 1024 adds the cache's byte count (scache_cache_stats.bytes,
  * what the bound applies to) is read; the largest seen, the last, the entries and
  * evictions, and the RSS growth are reported. "held" is 1 when no reading exceeded the
@@ -101,21 +101,22 @@ static int fill(uint64_t n, FILE *json)
 	double key_mean = (double)key_bytes / (double)n;
 	double rss_per = ((double)r1 - (double)r0) / (double)n;
 	double heap_per = ((double)h1.uordblks - (double)h0.uordblks) / (double)n;
+	/* what the bound counts per entry beyond key and value (scache_cache_entry_cost) */
+	double counted = (double)st.bytes / (double)n - key_mean - VALUE_LEN;
 	printf("%llu entries (key %.1f B mean, value %u B): RSS %.1f MiB (+%.1f MiB), "
-	       "%.1f B/entry beyond key and value (heap: %.1f; the bound counts %zu)\n",
+	       "%.1f B/entry beyond key and value (heap: %.1f; the bound counts %.1f)\n",
 	       (unsigned long long)n, key_mean, VALUE_LEN, (double)r1 / 1048576.0,
 	       ((double)r1 - (double)r0) / 1048576.0, rss_per - key_mean - VALUE_LEN,
-	       heap_per - key_mean - VALUE_LEN, scache_cache_entry_overhead());
+	       heap_per - key_mean - VALUE_LEN, counted);
 	fprintf(json,
 	        "{\"program\":\"bench_memory\",\"section\":\"fill\",\"entries\":%llu,"
 	        "\"key_bytes_mean\":%.3f,\"value_bytes\":%u,\"rss_before\":%llu,"
 	        "\"rss_after\":%llu,\"rss_per_entry\":%.3f,\"heap_per_entry\":%.3f,"
 	        "\"rss_beyond_key_value\":%.3f,\"heap_beyond_key_value\":%.3f,"
-	        "\"accounted_overhead\":%zu,\"accounted_bytes\":%llu}\n",
+	        "\"accounted_overhead\":%.3f,\"accounted_bytes\":%llu}\n",
 	        (unsigned long long)n, key_mean, VALUE_LEN, (unsigned long long)r0,
 	        (unsigned long long)r1, rss_per, heap_per, rss_per - key_mean - VALUE_LEN,
-	        heap_per - key_mean - VALUE_LEN, scache_cache_entry_overhead(),
-	        (unsigned long long)st.bytes);
+	        heap_per - key_mean - VALUE_LEN, counted, (unsigned long long)st.bytes);
 	scache_cache_free(c);
 	return 0;
 }
@@ -128,8 +129,9 @@ static int overfill(unsigned times, size_t bound, FILE *json)
 	uint64_t r0 = rss_bytes();
 	scache_cache_stats st;
 	while (offered < target) {
+		uint64_t before = key_bytes;
 		add(c, added++, &key_bytes);
-		offered = key_bytes + added * (VALUE_LEN + scache_cache_entry_overhead());
+		offered += scache_cache_entry_cost((size_t)(key_bytes - before), VALUE_LEN);
 		if (added % 1024 == 0) {
 			scache_cache_stats_get(c, &st);
 			if (st.bytes > max_seen)

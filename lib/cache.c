@@ -157,6 +157,21 @@ size_t scache_cache_entry_overhead(void)
 	return sizeof(entry);
 }
 
+/* uthash's buckets per entry, in bytes: a 16-byte bucket per 2 to 10 entries (a table
+ * doubles when a chain passes 10), measured at 5-8 bytes an entry (bench_cache). */
+#define BUCKET_SHARE 8
+
+size_t scache_cache_entry_cost(size_t key_len, size_t value_len)
+{
+	/* One allocation of header, key and value, as glibc's malloc sizes the chunk: the
+	 * request and an 8-byte size field rounded up to 16, at least 32. The bound then
+	 * holds for the heap the entries take, not only for what they asked for. */
+	size_t chunk = (sizeof(entry) + key_len + value_len + 8 + 15) & ~(size_t)15;
+	if (chunk < 32)
+		chunk = 32;
+	return chunk + BUCKET_SHARE;
+}
+
 /* A multiply-xorshift hash over 8-byte words, finished with murmur3's fmix64. Keys are
  * short query strings; this is several times faster than uthash's default (Jenkins). */
 static uint64_t cache_hash(const void *key, size_t len)
@@ -231,7 +246,7 @@ static void unlock(scache_cache *c, stripe *s)
 
 static size_t entry_cost(const entry *e)
 {
-	return sizeof(entry) + e->value_len + e->hh.keylen;
+	return scache_cache_entry_cost(e->hh.keylen, e->value_len);
 }
 
 static void entry_release(entry *e)
@@ -468,12 +483,12 @@ scache_err scache_cache_add(scache_cache *c, const void *key, size_t key_len, co
 
 	uint64_t h = cache_hash(key, key_len);
 	stripe *s = stripe_of(c, h);
-	size_t cost = sizeof(entry) + value_len + key_len;
+	size_t cost = scache_cache_entry_cost(key_len, value_len);
 	if (cost > s->max_bytes)
 		return SCACHE_ETOOBIG;
 
 	/* Allocate and copy outside the lock. */
-	entry *e = malloc(cost);
+	entry *e = malloc(sizeof(entry) + key_len + value_len);
 	if (!e)
 		return SCACHE_ENOMEM;
 	memset(&e->hh, 0, sizeof e->hh);

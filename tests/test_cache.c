@@ -210,7 +210,7 @@ Test(cache, sweep_removes_expired_entries_and_counts_them)
 	scache_cache_stats_get(c, &st);
 	cr_assert_eq(st.entries, 10);
 	cr_assert_eq(st.expirations, 100);
-	cr_assert_eq(st.bytes, 10 * (scache_cache_entry_overhead() + strlen("new-0") + 1));
+	cr_assert_eq(st.bytes, 10 * scache_cache_entry_cost(strlen("new-0"), 1));
 	scache_cache_free(c);
 }
 
@@ -240,7 +240,7 @@ Test(cache, sweep_finds_expired_entries_behind_live_ones_incrementally)
 
 Test(cache, the_memory_bound_holds_and_sieve_evicts_the_unvisited)
 {
-	size_t cost = scache_cache_entry_overhead() + 1 + 10; /* key "a", 10-byte value */
+	size_t cost = scache_cache_entry_cost(1, 10); /* key "a", 10-byte value */
 	scache_cache *c = new_cache((scache_cache_config){.stripes = 1, .max_bytes = 3 * cost});
 	const char *v = "0123456789";
 	cr_assert_eq(add(c, "a", v, scache_cache_begin_load(c)), SCACHE_OK);
@@ -400,7 +400,7 @@ Test(cache, statistics_add_up)
 	scache_cache_stats st;
 	scache_cache_stats_get(c, &st);
 	cr_assert_eq(st.entries, 2);
-	cr_assert_eq(st.bytes, 2 * scache_cache_entry_overhead() + (1 + 5) + (2 + 4));
+	cr_assert_eq(st.bytes, scache_cache_entry_cost(1, 5) + scache_cache_entry_cost(2, 4));
 	cr_assert_eq(st.hits, 3);
 	cr_assert_eq(st.misses, 1);
 	cr_assert_eq(st.adds, 3);
@@ -498,4 +498,18 @@ Test(cache, invalidate_source_refuses_adds_whose_load_began_before_it)
 	cr_assert_eq(add(c, k, "new", scache_cache_begin_load(c)), SCACHE_OK);
 	cr_assert(has(c, k));
 	scache_cache_free(c);
+}
+
+Test(cache, an_entry_counts_its_allocation_as_malloc_rounds_it_and_its_bucket_share)
+{
+	size_t h = scache_cache_entry_overhead();
+	for (size_t k = 1; k < 64; k++)
+		for (size_t v = 0; v < 300; v += 7) {
+			size_t cost = scache_cache_entry_cost(k, v);
+			size_t chunk = cost - 8; /* 8: the share of the buckets */
+			cr_assert_eq(chunk % 16, 0, "a malloc chunk is a multiple of 16");
+			cr_assert_geq(chunk, h + k + v + 8, "the request and malloc's size field");
+			cr_assert_lt(chunk, h + k + v + 8 + 16, "rounded up, not more");
+		}
+	cr_assert_lt(scache_cache_entry_cost(1, 1), scache_cache_entry_cost(1, 200));
 }

@@ -144,7 +144,7 @@ static void run(scache_lock_kind lock, unsigned stripes)
 		cr_assert_eq(memcmp(v.data, want, (size_t)n), 0, "stale value cached for key %d: %.*s",
 		             k, (int)v.len, (const char *)v.data);
 		entries++;
-		bytes += scache_cache_entry_overhead() + strlen(key) + v.len;
+		bytes += scache_cache_entry_cost(strlen(key), v.len);
 		scache_value_release(&v);
 	}
 	/* entries that expired but are not swept still count: sweep them all first */

@@ -47,7 +47,8 @@ typedef enum scache_lock_kind {
 typedef struct scache_cache_config {
 	uint64_t min_ttl_ms;   /* [60000] shortest lifetime of an entry */
 	uint64_t max_ttl_ms;   /* [300000] longest; min <= max, both > 0 or both 0 */
-	size_t max_bytes;      /* [64 MiB] bound on keys + values + per-entry overhead */
+	size_t max_bytes;      /* [64 MiB] bound on the heap the entries take (the sum of
+	                          scache_cache_entry_cost over them) */
 	unsigned stripes;      /* [16] lock stripes, rounded up to a power of two, <= 1024 */
 	scache_lock_kind lock; /* [SCACHE_LOCK_RWLOCK] */
 	uint64_t guard_ms;     /* [60000] how long invalidations are remembered
@@ -197,9 +198,15 @@ typedef struct scache_cache_stats {
 /* scache_cache_stats_get: a snapshot of the counters (consistent per stripe). */
 SCACHE_EXTERN void scache_cache_stats_get(scache_cache *cache, scache_cache_stats *out);
 
-/* scache_cache_entry_overhead: the bytes one entry costs beyond its key and value in
- * the bound's accounting (the size of the entry header). */
+/* scache_cache_entry_overhead: the size of an entry's header (the part of its one
+ * allocation before key and value). */
 SCACHE_EXTERN size_t scache_cache_entry_overhead(void);
+
+/* scache_cache_entry_cost: the bytes an entry with this key and value counts against
+ * max_bytes: its allocation (header, key, value) as glibc's malloc rounds it, plus its
+ * share of the hash table's buckets, so that the bound holds for the heap the entries
+ * take (within a few percent), not only for the bytes they asked for. */
+SCACHE_EXTERN size_t scache_cache_entry_cost(size_t key_len, size_t value_len);
 
 #ifdef __cplusplus
 }
