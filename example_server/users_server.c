@@ -69,6 +69,7 @@ typedef struct settings {
 	const char *max_connections, *connection_timeout;
 	const char *publish_timeout;
 	const char *dynamodb_table, *dynamodb_endpoint, *dynamodb_mode;
+	const char *push, *push_lag;
 } settings;
 
 static const struct flag {
@@ -115,6 +116,13 @@ static const struct flag {
     {"--dynamodb-mode", "SCACHE_DYNAMODB_MODE",
      "what a change record does to a cached user: invalidate or refresh [invalidate]",
      offsetof(settings, dynamodb_mode)},
+    {"--push", "SCACHE_PUSH",
+     "receive the stream by push (enhanced fan-out) as this consumer, a name unique per "
+     "instance [none: polling]",
+     offsetof(settings, push)},
+    {"--push-lag", "SCACHE_PUSH_LAG",
+     "with --push: how stale an event may be on arrival; 1100ms for kinesis-mock [250ms]",
+     offsetof(settings, push_lag)},
 };
 #define NFLAGS (sizeof flags / sizeof flags[0])
 
@@ -897,6 +905,20 @@ int main(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 
 	char msg[512];
+	if (s.push && *s.push) { /* scache: the push source instead of the polling one */
+		long long lag = parse_ms(s.push_lag, 250);
+		if (lag <= 0 || lag > 60000) {
+			fprintf(stderr, "users_server: bad --push-lag (1ms to 60s)\n");
+			return 2;
+		}
+		scache_push_config pc = {.consumer_name = s.push, .event_lag_ms = (unsigned)lag};
+		err = scache_kinesis_push_source_new(&stream, &pc, SCACHE_START_LATEST, &mc.source,
+		                                     msg, sizeof msg);
+		if (err) {
+			fprintf(stderr, "users_server: --push: %s\n", msg);
+			return err == SCACHE_ECONFIG ? 2 : 1;
+		}
+	}
 	err = scache_middleware_new(&mc, &sv.mw, msg, sizeof msg);
 	if (err) {
 		fprintf(stderr, "users_server: %s\n", msg);

@@ -1,0 +1,142 @@
+#!/usr/bin/env python3
+"""Integration scenarios of the users example server in push mode (--push: Kinesis
+enhanced fan-out) over kinesis-mock on 127.0.0.1: two users_server processes, each its own
+consumer, over one SQLite file, keep each other fresh; an invalidation put with the AWS
+command line is seen on both. The harness (servers, waits, cleanup, the Synthesis line)
+is tests/integration_server.py's, imported as a module; only the Kinesis service differs.
+
+  integration_push.py BUILD_DIR
+
+kinesis-mock listens on every interface and has no setting for it: node is started with a
+preamble binding its servers to 127.0.0.1. It delivers a record with its second event
+after the put (one event a second), so the servers run with --push-lag 1100ms.
+"""
+import base64, json, os, shutil, subprocess, sys, tempfile, time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import integration_server as it  # noqa: E402  (its argv[1] is ours: the build directory)
+
+# awscli v2 (scripts/install-deps.sh puts it at /usr/bin/aws; a v1 earlier on PATH lacks
+# --cli-binary-format)
+AWS = "/usr/bin/aws" if os.path.exists("/usr/bin/aws") else (shutil.which("aws") or "aws")
+KMOCK = os.path.join(it.ROOT, ".deps", "node_modules", "kinesis-local")
+LOOPBACK = (
+    "const net = require('net'); const listen = net.Server.prototype.listen;"
+    "net.Server.prototype.listen = function (...a) {"
+    "  if (a[0] && typeof a[0] === 'object') a[0] = Object.assign({}, a[0], {host: '127.0.0.1'});"
+    "  else if (typeof a[1] === 'string') a[1] = '127.0.0.1';"
+    "  else a.splice(1, 0, '127.0.0.1');"
+    "  return listen.apply(this, a); };"
+    "require(process.argv[1]);")
+
+
+class KinesisMock(it.Kinesis):
+    """kinesis-mock on 127.0.0.1 (plain port; its TLS port is the next one, unused)."""
+
+    def __init__(self, tmp):
+        self.port = it.free_port()
+        self.stderr_path = os.path.join(tmp, "kinesis-mock.log")
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.proc = None
+        self.start()
+
+    def start(self):
+        env = dict(os.environ, KINESIS_MOCK_PLAIN_PORT=str(self.port),
+                   KINESIS_MOCK_TLS_PORT=str(self.port + 1),
+                   KINESIS_MOCK_CERT_PATH=os.path.join(KMOCK, "server.json"),
+                   CREATE_STREAM_DURATION="0ms", DELETE_STREAM_DURATION="0ms",
+                   REGISTER_STREAM_CONSUMER_DURATION="0ms",
+                   DEREGISTER_STREAM_CONSUMER_DURATION="0ms", LOG_LEVEL="WARN")
+        with open(self.stderr_path, "a") as log:
+            self.proc = subprocess.Popen(["node", "-e", LOOPBACK, os.path.join(KMOCK, "main.js")],
+                                         env=env, stdout=log, stderr=log)
+        it.procs.append(self.proc)
+        it.wait_until("kinesis-mock to answer", self.answering, timeout=60)
+
+
+class PushEnv(it.Env):
+    """kinesis-mock + a stream + servers A and B in push mode, each its own consumer."""
+
+    def __init__(self, shards=2, servers=("A", "B")):
+        self.tmp = tempfile.mkdtemp(prefix="scache-push-")
+        self.kinesis = KinesisMock(self.tmp)
+        self.stream = "users-push"
+        self.kinesis.create_stream(self.stream, shards)
+        self.db = os.path.join(self.tmp, "users.db")
+        self.servers = {n: it.Server(n, self.tmp, self.kinesis, self.stream, self.db,
+                                     ("--push", f"push-{n}", "--push-lag", "1100ms"))
+                        for n in servers}
+
+
+def percentile(xs, q):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(q * (len(xs) - 1))))]
+
+
+def two_push_servers_keep_each_other_fresh(env):
+    """A write on one server is seen by the other's next read (strict mode): the read
+    waits for an event received after it arrived, on every shard."""
+    a, b = env.servers["A"], env.servers["B"]
+    a.put_user(1, "Ada")
+    b.settle(1)  # B's cache was empty: its read would not wait for A's record
+    it.eq(b.get_user(1)[2]["name"], "Ada", "B reads A's new user")
+    st, xc, user = b.get_user(1)
+    it.eq((st, xc, user["name"]), (200, "HIT", "Ada"), "B's second read")
+    waits = []
+    for round_ in range(8):
+        name = f"Name{round_}"
+        a.put_user(1, name)
+        t0 = time.monotonic()
+        st, xc, user = b.get_user(1)
+        waits.append((time.monotonic() - t0) * 1000)
+        it.eq((st, xc, user["name"]), (200, "MISS", name), f"B after A's write {round_}")
+        it.eq(b.get_user(1)[1], "HIT", f"B caches the new value {round_}")
+    it.eq(a.get_user(1)[2]["name"], "Name7", "A reads its own write")
+    print(f"B's strict read after A's write, over kinesis-mock (push, 8 writes): "
+          f"p50 {percentile(waits, 0.5):.0f} ms, max {max(waits):.0f} ms", flush=True)
+    m = b.metrics()
+    it.expect(m["scache_stream_keys_total"] >= 8, f"B read the 8 invalidations: {m}")
+
+
+def an_invalidation_put_with_the_aws_cli_is_seen_on_both(env):
+    """A record put with `aws kinesis put-record` (not by a server) invalidates user 2 on
+    both servers: each reloads it from the database, changed behind their backs."""
+    a, b = env.servers["A"], env.servers["B"]
+    a.put_user(2, "Grace")
+    for s in (a, b):
+        s.settle(1)
+        s.get_user(2)
+        it.eq(s.get_user(2)[1], "HIT", f"{s.name} caches user 2")
+    subprocess.run(["sqlite3", env.db, "UPDATE users SET name = 'Hopper' WHERE id = '2'"],
+                   check=True)
+    rec = json.dumps({"keys": [it.data_id(2)], "ts": "2026-12-01T09:00:00Z"})
+    cli_env = dict(os.environ, AWS_ACCESS_KEY_ID="local", AWS_SECRET_ACCESS_KEY="local",
+                   AWS_DEFAULT_REGION="us-east-1", AWS_REGION="us-east-1")
+    subprocess.run([AWS, "--endpoint-url", env.kinesis.endpoint, "kinesis", "put-record",
+                    "--stream-name", env.stream, "--partition-key", "cli",
+                    "--cli-binary-format", "raw-in-base64-out", "--data", rec],
+                   check=True, env=cli_env, stdout=subprocess.DEVNULL)
+    for s in (a, b):
+        st, xc, user = s.get_user(2)
+        it.eq((st, xc, user["name"]), (200, "MISS", "Hopper"), f"{s.name} after the CLI's record")
+
+
+SCENARIOS = [
+    (two_push_servers_keep_each_other_fresh, {}),
+    (an_invalidation_put_with_the_aws_cli_is_seen_on_both, {}),
+]
+
+
+def main():
+    if not os.path.exists(AWS):
+        print("integration_push: the aws command line is missing (scripts/install-deps.sh "
+              "installs it)")
+        return 1
+    return it.run_scenarios("push", SCENARIOS, lambda kw: PushEnv(**kw))
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    finally:
+        it.cleanup()
