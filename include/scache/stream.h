@@ -318,12 +318,13 @@ typedef struct scache_push_config {
  * defaults). start: where every shard starts.
  *
  * Freshness: sync(since) returns SCACHE_OK once, on every shard, an event received at
- * or after `since` (less the MillisBehindLatest it reported) has been applied: bounded
- * staleness holds from the last event received, and a strict sync (since = now) waits
- * for the next event of every shard (the service sends one per shard about every
- * second, records or not, on kinesis-mock; on AWS when records come and at least every
- * few seconds). It waits at most sync_wait_ms, then fails with SCACHE_ETIMEOUT naming
- * the shard behind and why (its subscription's last error).
+ * or after `since` (less the MillisBehindLatest it reported and event_lag_ms) has been
+ * applied: bounded staleness holds from the last event received, and a strict sync
+ * (since = now) waits for the next event of every shard (kinesis-mock sends one per
+ * shard every second, records or not; how often AWS sends one on an idle shard is not
+ * verified here: prefer bounded staleness with push). It waits at most sync_wait_ms,
+ * then fails with SCACHE_ETIMEOUT naming the shard behind and why (its subscription's
+ * last error).
  *
  * Lifecycle: subscriptions are renewed before AWS's 5 minutes end, from the last
  * ContinuationSequenceNumber (AT_SEQUENCE_NUMBER; a record seen twice is applied
