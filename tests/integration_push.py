@@ -83,7 +83,7 @@ def two_push_servers_keep_each_other_fresh(env):
     st, xc, user = b.get_user(1)
     it.eq((st, xc, user["name"]), (200, "HIT", "Ada"), "B's second read")
     waits = []
-    for round_ in range(8):
+    for round_ in range(5):
         name = f"Name{round_}"
         a.put_user(1, name)
         t0 = time.monotonic()
@@ -91,11 +91,11 @@ def two_push_servers_keep_each_other_fresh(env):
         waits.append((time.monotonic() - t0) * 1000)
         it.eq((st, xc, user["name"]), (200, "MISS", name), f"B after A's write {round_}")
         it.eq(b.get_user(1)[1], "HIT", f"B caches the new value {round_}")
-    it.eq(a.get_user(1)[2]["name"], "Name7", "A reads its own write")
-    print(f"B's strict read after A's write, over kinesis-mock (push, 8 writes): "
+    it.eq(a.get_user(1)[2]["name"], "Name4", "A reads its own write")
+    print(f"B's strict read after A's write, over kinesis-mock (push, 5 writes): "
           f"p50 {percentile(waits, 0.5):.0f} ms, max {max(waits):.0f} ms", flush=True)
     m = b.metrics()
-    it.expect(m["scache_stream_keys_total"] >= 8, f"B read the 8 invalidations: {m}")
+    it.expect(m["scache_stream_keys_total"] >= 5, f"B read the 5 invalidations: {m}")
 
 
 def an_invalidation_put_with_the_aws_cli_is_seen_on_both(env):
