@@ -37,8 +37,8 @@ modes (about 3.5 minutes); the long run is
 The last line has Criterion's "Synthesis" shape (one test per check) for
 scripts/count-results.py. Every process started is stopped, also on failure.
 """
-import argparse, bisect, http.client, json, os, random, socket, sqlite3, subprocess, sys
-import threading, time, traceback
+import argparse, bisect, http.client, json, os, random, shutil, socket, sqlite3, subprocess
+import sys, tempfile, threading, time, traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 _argv, sys.argv = sys.argv, sys.argv[:1]  # integration_server reads argv[1] at import
@@ -578,7 +578,7 @@ class Env:
             raise AssertionError("; ".join(bad))
 
 
-def healthz(env, name, bound):
+def healthz(env, name):
     st, _, body = env.servers[name].request("GET", "/healthz")
     it.eq(st, 200, f"/healthz on {name}")
     return json.loads(body)
@@ -599,7 +599,6 @@ def proxy_fault(kind, arg=None, ops=None, hold=4.5):
 
 def kill_and_restart_empty(env, hold=4.0):
     env.kill_kinesalite()
-    import shutil
     shutil.rmtree(env.kinesis.path, ignore_errors=True)
     time.sleep(hold)
     env.kinesis.start()
@@ -681,7 +680,7 @@ def run_fault(env, load, hist, key, max_staleness):
     names = list(env.servers)
 
     def recovered():
-        if not all(not healthz(env, n, max_staleness)["bypassing"] for n in names):
+        if not all(not healthz(env, n)["bypassing"] for n in names):
             return False
         with hist.lock:
             recent = [r for r in hist.reads[-3000:] if r[2] > end and r[5] == "HIT"]
@@ -910,7 +909,6 @@ REGRESSIONS = [an_empty_shard_listing_does_not_stop_the_reading,
 
 
 def run_regressions(results, only=None):
-    import shutil, tempfile
     for fn in REGRESSIONS:
         if only and only not in fn.__name__:
             continue
@@ -935,7 +933,7 @@ def run_regressions(results, only=None):
 # ---- the run -------------------------------------------------------------------------------
 
 
-def report_check(title, res, edges_print=True):
+def report_check(title, res):
     print(f"  {title}: {res['reads']} reads checked, {res['violations']} violations, "
           f"{res['impossible']} impossible reads")
     for mode, h in sorted(res["histogram"].items()):
@@ -954,7 +952,6 @@ def report_check(title, res, edges_print=True):
 def run_mode(args, threads, results):
     """One environment in one thread mode: the clean run, then each fault. Appends
     (test name, ok, summary) to results."""
-    import shutil, tempfile
     mode_name = "pool" if threads else "tpc"
     tmp = tempfile.mkdtemp(prefix="scache-checker-")
     ms = args.max_staleness_ms / 1000
