@@ -1170,6 +1170,161 @@ def credentials_never_appear_in_logs_errors_metrics_or_scachectl(env):
                 expect(mark not in line, f"{where}, line {n} shows a credential: {line!r}")
 
 
+
+# ---- A Kinesis that never answers (issue 9) -------------------------------------------
+
+
+class HangingProxy:
+    """A loopback proxy in front of kinesalite. While .hang is set, it reads each request
+    and never answers (as an endpoint that accepts connections and then says nothing);
+    .release() answers nothing either but closes what it holds, so the client's calls
+    fail at once, and forwards again."""
+
+    def __init__(self, upstream_port):
+        import http.client
+        self.upstream = upstream_port
+        self.port = free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.hang = False
+        self.held = []  # client sockets holding a request that will not be answered
+        self.lock = threading.Lock()
+        self.stopping = False
+        self.http_client = http.client
+        self.ls = socket.socket()
+        self.ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.ls.bind(("127.0.0.1", self.port))
+        self.ls.listen(64)
+        self.ls.settimeout(0.2)
+        self.thread = threading.Thread(target=self.accept_loop, daemon=True)
+        self.thread.start()
+
+    def accept_loop(self):
+        while not self.stopping:
+            try:
+                c, _ = self.ls.accept()
+            except (socket.timeout, OSError):
+                continue
+            threading.Thread(target=self.serve, args=(c,), daemon=True).start()
+
+    def read_request(self, c):
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            chunk = c.recv(65536)
+            if not chunk:
+                return None
+            buf += chunk
+        head, _, body = buf.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        headers = dict(l.split(":", 1) for l in lines[1:] if ":" in l)
+        headers = {k.strip(): v.strip() for k, v in headers.items()}
+        n = int(next((v for k, v in headers.items() if k.lower() == "content-length"), 0))
+        while len(body) < n:
+            chunk = c.recv(65536)
+            if not chunk:
+                return None
+            body += chunk
+        return lines[0].split(" ")[1], headers, body
+
+    def serve(self, c):
+        try:
+            while not self.stopping:
+                req = self.read_request(c)
+                if req is None:
+                    break
+                with self.lock:
+                    if self.hang:
+                        self.held.append(c)
+                        return  # never answered; closed by release() or stop()
+                path, headers, body = req
+                up = self.http_client.HTTPConnection("127.0.0.1", self.upstream, timeout=30)
+                headers.pop("Expect", None)
+                up.request("POST", path, body, headers)
+                r = up.getresponse()
+                data = r.read()
+                out = [f"HTTP/1.1 {r.status} {r.reason}".encode()]
+                for k, v in r.getheaders():
+                    if k.lower() not in ("connection", "transfer-encoding", "content-length"):
+                        out.append(f"{k}: {v}".encode())
+                out.append(f"Content-Length: {len(data)}".encode())
+                c.sendall(b"\r\n".join(out) + b"\r\n\r\n" + data)
+                up.close()
+        except OSError:
+            pass
+        c.close()
+
+    def holding(self):
+        with self.lock:
+            return len(self.held)
+
+    def release(self):
+        with self.lock:
+            self.hang = False
+            held, self.held = self.held, []
+        for c in held:
+            c.close()
+
+    def stop(self):
+        self.stopping = True
+        self.release()
+        self.ls.close()
+        self.thread.join(timeout=5)
+
+
+def a_kinesis_that_never_answers_holds_no_read_past_max_staleness(env, mode_extra=()):
+    """--max-staleness 2s, a warm cache, then every Kinesis call hangs (the server's own
+    timeouts and retries would take about a minute). A read and /healthz sent together
+    are both answered, the read BYPASS, before any hung call has ended; reads after them
+    are BYPASS at once; once Kinesis answers again the cache is flushed and used."""
+    proxy = HangingProxy(env.kinesis.port)
+    try:
+        extra = ("--max-staleness", "2s") + tuple(mode_extra)
+        a = Server("A", env.tmp, proxy, env.stream, env.db, extra)
+        a.put_user("h1", "Ada")
+        # until the PUT's own record was read (it evicts what was loaded before it)
+        wait_until("a HIT before Kinesis hangs", lambda: a.get_user("h1")[1] == "HIT")
+        with proxy.lock:
+            proxy.hang = True
+        answers = {}
+
+        def timed(path):
+            t = time.monotonic()
+            try:
+                st, xc, _ = a.request("GET", path)  # gives up after 30 s
+            except OSError as e:
+                st, xc = None, repr(e)
+            answers[path] = (st, xc, time.monotonic() - t, proxy.holding())
+
+        ts = [threading.Thread(target=timed, args=(p,)) for p in ("/users/h1", "/healthz")]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(timeout=120)
+        for path, (st, xc, took, held) in answers.items():
+            print(f"  {path}: {st} {xc} in {took:.2f} s, {held} Kinesis call(s) hung",
+                  flush=True)
+        st, xc, took, held = answers["/users/h1"]
+        eq((st, xc), (200, "BYPASS"), "the read while Kinesis hangs")
+        expect(held >= 1, "the read was answered while a Kinesis call still hung")
+        expect(took < 2 + 5, f"the read took {took:.2f} s, max_staleness is 2 s")
+        st, _, took, held = answers["/healthz"]
+        eq(st, 200, "/healthz while Kinesis hangs")  # parked like a read with .suspend
+        expect(took < 2 + 5, f"/healthz took {took:.2f} s, max_staleness is 2 s")
+        eq(a.get_user("h1")[:2], (200, "BYPASS"), "a later read, at once")
+        expect(proxy.holding() >= 1, "still hung")
+        eq(json.loads(a.request("GET", "/healthz")[2])["bypassing"], True, "/healthz says so")
+        proxy.release()
+        wait_until("caching to resume", lambda: a.get_user("h1")[1] != "BYPASS", timeout=60)
+        a.get_user("h1")
+        eq(a.get_user("h1")[:2], (200, "HIT"), "the cache is used again")
+        a.stop()
+    finally:
+        proxy.stop()
+
+
+def a_kinesis_that_never_answers_thread_per_connection(env):
+    a_kinesis_that_never_answers_holds_no_read_past_max_staleness(env, ("--threads", "0"))
+
+
 SCENARIOS += [
     (long_urls_and_headers_get_414_and_431_and_memory_stays_bounded, {"servers": ("A",)}),
     (every_byte_in_an_id_is_refused_or_read_as_itself, {"servers": ("A",)}),
@@ -1182,6 +1337,8 @@ SCENARIOS += [
     (connections_past_the_limit_are_closed_thread_per_connection,
      {"servers": ("A",), "extra": ("--max-connections", "10", "--threads", "0")}),
     (credentials_never_appear_in_logs_errors_metrics_or_scachectl, {"servers": ()}),
+    (a_kinesis_that_never_answers_holds_no_read_past_max_staleness, {"servers": ()}),
+    (a_kinesis_that_never_answers_thread_per_connection, {"servers": ()}),
 ]
 
 def run_scenarios(suite, scenarios, make_env, after=None):
