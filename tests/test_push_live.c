@@ -57,7 +57,7 @@ static aws_client *client(void)
 
 /* ---- the consumer ----------------------------------------------------------------- */
 
-TestSuite(consumer, .init = up, .fini = down, .timeout = 120);
+TestSuite(consumer, .init = up, .fini = down);
 
 Test(consumer, registered_once_then_reused_by_name)
 {
@@ -123,7 +123,7 @@ Test(consumer, missing_stream_is_named)
 
 /* ---- one subscription ------------------------------------------------------------- */
 
-TestSuite(subscribe, .init = up, .fini = down, .timeout = 120);
+TestSuite(subscribe, .init = up, .fini = down);
 
 Test(subscribe, request_shape)
 {
@@ -277,7 +277,7 @@ static int put_once(void *arg)
 	return 0;
 }
 
-Test(subscribe, latest_receives_what_is_put_after, .timeout = 60)
+Test(subscribe, latest_receives_what_is_put_after)
 {
 	char err[256], name[64];
 	aws_client *c = client();
@@ -309,7 +309,7 @@ static int two_events(got *g)
 	return g->events >= 2;
 }
 
-Test(subscribe, events_come_without_records_and_a_second_subscription_is_refused, .timeout = 60)
+Test(subscribe, events_come_without_records_and_a_second_subscription_is_refused)
 {
 	char err[256], name[64], ename[64], msg[300];
 	aws_client *c = client();
@@ -347,7 +347,7 @@ Test(subscribe, events_come_without_records_and_a_second_subscription_is_refused
 
 /* ---- the push source ---------------------------------------------------------------- */
 
-TestSuite(push, .init = up, .fini = down, .timeout = 180);
+TestSuite(push, .init = up, .fini = down);
 
 /* What a sink was given. */
 typedef struct keyset {
@@ -567,7 +567,7 @@ static void *feed(void *arg)
 	return NULL;
 }
 
-Test(push, renewals_across_subscription_ends_lose_nothing, .timeout = 240)
+Test(push, renewals_across_subscription_ends_lose_nothing)
 {
 	char err[256];
 	cr_assert_eq(kinesis_mock_create_stream(&K, "users", 1, err, sizeof err), 0, "%s", err);
@@ -731,7 +731,7 @@ static void relay_stop(relay *r)
 	close(r->lfd);
 }
 
-Test(push, a_connection_dropped_mid_message_loses_nothing, .timeout = 120)
+Test(push, a_connection_dropped_mid_message_loses_nothing)
 {
 	char err[256], endpoint[64];
 	cr_assert_eq(kinesis_mock_create_stream(&K, "users", 1, err, sizeof err), 0, "%s", err);
@@ -774,7 +774,7 @@ Test(push, a_connection_dropped_mid_message_loses_nothing, .timeout = 120)
 	relay_stop(&r);
 }
 
-Test(push, a_split_during_a_subscription_reads_parent_then_children, .timeout = 120)
+Test(push, a_split_during_a_subscription_reads_parent_then_children)
 {
 	char err[256];
 	cr_assert_eq(kinesis_mock_create_stream(&K, "users", 1, err, sizeof err), 0, "%s", err);
@@ -804,7 +804,7 @@ Test(push, a_split_during_a_subscription_reads_parent_then_children, .timeout = 
 	scache_source_free(a);
 }
 
-Test(push, a_merge_during_a_subscription_reads_parents_then_the_child, .timeout = 120)
+Test(push, a_merge_during_a_subscription_reads_parents_then_the_child)
 {
 	char err[256];
 	cr_assert_eq(kinesis_mock_create_stream(&K, "users", 2, err, sizeof err), 0, "%s", err);
@@ -835,7 +835,7 @@ Test(push, a_merge_during_a_subscription_reads_parents_then_the_child, .timeout 
 	scache_source_free(a);
 }
 
-Test(push, the_stream_deleted_is_a_gap_and_syncs_fail_until_it_is_back, .timeout = 120)
+Test(push, the_stream_deleted_is_a_gap_and_syncs_fail_until_it_is_back)
 {
 	char err[256];
 	cr_assert_eq(kinesis_mock_create_stream(&K, "users", 1, err, sizeof err), 0, "%s", err);
@@ -888,7 +888,7 @@ static int cmp_double(const void *a, const void *b)
 /* Put-to-delivery latency: from PutRecords returning to the key reaching the sink, with
  * syncs that wait for nothing (since 0) every 5 ms. Prints p50 and max (the README's
  * figure); asserts only that each arrives within the sync bound. */
-Test(push, put_to_delivery_latency, .timeout = 120)
+Test(push, put_to_delivery_latency)
 {
 	char err[256];
 	cr_assert_eq(kinesis_mock_create_stream(&K, "users", 1, err, sizeof err), 0, "%s", err);
@@ -921,7 +921,7 @@ Test(push, put_to_delivery_latency, .timeout = 120)
 	scache_source_free(a);
 }
 
-Test(push, no_consumer_to_be_had_falls_back_to_polling, .timeout = 120)
+Test(push, no_consumer_to_be_had_falls_back_to_polling)
 {
 	char err[300], arn[256], body[400];
 	cr_assert_eq(kinesis_mock_create_stream(&K, "users", 1, err, sizeof err), 0, "%s", err);
