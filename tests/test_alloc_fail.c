@@ -41,7 +41,7 @@
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 #define NO_INTERPOSER 1
 #elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) ||                      \
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) ||                         \
     __has_feature(memory_sanitizer)
 #define NO_INTERPOSER 1
 #endif
@@ -275,15 +275,15 @@ static unsigned long sweep_failures(const path *p, void *ctx, size_t ctx_size)
 }
 
 /* The outcome of an armed operation: failed says whether an allocation failed. */
-#define EXPECT_OK_OR_ENOMEM(err, failed, what, n)                                              \
-	do {                                                                                   \
-		if (!(failed))                                                                 \
-			cr_assert_eq((err), SCACHE_OK, "%s: %s without a failure", (what),      \
-			             scache_strerror(err));                                     \
-		else                                                                           \
-			cr_assert((err) == SCACHE_OK || (err) == SCACHE_ENOMEM,                \
-			          "%s with allocation %d failing: %s, not SCACHE_ENOMEM", (what), \
-			          (n), scache_strerror(err));                                  \
+#define EXPECT_OK_OR_ENOMEM(err, failed, what, n)                                                  \
+	do {                                                                                       \
+		if (!(failed))                                                                     \
+			cr_assert_eq((err), SCACHE_OK, "%s: %s without a failure", (what),         \
+			             scache_strerror(err));                                        \
+		else                                                                               \
+			cr_assert((err) == SCACHE_OK || (err) == SCACHE_ENOMEM,                    \
+			          "%s with allocation %d failing: %s, not SCACHE_ENOMEM", (what),  \
+			          (n), scache_strerror(err));                                      \
 	} while (0)
 
 /* ---- the cache ------------------------------------------------------------------------ */
@@ -317,8 +317,7 @@ static void new_cache(cache_ctx *x)
 static void add_unarmed(cache_ctx *x, const char *key, const char *value)
 {
 	scache_add_opts o = {.token = scache_cache_begin_load(x->c), .saved_ns = 5};
-	cr_assert_eq(scache_cache_add(x->c, key, strlen(key), value, strlen(value), &o),
-	             SCACHE_OK);
+	cr_assert_eq(scache_cache_add(x->c, key, strlen(key), value, strlen(value), &o), SCACHE_OK);
 }
 
 static void expect_value(scache_cache *c, const char *key, const char *value)
@@ -732,7 +731,9 @@ static void scache_record_run(void *ctx, int n)
 
 static const scache_dynamodb_table ddb_tables[] = {
     {.table = "users", .partition_key = "id", .mode = SCACHE_DYNAMODB_INVALIDATE},
-    {.table = "orders", .partition_key = "customer", .sort_key = "n",
+    {.table = "orders",
+     .partition_key = "customer",
+     .sort_key = "n",
      .mode = SCACHE_DYNAMODB_REFRESH},
 };
 
@@ -806,8 +807,8 @@ static void streams_record_run(void *ctx, int n)
 	pause_();
 	if (!hit())
 		cr_assert_eq(de, DDB_OK, "%s", why);
-	cr_assert(de == DDB_OK || de == DDB_ENOMEM, "ddb_change_parse with allocation %d failing: %s",
-	          n, ddb_strerror(de));
+	cr_assert(de == DDB_OK || de == DDB_ENOMEM,
+	          "ddb_change_parse with allocation %d failing: %s", n, ddb_strerror(de));
 	if (de != DDB_OK) {
 		cr_assert_null(x->c.root);
 		return;
@@ -888,8 +889,8 @@ static void pack_run(void *ctx, int n)
 		if (!x->req)
 			err = SCACHE_ENOMEM;
 	}
-	const char *text = x->req ? json_object_to_json_string_ext(x->req, JSON_C_TO_STRING_PLAIN)
-	                          : NULL;
+	const char *text =
+	    x->req ? json_object_to_json_string_ext(x->req, JSON_C_TO_STRING_PLAIN) : NULL;
 	if (x->req && !text)
 		err = SCACHE_ENOMEM;
 	pause_();

@@ -119,7 +119,7 @@ static void get_records(json_object *body)
 		char *back = util_b64_encode(raw, rawlen, &back_len);
 		unsigned char *again = back ? util_b64_decode(back, back_len, &again_len) : NULL;
 		if (again) { /* decoded bytes survive encode, decode (the unused bits of a
-		                last quantum need not be zero, as most decoders accept) */
+			        last quantum need not be zero, as most decoders accept) */
 			FUZZ_CHECK(again_len == rawlen && memcmp(again, raw, rawlen) == 0);
 			FUZZ_CHECK(back_len == strlen(data));
 		}
@@ -150,8 +150,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	json_tokener *tok = json_tokener_new();
 	if (!tok)
 		return 0;
-	json_object *o = size <= INT32_MAX ? json_tokener_parse_ex(tok, size ? body : "", (int)size)
-	                                   : NULL;
+	json_object *o =
+	    size <= INT32_MAX ? json_tokener_parse_ex(tok, size ? body : "", (int)size) : NULL;
 	json_tokener_free(tok);
 	list_shards(o);
 	kinesis_summary sum;
