@@ -1110,60 +1110,81 @@ def credentials_never_appear_in_logs_errors_metrics_or_scachectl(env):
     path was taken."""
     creds = {"AWS_ACCESS_KEY_ID": FAKE_KEY_ID, "AWS_SECRET_ACCESS_KEY": FAKE_SECRET,
              "AWS_SESSION_TOKEN": FAKE_TOKEN, "AWS_REGION": "us-east-1"}
-    fake = FakeKinesis()
+    modes = ("unreachable", "403", "signature", "throttle", "500", "malformed", "close")
+    fakes = {}
     texts = []  # (where, text)
+    failures = []
+
+    def exercise(mode, kinesis):
+        srv = Server(f"cred-{mode}", env.tmp, kinesis, "orders",
+                     os.path.join(env.tmp, f"{mode}.db"),
+                     ("--max-staleness", "1s", "--publish-timeout", "1s"), env=creds)
+        for i in range(3):
+            st, _, body = srv.request("GET", f"/users/{i}")
+            texts.append((f"{mode}: GET answer", body.decode(errors="replace")))
+        st, _, body = srv.request("PUT", "/users/1", json.dumps(
+            {"name": "Ada", "email": "ada@example.com"}))
+        eq(st, 503, f"{mode}: a PUT whose invalidation cannot be published ({body!r})")
+        texts.append((f"{mode}: PUT answer", body.decode(errors="replace")))
+        wait_until(f"{mode}: failed polls", lambda: srv.metrics()[
+            "scache_poll_errors_total"] >= 2, timeout=60)
+        texts.append((f"{mode}: /metrics", srv.request("GET", "/metrics")[2].decode()))
+        texts.append((f"{mode}: /healthz", srv.request("GET", "/healthz")[2].decode()))
+        srv.stop()
+        with open(srv.log, errors="replace") as f:
+            log = f.read()
+        with open(srv.stderr_path, errors="replace") as f:
+            texts.append((f"{mode}: stderr", f.read()))
+        texts.append((f"{mode}: log", log))
+        named = {"unreachable": "127.0.0.1", "403": "AccessDeniedException",
+                 "signature": "IncompleteSignatureException",
+                 "throttle": "ProvisionedThroughputExceededException",
+                 "500": "InternalFailure", "malformed": "JSON", "close": "127.0.0.1"}
+        expect(named[mode] in log, f"{mode}: the log names the error: {log[-1500:]}")
+        ctl_env = dict(os.environ, AWS_ENDPOINT_URL_KINESIS=kinesis.endpoint, **creds)
+        for args in (["publish", "--stream", "orders", SOURCE, "1", "2"],
+                     ["create-stream", "orders", "--timeout", "2"],
+                     ["delete-stream", "orders", "--timeout", "2"]):
+            out = subprocess.run([SCACHECTL, *args], env=ctl_env, capture_output=True,
+                                 text=True, errors="replace", timeout=120)
+            expect(out.returncode != 0, f"{mode}: scachectl {args[0]} failed")
+            texts.append((f"{mode}: scachectl {args[0]}", out.stdout + out.stderr))
+        tail = subprocess.Popen([SCACHECTL, "tail", "--stream", "orders", "--interval",
+                                 "100"], env=ctl_env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, errors="replace")
+        procs.append(tail)
+        try:
+            tail.wait(timeout=1.5)  # it may give up by itself
+        except subprocess.TimeoutExpired:
+            tail.terminate()
+        texts.append((f"{mode}: scachectl tail", tail.communicate(timeout=30)[0]))
+        procs.remove(tail)
+
+    def run(mode, kinesis):
+        try:
+            exercise(mode, kinesis)
+        except BaseException:
+            failures.append(f"{mode}: {traceback.format_exc()}")
+
     try:
+        for mode in modes[1:]:
+            fakes[mode] = FakeKinesis()
+            fakes[mode].mode = mode
         unreachable = type("Unreachable", (), {"endpoint": f"http://127.0.0.1:{free_port()}"})
-        for mode in ("unreachable", "403", "signature", "throttle", "500", "malformed",
-                     "close"):
-            fake.mode = mode
-            kinesis = unreachable if mode == "unreachable" else fake
-            srv = Server(f"cred-{mode}", env.tmp, kinesis, "orders",
-                         os.path.join(env.tmp, f"{mode}.db"),
-                         ("--max-staleness", "1s", "--publish-timeout", "1s"), env=creds)
-            for i in range(3):
-                st, _, body = srv.request("GET", f"/users/{i}")
-                texts.append((f"{mode}: GET answer", body.decode(errors="replace")))
-            st, _, body = srv.request("PUT", "/users/1", json.dumps(
-                {"name": "Ada", "email": "ada@example.com"}))
-            eq(st, 503, f"{mode}: a PUT whose invalidation cannot be published ({body!r})")
-            texts.append((f"{mode}: PUT answer", body.decode(errors="replace")))
-            wait_until(f"{mode}: failed polls", lambda: srv.metrics()[
-                "scache_poll_errors_total"] >= 2, timeout=60)
-            texts.append((f"{mode}: /metrics", srv.request("GET", "/metrics")[2].decode()))
-            texts.append((f"{mode}: /healthz", srv.request("GET", "/healthz")[2].decode()))
-            srv.stop()
-            with open(srv.log, errors="replace") as f:
-                log = f.read()
-            with open(srv.stderr_path, errors="replace") as f:
-                texts.append((f"{mode}: stderr", f.read()))
-            texts.append((f"{mode}: log", log))
-            named = {"unreachable": "127.0.0.1", "403": "AccessDeniedException",
-                     "signature": "IncompleteSignatureException",
-                     "throttle": "ProvisionedThroughputExceededException",
-                     "500": "InternalFailure", "malformed": "JSON", "close": "127.0.0.1"}
-            expect(named[mode] in log, f"{mode}: the log names the error: {log[-1500:]}")
-            ctl_env = dict(os.environ, AWS_ENDPOINT_URL_KINESIS=kinesis.endpoint, **creds)
-            for args in (["publish", "--stream", "orders", SOURCE, "1", "2"],
-                         ["create-stream", "orders", "--timeout", "2"],
-                         ["delete-stream", "orders", "--timeout", "2"]):
-                out = subprocess.run([SCACHECTL, *args], env=ctl_env, capture_output=True,
-                                     text=True, errors="replace", timeout=120)
-                expect(out.returncode != 0, f"{mode}: scachectl {args[0]} failed")
-                texts.append((f"{mode}: scachectl {args[0]}", out.stdout + out.stderr))
-            tail = subprocess.Popen([SCACHECTL, "tail", "--stream", "orders", "--interval",
-                                     "100"], env=ctl_env, stdout=subprocess.PIPE,
-                                    stderr=subprocess.STDOUT, text=True, errors="replace")
-            procs.append(tail)
-            try:
-                tail.wait(timeout=1.5)  # it may give up by itself
-            except subprocess.TimeoutExpired:
-                tail.terminate()
-            texts.append((f"{mode}: scachectl tail", tail.communicate(timeout=30)[0]))
-            procs.remove(tail)
+        # the modes side by side: each mostly waits (retries, backoff, timeouts)
+        threads = [threading.Thread(target=run, args=(m, fakes.get(m, unreachable)))
+                   for m in modes]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=300)
     finally:
-        fake.close()
-    expect(fake.seen_credentials > 0, "the fake endpoint received the fake credentials")
+        for f in fakes.values():
+            f.close()
+    expect(not failures, "\n".join(failures))
+    for mode, f in fakes.items():
+        expect(f.seen_credentials > 0,
+               f"{mode}: the fake endpoint received the fake credentials")
     for where, text in texts:
         for n, line in enumerate(text.splitlines(), 1):
             for mark in CREDENTIAL_MARKS:
