@@ -556,7 +556,7 @@ static void sub_over(push_src *p, pshard *s, int cut, int renewal, CURLcode cc)
 	if (how == PUSH_END_TRANSPORT && !p->http_checked && p->opts.http == PUSH_HTTP2 &&
 	    !strncmp(p->settings.aws.endpoint, "http:", 5) && status == 0 &&
 	    (cc == CURLE_HTTP2 || cc == CURLE_WEIRD_SERVER_REPLY || cc == CURLE_GOT_NOTHING ||
-	     cc == CURLE_RECV_ERROR || cc == CURLE_HTTP2_STREAM)) {
+	     cc == CURLE_RECV_ERROR || cc == CURLE_HTTP2_STREAM || cc == CURLE_PARTIAL_FILE)) {
 		p->opts.http = PUSH_HTTP1;
 		p->http_checked = 1;
 		pusher_say(p, 0,

@@ -614,6 +614,8 @@ typedef struct relay {
 	int stop;
 	int armed; /* cut the next long-lived connection's next answer chunk in half */
 	int cuts;
+	int refuse_h2c; /* close connections that open with HTTP/2's preface */
+	int refused;
 	pthread_mutex_t mu;
 } relay;
 
@@ -638,8 +640,14 @@ static void *relay_pump(void *arg)
 			break;
 		if (pf[0].revents) {
 			ssize_t n = read(c->cfd, buf, sizeof buf);
-			if (n <= 0 || write(c->ufd, buf, (size_t)n) != n)
+			if (n <= 0)
 				break;
+			pthread_mutex_lock(&r->mu);
+			int refuse = r->refuse_h2c && n >= 14 && !memcmp(buf, "PRI * HTTP/2.0", 14);
+			r->refused += refuse;
+			pthread_mutex_unlock(&r->mu);
+			if (refuse || write(c->ufd, buf, (size_t)n) != n)
+				break; /* an HTTP/1.1-only endpoint, as some proxies are */
 		}
 		if (pf[1].revents) {
 			ssize_t n = read(c->ufd, buf, sizeof buf);
@@ -769,6 +777,33 @@ Test(push, a_connection_dropped_mid_message_loses_nothing)
 		publish_key(w, i);
 	cr_assert(sync_until(a, &sa, &ka, 9, 12, 20000), "%d keys", ka.n);
 	cr_assert_eq(ka.n, 12);
+	scache_source_free(w);
+	scache_source_free(a);
+	relay_stop(&r);
+}
+
+Test(push, an_endpoint_without_h2c_gets_http1_subscriptions)
+{
+	char err[256], endpoint[64];
+	cr_assert_eq(kinesis_mock_create_stream(&K, "users", 1, err, sizeof err), 0, "%s", err);
+	relay r;
+	relay_start(&r, K.port);
+	pthread_mutex_lock(&r.mu);
+	r.refuse_h2c = 1;
+	pthread_mutex_unlock(&r.mu);
+	snprintf(endpoint, sizeof endpoint, "http://127.0.0.1:%d", r.port);
+	scache_source *a = push_new("users", "inst-a", endpoint, NULL, 0);
+	scache_source *w = push_new("users", "writer", NULL, NULL, 0);
+	keyset ka;
+	scache_sink sa = sink_of(&ka, 0);
+	for (int i = 0; i < 3; i++)
+		publish_key(w, i);
+	cr_assert(sync_until(a, &sa, &ka, 0, 3, 15000), "%d keys", ka.n);
+	pthread_mutex_lock(&r.mu);
+	int refused = r.refused;
+	pthread_mutex_unlock(&r.mu);
+	cr_assert_eq(refused, 1, "one h2c attempt, then HTTP/1.1");
+	cr_assert(strstr(ka.log, "does not speak HTTP/2 without TLS"), "%s", ka.log);
 	scache_source_free(w);
 	scache_source_free(a);
 	relay_stop(&r);
