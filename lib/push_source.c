@@ -4,14 +4,16 @@
  * interface as the polling source, so the middleware never knows which one feeds it.
  *
  * Two threads. The pusher (this file's thread) owns the consumer, the shard table and
- * one curl multi handle carrying a SubscribeToShard transfer per readable shard (over
- * HTTP/2 they share one connection). It decodes events as they arrive and appends them
- * to one FIFO queue, in arrival order across shards, so a parent's last records always
- * precede its children's first. The owner's poller thread, in sync, takes the queue and
+ * one curl multi handle carrying a SubscribeToShard transfer per readable shard (each
+ * on a connection of its own: see kinesis_push.c). It decodes events as they arrive
+ * and appends them to one FIFO queue, in arrival order across shards, so a parent's
+ * last records always precede its children's first. The owner's poller thread, in sync, takes the queue and
  * applies it to the sink (the sink may only be called from sync), then decides
  * freshness: every live shard must have an applied event received at or after `since`
- * (less the MillisBehindLatest it carried), else sync waits on a condition variable the
- * pusher signals per event, up to sync_wait_ms.
+ * (less the MillisBehindLatest it carried and event_lag_ms), else sync waits on a
+ * condition variable the pusher signals per event, up to sync_wait_ms. Startup waits
+ * (up to opts.startup_ms) until every shard is positioned: a call accepted, or a start
+ * at TRIM_HORIZON.
  *
  * Positions. Each shard keeps the ContinuationSequenceNumber of its last event; a new
  * subscription starts AT_SEQUENCE_NUMBER of it (AFTER would skip a record if the
