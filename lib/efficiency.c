@@ -52,28 +52,8 @@ static int request_sampled(scache_middleware *mw)
 	return atomic_fetch_add(&mw->request_lines, 1) % n == 0;
 }
 
-void efficiency_request_done(scache_middleware *mw, const scache_request *req)
+static void request_line(scache_middleware *mw, const scache_request *req, uint64_t request_ns)
 {
-	uint64_t request_ns = scache_now_ns(NULL) - req->arrival_ns;
-	pthread_mutex_lock(&mw->stats_mu);
-	mw->totals.requests++;
-	mw->totals.request_hits += req->hits;
-	mw->totals.request_misses += req->misses;
-	mw->totals.stream_ns += req->stream_ns;
-	mw->totals.saved_ns += req->saved_ns;
-	mw->period.requests++;
-	mw->period.hits += req->hits;
-	mw->period.misses += req->misses;
-	mw->period.stream_ns += req->stream_ns;
-	mw->period.saved_ns += req->saved_ns;
-	if (req->bypass) {
-		mw->totals.bypass_requests++;
-		mw->period.bypass_requests++;
-	}
-	pthread_mutex_unlock(&mw->stats_mu);
-	if (mw->cfg.quiet_requests || !request_sampled(mw))
-		return;
-
 	char mem[512]; /* a request line fits unless its path is long */
 	strbuf b;
 	strbuf_on_stack(&b, mem, sizeof mem);
@@ -106,6 +86,31 @@ void efficiency_request_done(scache_middleware *mw, const scache_request *req)
 	if (!b.failed)
 		efficiency_emit(mw, b.data, b.len);
 	strbuf_release(&b);
+}
+
+void efficiency_request_done(scache_middleware *mw, const scache_request *req)
+{
+	uint64_t request_ns = scache_now_ns(NULL) - req->arrival_ns;
+	if (!mw->cfg.quiet_requests && request_sampled(mw))
+		request_line(mw, req, request_ns);
+	/* Counted after its line went to the sink: a reader of the counters who sees this
+	 * request also finds its line. */
+	pthread_mutex_lock(&mw->stats_mu);
+	mw->totals.requests++;
+	mw->totals.request_hits += req->hits;
+	mw->totals.request_misses += req->misses;
+	mw->totals.stream_ns += req->stream_ns;
+	mw->totals.saved_ns += req->saved_ns;
+	mw->period.requests++;
+	mw->period.hits += req->hits;
+	mw->period.misses += req->misses;
+	mw->period.stream_ns += req->stream_ns;
+	mw->period.saved_ns += req->saved_ns;
+	if (req->bypass) {
+		mw->totals.bypass_requests++;
+		mw->period.bypass_requests++;
+	}
+	pthread_mutex_unlock(&mw->stats_mu);
 }
 
 void efficiency_poll_done(scache_middleware *mw, const scache_poll_info *info, scache_err err)
