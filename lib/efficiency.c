@@ -181,6 +181,16 @@ void efficiency_summary(scache_middleware *mw, int force)
 	              (unsigned long long)p.polls, (unsigned long long)p.calls,
 	              (unsigned long long)p.poll_errors, (unsigned long long)p.refreshed,
 	              ms(staleness), bypassing ? "true" : "false", (unsigned long long)cs.entries);
+	scache_push_stats ps;
+	if (scache_kinesis_push_stats(mw->src, &ps) == SCACHE_OK) /* a push source: totals */
+		strbuf_printf(&b,
+		              ",\"push\":{\"events\":%llu,\"records\":%llu,\"renewals\":%llu,"
+		              "\"reconnects\":%llu,\"refused\":%llu,\"millis_behind\":%lld,"
+		              "\"shards\":%llu,\"polling\":%s}",
+		              (unsigned long long)ps.events, (unsigned long long)ps.records,
+		              (unsigned long long)ps.renewals, (unsigned long long)ps.reconnects,
+		              (unsigned long long)ps.refused, (long long)ps.millis_behind,
+		              (unsigned long long)ps.shards, ps.polling ? "true" : "false");
 	if (p.stream_ns > p.saved_ns) {
 		char w[256];
 		snprintf(w, sizeof w,

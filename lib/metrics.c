@@ -99,6 +99,28 @@ scache_err scache_middleware_metrics(scache_middleware *mw, char **out, size_t *
 	metric(&b, "staleness_seconds", "gauge",
 	       "Time since the start of the newest successful poll.", (double)s.staleness_ns / 1e9);
 	metric(&b, "bypassing", "gauge", "1 while the cache is bypassed.", (double)s.bypassing);
+	scache_push_stats ps;
+	if (scache_kinesis_push_stats(mw->src, &ps) == SCACHE_OK) { /* a push source */
+		metric(&b, "push_events_total", "counter", "SubscribeToShardEvents received.",
+		       (double)ps.events);
+		metric(&b, "push_records_total", "counter", "Records received by push.",
+		       (double)ps.records);
+		metric(&b, "push_subscribes_total", "counter", "SubscribeToShard calls.",
+		       (double)ps.subscribes);
+		metric(&b, "push_renewals_total", "counter", "Subscriptions renewed at their end.",
+		       (double)ps.renewals);
+		metric(&b, "push_reconnects_total", "counter",
+		       "Subscriptions made again after a drop or an error.", (double)ps.reconnects);
+		metric(&b, "push_refused_total", "counter",
+		       "Push calls refused (ResourceInUseException and others).", (double)ps.refused);
+		metric(&b, "push_millis_behind", "gauge",
+		       "The largest MillisBehindLatest of the shards' last events.",
+		       (double)ps.millis_behind);
+		metric(&b, "push_shards", "gauge", "Shards subscribed now.", (double)ps.shards);
+		metric(&b, "push_polling", "gauge",
+		       "1 when no consumer could be had and the source polls instead.",
+		       (double)ps.polling);
+	}
 	if (b.failed) {
 		free(b.data);
 		return SCACHE_ENOMEM;

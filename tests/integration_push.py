@@ -121,9 +121,54 @@ def an_invalidation_put_with_the_aws_cli_is_seen_on_both(env):
         it.eq((st, xc, user["name"]), (200, "MISS", "Hopper"), f"{s.name} after the CLI's record")
 
 
+def push_counters_reach_metrics_the_summary_and_scachectl_tail(env):
+    """/metrics carries the push source's counters, the efficiency summary its totals, and
+    `scachectl tail --push` prints what arrives by push with a counts line on stderr."""
+    a = env.servers["A"]
+    a.put_user(3, "Linus")
+    a.settle(1)
+    m = a.metrics()
+    it.eq((m["scache_push_shards"], m["scache_push_polling"]), (2.0, 0.0),
+          "A subscribed to both shards, no fallback to polling")
+    it.expect(m["scache_push_events_total"] >= 1 and m["scache_push_subscribes_total"] >= 2
+              and m["scache_push_records_total"] >= 1, f"push counters: {m}")
+    ctl_env = dict(os.environ, AWS_ACCESS_KEY_ID="local", AWS_SECRET_ACCESS_KEY="local",
+                   AWS_REGION="us-east-1", AWS_ENDPOINT_URL_KINESIS=env.kinesis.endpoint)
+    out_path = os.path.join(env.tmp, "tail.out")
+    err_path = os.path.join(env.tmp, "tail.err")
+    with open(out_path, "w") as out, open(err_path, "w") as err:
+        tail = subprocess.Popen([it.SCACHECTL, "tail", "--stream", env.stream, "--push",
+                                 "tail-consumer", "--interval", "200"], env=ctl_env,
+                                stdout=out, stderr=err)
+    it.procs.append(tail)
+    want = f"{it.SOURCE}\t4\tpush\t-\n"
+    try:
+        it.wait_until("scachectl tail --push to subscribe", lambda: " shards, " in
+                      open(err_path).read() and "2 shards" in open(err_path).read(), timeout=60)
+        a.put_user(4, "Dennis")
+        it.wait_until("scachectl tail --push to print user 4",
+                      lambda: want in open(out_path).read(), timeout=60)
+    finally:
+        tail.terminate()
+        it.eq(tail.wait(timeout=30), 0, "scachectl tail --push exits 0 on SIGTERM")
+        it.procs.remove(tail)
+    counts = [l for l in open(err_path).read().splitlines() if "tail: push: " in l]
+    it.expect(counts and " events, " in counts[-1] and " ms behind" in counts[-1],
+              f"the counts line: {counts[-1:]}")
+    a.stop()
+    summaries = [l for l in it.log_lines(a.log) if l["type"] == "summary"]
+    it.expect(summaries, "A wrote a summary")
+    push = summaries[-1].get("push")
+    it.expect(push is not None and set(push) == {"events", "records", "renewals", "reconnects",
+                                                 "refused", "millis_behind", "shards",
+                                                 "polling"} and push["events"] >= 1,
+              f"the summary's push totals: {summaries[-1]}")
+
+
 SCENARIOS = [
     (two_push_servers_keep_each_other_fresh, {}),
     (an_invalidation_put_with_the_aws_cli_is_seen_on_both, {}),
+    (push_counters_reach_metrics_the_summary_and_scachectl_tail, {"servers": ("A",)}),
 ]
 
 

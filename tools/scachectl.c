@@ -57,14 +57,20 @@ static const char publish_usage[] =
 
 static const char tail_usage[] =
     "usage: scachectl tail [--stream NAME] [--from latest|trim-horizon] [--interval MS]\n"
+    "                      [--push CONSUMER]\n"
     "\n"
     "Print every invalidated data ID as it arrives, one line each:\n"
     "SOURCE<TAB>ID<TAB>SHARD<TAB>SEQUENCE, until interrupted (SIGINT or SIGTERM, exit 0).\n"
+    "With --push the records come by enhanced fan-out as consumer CONSUMER (registered\n"
+    "if missing, deregistered at exit): lines are SOURCE<TAB>ID<TAB>push<TAB>-, and\n"
+    "every interval one line on stderr counts the push source's events, records,\n"
+    "renewals, reconnects and how far behind the stream it is.\n"
     "\n"
     "  -s, --stream NAME   Kinesis stream (default: $SCACHE_STREAM)\n"
     "  -f, --from WHERE    latest (default) or trim-horizon\n"
     "  -i, --interval MS   pause between polls when caught up (default 1000; the service\n"
     "                      allows 5 reads per second per shard for all readers together)\n"
+    "  -p, --push NAME     receive by push as consumer NAME instead of polling\n"
     "  -h, --help          this help\n";
 
 static void usage(FILE *f)
@@ -226,26 +232,101 @@ static void tail_gap(void *arg, const char *why)
 	fprintf(stderr, "scachectl tail: gap: %s\n", why);
 }
 
+/* --push: the push source's sink (it names no shard or sequence per key). */
+static void tail_keys(void *arg, const char *const *keys, const size_t *lens, size_t n)
+{
+	(void)arg;
+	for (size_t i = 0; i < n; i++)
+		tail_record(NULL, "push", "-", &keys[i], &lens[i], 1);
+}
+
+static void tail_log(void *arg, const char *message)
+{
+	(void)arg;
+	fprintf(stderr, "scachectl tail: ");
+	print_escaped(message, strlen(message)); /* from the service: escaped */
+	fputc('\n', stderr);
+}
+
+static void tail_push_counts(scache_source *src)
+{
+	scache_push_stats ps;
+	if (scache_kinesis_push_stats(src, &ps) != SCACHE_OK)
+		return;
+	fprintf(stderr,
+	        "scachectl tail: push: %llu events, %llu records, %llu renewals, %llu reconnects, "
+	        "%llu shards, %lld ms behind%s\n",
+	        (unsigned long long)ps.events, (unsigned long long)ps.records,
+	        (unsigned long long)ps.renewals, (unsigned long long)ps.reconnects,
+	        (unsigned long long)ps.shards, (long long)ps.millis_behind,
+	        ps.polling ? " (no consumer: polling)" : "");
+}
+
+/* Sleep ms in small steps, so a signal ends the wait quickly. */
+static void tail_pause(long ms)
+{
+	for (long waited = 0; waited < ms && !stop; waited += 50) {
+		long step = ms - waited < 50 ? ms - waited : 50;
+		struct timespec ts = {0, step * 1000000L};
+		nanosleep(&ts, NULL);
+	}
+}
+
+static int tail_push(scache_stream_config *cfg, const char *consumer, scache_start_at from,
+                     long interval)
+{
+	scache_push_config pc = {.consumer_name = consumer, .deregister_on_free = 1};
+	scache_source *src = NULL;
+	char err[512] = "";
+	scache_err e = scache_kinesis_push_source_new(cfg, &pc, from, &src, err, sizeof err);
+	if (e) {
+		fprintf(stderr, "scachectl tail: %s\n", err[0] ? err : scache_strerror(e));
+		return e == SCACHE_ECONFIG && !cfg->stream_name ? EXIT_USAGE : 1;
+	}
+	scache_sink sink = {.keys = tail_keys, .gap = tail_gap, .log = tail_log};
+	int failures = 0;
+	while (!stop) {
+		scache_poll_info info;
+		e = scache_source_sync(src, scache_now_ns(NULL), &sink, &info);
+		if (e && !stop) {
+			fprintf(stderr, "scachectl tail: %s\n",
+			        info.message[0] ? info.message : scache_strerror(e));
+			if (++failures >= 10)
+				break;
+		} else {
+			failures = 0;
+		}
+		tail_push_counts(src);
+		tail_pause(interval);
+	}
+	scache_source_free(src);
+	return failures >= 10 ? 1 : 0;
+}
+
 static int cmd_tail(int argc, char **argv)
 {
 	static const struct option opts[] = {
 	    {"stream", required_argument, NULL, 's'},
 	    {"from", required_argument, NULL, 'f'},
 	    {"interval", required_argument, NULL, 'i'},
+	    {"push", required_argument, NULL, 'p'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
-	const char *stream = NULL;
+	const char *stream = NULL, *consumer = NULL;
 	scache_start_at from = SCACHE_START_LATEST;
 	long interval = 1000;
 	int c;
 	char *end;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "+s:f:i:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+s:f:i:p:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 's':
 			stream = optarg;
+			break;
+		case 'p':
+			consumer = optarg;
 			break;
 		case 'f':
 			if (!strcmp(optarg, "latest")) {
@@ -292,6 +373,8 @@ static int cmd_tail(int argc, char **argv)
 	sigaction(SIGTERM, &sa, NULL);
 
 	config_from_env(&cfg, stream);
+	if (consumer)
+		return tail_push(&cfg, consumer, from, interval);
 	scache_err e = scache_reader_new(&cfg, from, &cb, &reader, err, sizeof err);
 	if (e) {
 		fprintf(stderr, "scachectl tail: %s\n", err[0] ? err : scache_strerror(e));
@@ -311,12 +394,7 @@ static int cmd_tail(int argc, char **argv)
 		} else {
 			failures = 0;
 		}
-		/* sleep in small steps so a signal ends the wait quickly */
-		for (long waited = 0; waited < interval && !stop; waited += 50) {
-			long step = interval - waited < 50 ? interval - waited : 50;
-			struct timespec ts = {0, step * 1000000L};
-			nanosleep(&ts, NULL);
-		}
+		tail_pause(interval);
 	}
 	scache_reader_free(reader);
 	return 0;
