@@ -540,6 +540,11 @@ static void do_poll(scache_reader *r, scache_poll_info *info)
 		if (info->err != SCACHE_OK || (!again && !r->t.need_list))
 			break;
 	}
+	/* After a failed poll, the next one checks the stream first: an outage (the service
+	 * restarted, a network cut) may hide a recreation, and positions on the old stream
+	 * would read nothing of the new one while the polls succeed. */
+	if (info->err != SCACHE_OK)
+		shards_check_soon(&r->t);
 	info->calls = aws_client_calls(r->c) - calls0;
 	pthread_mutex_lock(&r->mu);
 	r->stats.throttled += aws_client_throttled(r->c) - thr0;

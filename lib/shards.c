@@ -17,8 +17,9 @@
  * Recreation. AWS fails the old iterators of a recreated stream, but kinesalite keeps them
  * working on the new one, and either way what was put to the old stream after our last
  * read is lost. So every check interval (at most once a second: DescribeStreamSummary
- * allows 20 calls a second per account, for all readers) a poll first compares the
- * stream's creation time and open shard count (see shards_check_stream).
+ * allows 20 calls a second per account, for all readers), and in the first poll after a
+ * failed one, a poll first compares the stream's creation time and open shard count (see
+ * shards_check_stream).
  */
 #include "shards.h"
 
@@ -408,6 +409,11 @@ static size_t open_shards(const shard_table *t)
  * timestamp). Any failure lists the shards too: ListShards tells a deleted stream, and
  * it allows 1000 calls a second per stream where this allows 20 per account.
  */
+void shards_check_soon(shard_table *t)
+{
+	t->last_check_ns = 0;
+}
+
 void shards_check_stream(shard_table *t)
 {
 	uint64_t now = scache_now_ns(NULL);
@@ -415,7 +421,8 @@ void shards_check_stream(shard_table *t)
 	kinesis_summary sum;
 	char why[320];
 
-	if (now - t->last_check_ns < t->check_interval_ns || t->stream_missing)
+	if ((t->last_check_ns && now - t->last_check_ns < t->check_interval_ns) ||
+	    t->stream_missing)
 		return;
 	t->last_check_ns = now;
 	json_object *req = kinesis_req_stream(t->stream);

@@ -91,6 +91,9 @@ scache_err shards_list(shard_table *t, int initial, start_kind start);
 /* shards_check_stream: every check interval, one DescribeStreamSummary: a new creation
  * time is a gap, an unexpected open shard count asks for a listing. */
 void shards_check_stream(shard_table *t);
+/* shards_check_soon: the next shards_check_stream checks, whatever the interval (after a
+ * failed poll). */
+void shards_check_soon(shard_table *t);
 
 /* The calls of one round over a shard table, one per shard at most: who asked, the
  * requests, the results (for aws_call_many). */

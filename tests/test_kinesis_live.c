@@ -814,6 +814,32 @@ Test(live, a_stream_recreated_under_working_iterators_is_a_gap_at_the_next_check
 	cr_assert_eq(S.gaps, 1);
 }
 
+Test(live, a_stream_recreated_during_an_outage_is_a_gap_at_the_first_poll_after_it)
+{
+	/* a poll fails (the service was down: kinesalite restarted, a network cut) and the
+	 * stream is recreated meanwhile; kinesalite keeps the old iterators working on the new
+	 * stream, and the check's interval is long: the first poll after the failed one must
+	 * check the stream anyway, or it succeeds reading nothing of the new stream (the
+	 * consistency checker saw strict reads served stale after kinesalite came back) */
+	live_stream("outage", 1, LIVE_PROXY);
+	F.cfg.stream_check_interval_ms = 600000;
+	scache_reader *r = reader_at(SCACHE_START_LATEST);
+	put("one");
+	sync_ok(r);
+	expect_once("one");
+	faultproxy_add(P, "GetRecords", FAULT_500, 4, 0, NULL); /* a try and 3 retries */
+	scache_poll_info info;
+	cr_assert_neq(sync_now(r, &info), SCACHE_OK, "the poll during the outage fails");
+	cr_assert_eq(faultproxy_injected(P), 4, "the failed poll took every fault queued");
+	recreate(1, 1100); /* a new creation time */
+	put("two");
+	info = sync_ok(r);
+	cr_assert_eq(info.gap, 1, "the recreation during the outage went unnoticed");
+	cr_assert_eq(S.gaps, 1);
+	cr_assert(strstr(S.why, "stream 'outage' was recreated"), "%s", S.why);
+	expect_once("two");
+}
+
 Test(live, a_stream_recreated_at_once_with_more_shards_is_a_gap_at_the_next_check)
 {
 	/* deleted and recreated within the same second (kinesalite's creation times are whole
