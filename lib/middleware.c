@@ -212,6 +212,12 @@ scache_err scache_middleware_new(const scache_middleware_config *config, scache_
 			sc.stream_check_interval_ms =
 			    bound_ms / 2 > UINT_MAX ? UINT_MAX : (unsigned)(bound_ms / 2);
 		}
+		/* strict: a read must see what was published before it arrived, also into the
+		 * children of a shard split a moment ago, which the reader learns of only from
+		 * a listing (the parent's end shows one read later): list shards on every poll.
+		 * One ListShards per poll, within AWS's 1000 a second per stream. */
+		if (!config->poll_interval_ms && !sc.list_shards_interval_ms)
+			sc.list_shards_interval_ms = 1;
 		/* within the startup bound: a stream slower than that is reached in the
 		 * background (the middleware starts bypassed), and one that does not exist
 		 * fails here when the service says so in time and require_stream is set */
