@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The README's usage snippets are the code that tests/test_snippets.c compiles and runs:
 the first ```c block under "Add the middleware", "Add items to the cache", "Read items
-from the cache", "Announce changes" and the two DynamoDB sections must appear, line for
+from the cache", "Announce changes", the two DynamoDB sections and the push section must appear, line for
 line (indentation aside), in its file under example_server/snippets/. Prints a Criterion-style synthesis line."""
 import os
 import re
@@ -15,6 +15,7 @@ files = {
     "Announce changes": "announce_changes.c",
     "DynamoDB: read-aside GetItem": "dynamodb.c",
     "DynamoDB: change records on the stream": "dynamodb.c",
+    "Push configuration": "push.c",
 }
 readme = open(os.path.join(root, "README.md"), encoding="utf-8").read()
 passed = failed = 0

@@ -25,5 +25,6 @@ int rename_user(const char *id, const char *name);
 scache_dynamodb *open_tables(void);
 enum MHD_Result reply_user_7(struct MHD_Connection *connection, scache_dynamodb *db);
 scache_middleware *start_with_table_changes(scache_cache *cache);
+scache_middleware *start_with_push(scache_cache *cache, MHD_AccessHandlerCallback handler);
 
 #endif

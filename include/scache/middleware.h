@@ -130,7 +130,7 @@ typedef struct scache_middleware_config {
 	                                when that fails, and frees it with itself. */
 	const char *log_file;        /* [NULL] a file the lines go to instead of stderr: opened
 	                                (created 0644) in append mode by scache_middleware_new,
-	                                one write(2) per line, reopened by
+	                                written in batches of whole lines (log_sink.c), reopened by
 	                                scache_middleware_reopen_log (rotation). Not with .log
 	                                (ECONFIG). The path is copied. */
 	unsigned request_sample;     /* [0 or 1: every request] N > 1: write the request line
