@@ -388,6 +388,7 @@ scache_err scache_middleware_invalidate_why(scache_middleware *mw, const char *c
 			         "only, other instances keep them until they expire",
 			         n, why[0] ? why : scache_strerror(perr));
 			efficiency_warning(mw, msg);
+			mw_publish_failed(mw);
 			mw_set_err(errbuf, errlen, why[0] ? why : scache_strerror(perr));
 			err = perr;
 		}

@@ -219,6 +219,9 @@ void mw_sink_init(scache_middleware *mw);
 /* Time since the start of the newest successful poll; *bypassing (may be NULL) is set
  * while the cache is bypassed. */
 uint64_t mw_staleness_ns(scache_middleware *mw, int *bypassing);
+/* An invalidation's publish failed: begins the bypass when no poll succeeded for
+ * max_staleness_ms (poller.c). No lock held. */
+void mw_publish_failed(scache_middleware *mw);
 
 /* log_sink.c */
 

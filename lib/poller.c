@@ -285,6 +285,31 @@ static void outage_by_clock_warn(scache_middleware *mw)
 	efficiency_warning(mw, msg);
 }
 
+/* An outage told by a publish: an invalidation could not be published (after its
+ * retries, up to publish_timeout_ms) and no poll succeeded for max_staleness_ms (an idle
+ * strict server polls only when asked): there is no sign the stream can be read, so the
+ * bypass begins, as after a failed poll. Without it, a request that waited behind the
+ * publish on its pool thread would then wait max_staleness_ms more for a poll. */
+void mw_publish_failed(scache_middleware *mw)
+{
+	uint64_t now = scache_now_ns(NULL);
+	pthread_mutex_lock(&mw->mu);
+	int newly = !mw->bypassing && now - mw->last_ok_ns > mw->cfg.max_staleness_ms * NS_PER_MS;
+	if (newly) {
+		mw->bypassing = 1;
+		want_poll(mw); /* polls keep coming, so recovery is noticed */
+	}
+	pthread_mutex_unlock(&mw->mu);
+	if (newly) {
+		char msg[200];
+		snprintf(msg, sizeof msg,
+		         "an invalidation could not be published and no poll of the stream "
+		         "succeeded for over %llu ms: bypassing the cache until polls succeed again",
+		         (unsigned long long)mw->cfg.max_staleness_ms);
+		efficiency_warning(mw, msg);
+	}
+}
+
 /* What a drain sees first: during an outage the request is bypassed (it does not wait:
  * it serves from the database) and polls keep coming, so recovery is noticed; returns 1
  * then. Else *fresh says whether a poll recent enough for it already succeeded. */
