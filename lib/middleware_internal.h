@@ -169,6 +169,7 @@ struct scache_middleware {
 	int log_cur, log_writing, log_writing_fd, log_closing_fd;
 	pthread_cond_t log_cv; /* the writer took a buffer: room for lines again */
 	_Atomic uint64_t request_lines; /* request lines considered, for request_sample */
+	_Atomic uint64_t sweeps;        /* requests drained: one in SWEEP_EVERY sweeps */
 	_Atomic unsigned warned;        /* one-time warnings given: WARNED_* bits */
 	struct echoes *echoes; /* own invalidations whose echo is expected (echoes.c); NULL:
 	                          echoes apply as any record */
@@ -222,6 +223,8 @@ uint64_t mw_staleness_ns(scache_middleware *mw, int *bypassing);
 /* An invalidation's publish failed: begins the bypass when no poll succeeded for
  * max_staleness_ms (poller.c). No lock held. */
 void mw_publish_failed(scache_middleware *mw);
+/* One request in SWEEP_EVERY runs the expiry sweep, with SWEEP_EVERY x sweep_budget. */
+#define SWEEP_EVERY 16
 
 /* log_sink.c */
 

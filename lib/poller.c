@@ -248,7 +248,12 @@ enum drain_result mw_wait_for_poll(scache_middleware *mw, uint64_t since_ns, uin
  * req->since_ns (its arrival in strict mode). */
 static void drain_init(scache_middleware *mw, scache_request *req)
 {
-	req->evicted += scache_cache_sweep(mw->cfg.cache, mw->cfg.sweep_budget);
+	/* Amortised: one request in SWEEP_EVERY sweeps, with the budget of that many, so
+	 * most requests take no stripe lock for expiry (a sweep try-locks every stripe
+	 * exclusively); a get never returns an expired entry either way. */
+	if (atomic_fetch_add_explicit(&mw->sweeps, 1, memory_order_relaxed) % SWEEP_EVERY == 0)
+		req->evicted +=
+		    scache_cache_sweep(mw->cfg.cache, (size_t)mw->cfg.sweep_budget * SWEEP_EVERY);
 	uint64_t arrival = req->arrival_ns;
 	uint64_t since = arrival;
 	if (mw->cfg.poll_interval_ms > 0) {

@@ -104,7 +104,8 @@ typedef struct scache_middleware_config {
 	uint64_t idle_poll_ms;         /* [60000] poll at least this often when idle, so
 	                                  iterators (valid 5 min) stay alive */
 	unsigned sweep_budget;         /* [32] entries examined per request by the
-	                                  amortized expiry (scache_cache_sweep) */
+	                                  amortized expiry (scache_cache_sweep, run by one
+	                                  request in 16 with 16 times this budget) */
 	int suspend;                   /* [0] 1: a request that must wait for the stream is
 	                                  parked with MHD_suspend_connection() instead of
 	                                  holding its thread, so a thread pool is not capped
