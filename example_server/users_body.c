@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int hex_digit(char ch)
+int users_hex_digit(char ch)
 {
 	if (ch >= '0' && ch <= '9')
 		return ch - '0';
@@ -84,7 +84,7 @@ static long hex4(const char *s)
 {
 	long v = 0;
 	for (int k = 0; k < 4; k++) {
-		int d = hex_digit(s[k]);
+		int d = users_hex_digit(s[k]);
 		if (d < 0)
 			return -1;
 		v = v << 4 | d;

@@ -22,4 +22,7 @@ int users_body_parse(const char *body, size_t len, json_object **obj, const char
  * if the item is not a JSON object (or out of memory). */
 char *user_json(const char *item, size_t len);
 
+/* The value of one hex digit, -1 if ch is none (for %XX in bodies and URLs). */
+int users_hex_digit(char ch);
+
 #endif

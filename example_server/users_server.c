@@ -401,16 +401,6 @@ static enum MHD_Result respond_error(struct MHD_Connection *c, unsigned status, 
 
 /* ---- Routes -------------------------------------------------------------------- */
 
-static int hex_digit(char ch)
-{
-	if (ch >= '0' && ch <= '9')
-		return ch - '0';
-	if (ch >= 'a' && ch <= 'f')
-		return ch - 'a' + 10;
-	if (ch >= 'A' && ch <= 'F')
-		return ch - 'A' + 10;
-	return -1;
-}
 
 static int valid_id(const char *id)
 {
@@ -650,7 +640,8 @@ static size_t unescape_url(void *cls, struct MHD_Connection *c, char *s)
 	(void)c;
 	char *w = s;
 	for (const char *r = s; *r;) {
-		int hi = r[0] == '%' ? hex_digit(r[1]) : -1, lo = hi >= 0 ? hex_digit(r[2]) : -1;
+		int hi = r[0] == '%' ? users_hex_digit(r[1]) : -1;
+		int lo = hi >= 0 ? users_hex_digit(r[2]) : -1;
 		if (lo >= 0 && (hi | lo) != 0) {
 			*w++ = (char)(hi << 4 | lo);
 			r += 3;

@@ -233,18 +233,7 @@ static scache_err kinesis_publish(void *self, const char *const *keys, const siz
                                   char *errbuf, size_t errlen)
 {
 	kinesis_source *ks = self;
-	scache_publish_result *res = calloc(n ? n : 1, sizeof *res);
-	scache_err err = scache_publish_keys(ks->publisher, keys, lens, n, res);
-	if (err) {
-		/* the first key's reason tells the story (the AWS error name and message) */
-		const char *why = NULL;
-		for (size_t i = 0; res && i < n && !why; i++)
-			if (res[i].err && res[i].message[0])
-				why = res[i].message;
-		util_fmt(errbuf, errlen, "%s", why ? why : scache_strerror(err));
-	}
-	free(res);
-	return err;
+	return publish_keys_why(ks->publisher, keys, lens, n, errbuf, errlen);
 }
 
 static const char *kinesis_unavailable(void *self)

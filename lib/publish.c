@@ -434,3 +434,19 @@ uint64_t scache_publisher_origin(const scache_publisher *p)
 {
 	return p ? p->origin : 0;
 }
+
+scache_err publish_keys_why(scache_publisher *pub, const char *const *keys, const size_t *lens,
+                            size_t n, char *errbuf, size_t errlen)
+{
+	scache_publish_result *res = calloc(n ? n : 1, sizeof *res);
+	scache_err err = scache_publish_keys(pub, keys, lens, n, res);
+	if (err) {
+		const char *why = NULL;
+		for (size_t i = 0; res && i < n && !why; i++)
+			if (res[i].err && res[i].message[0])
+				why = res[i].message;
+		util_fmt(errbuf, errlen, "%s", why ? why : scache_strerror(err));
+	}
+	free(res);
+	return err;
+}

@@ -21,6 +21,12 @@
 scache_err publisher_new(const kinesis_settings *s, scache_publisher **out, char *errbuf,
                          size_t errlen);
 
+/* publish_keys_why: scache_publish_keys, and on failure the first failed key's reason
+ * (the AWS error name and message tell the story), else the error's name, in errbuf.
+ * What a source's publish op does. */
+scache_err publish_keys_why(scache_publisher *pub, const char *const *keys, const size_t *lens,
+                            size_t n, char *errbuf, size_t errlen);
+
 /* A random partition key: 64 lower-case hex digits and a NUL. */
 void publish_partition_key(char out[PUBLISH_PARTITION_KEY_LEN + 1]);
 

@@ -1008,17 +1008,7 @@ static scache_err push_publish(void *self, const char *const *keys, const size_t
 	scache_source *poll = __atomic_load_n(&p->poll, __ATOMIC_ACQUIRE);
 	if (poll)
 		return source_publish(poll, keys, lens, n, errbuf, errlen);
-	scache_publish_result *res = calloc(n ? n : 1, sizeof *res);
-	scache_err err = scache_publish_keys(p->publisher, keys, lens, n, res);
-	if (err) {
-		const char *why = NULL;
-		for (size_t i = 0; res && i < n && !why; i++)
-			if (res[i].err && res[i].message[0])
-				why = res[i].message;
-		util_fmt(errbuf, errlen, "%s", why ? why : scache_strerror(err));
-	}
-	free(res);
-	return err;
+	return publish_keys_why(p->publisher, keys, lens, n, errbuf, errlen);
 }
 
 static const char *push_unavailable(void *self)
