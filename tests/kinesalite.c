@@ -87,10 +87,15 @@ void kinesalite_stop(kinesalite *k)
 
 void kinesalite_config(const kinesalite *k, const char *stream, scache_stream_config *cfg)
 {
+	local_kinesis_config(k->endpoint, stream, cfg);
+}
+
+void local_kinesis_config(const char *endpoint, const char *stream, scache_stream_config *cfg)
+{
 	memset(cfg, 0, sizeof *cfg);
 	cfg->stream_name = stream;
 	cfg->region = "us-east-1";
-	cfg->endpoint = k->endpoint;
+	cfg->endpoint = endpoint;
 	cfg->access_key_id = "AKIDTEST";
 	cfg->secret_access_key = "test-secret";
 	cfg->connect_timeout_ms = 1000;

@@ -52,6 +52,8 @@ void kinesalite_stop(kinesalite *k);
  * region "us-east-1", dummy credentials, short timeouts and backoff (tests run fast).
  */
 void kinesalite_config(const kinesalite *k, const char *stream, scache_stream_config *cfg);
+/* The same for any local Kinesis at endpoint (borrowed): kinesis-mock's fixture too. */
+void local_kinesis_config(const char *endpoint, const char *stream, scache_stream_config *cfg);
 
 /*
  * kinesalite_call: POST operation op with JSON body json (e.g. "{\"StreamName\":\"s\"}")

@@ -117,17 +117,7 @@ void kinesis_mock_stop(kinesis_mock *k)
 
 void kinesis_mock_config(const kinesis_mock *k, const char *stream, scache_stream_config *cfg)
 {
-	memset(cfg, 0, sizeof *cfg);
-	cfg->stream_name = stream;
-	cfg->region = "us-east-1";
-	cfg->endpoint = k->endpoint;
-	cfg->access_key_id = "AKIDTEST";
-	cfg->secret_access_key = "test-secret";
-	cfg->connect_timeout_ms = 1000;
-	cfg->timeout_ms = 5000;
-	cfg->max_retries = 3;
-	cfg->backoff_base_ms = 5;
-	cfg->backoff_max_ms = 50;
+	local_kinesis_config(k->endpoint, stream, cfg);
 }
 
 int kinesis_mock_call(const kinesis_mock *k, const char *op, const char *json, char **answer,
