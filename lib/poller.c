@@ -265,29 +265,32 @@ static void drain_init(scache_middleware *mw, scache_request *req)
 	req->deadline_ns = arrival + mw->cfg.max_staleness_ms * NS_PER_MS;
 }
 
-/* An outage told by the clock: a poll in flight for longer than max_staleness_ms, with
- * none succeeded meanwhile (stuck in a call that never answers, or in its retries).
- * Otherwise only the poll's failure, after its retries (up to a minute), or a waiting
- * request's deadline would begin the bypass, and a server where nothing waits (nothing
- * cached) would serve and report as if the stream were read. mu held; 1 if it began. */
-static int outage_by_clock(scache_middleware *mw, uint64_t now)
+/* An outage told by the clock: no poll succeeded for longer than max_staleness_ms, and
+ * either the newest poll failed (the next waits out its back-off) or one has been in
+ * flight that long (stuck in a call that never answers, or in its retries). Otherwise
+ * only the next poll's failure, or a waiting request's deadline, would begin the bypass,
+ * and meanwhile a server where nothing waits (nothing cached) would serve and report as
+ * if the stream were read. mu held; if it began, returns 1 and says why in why. */
+static int outage_by_clock(scache_middleware *mw, uint64_t now, char *why, size_t why_len)
 {
 	uint64_t bound = mw->cfg.max_staleness_ms * NS_PER_MS;
-	if (mw->bypassing || !mw->polling || now - mw->last_start_ns <= bound ||
-	    now - mw->last_ok_ns <= bound)
+	if (mw->bypassing || now - mw->last_ok_ns <= bound)
+		return 0;
+	unsigned long long ms = (unsigned long long)mw->cfg.max_staleness_ms;
+	if (mw->polling && now - mw->last_start_ns > bound)
+		util_fmt(why, why_len,
+		         "a poll of the stream has not finished for over %llu ms: bypassing the "
+		         "cache until polls succeed again",
+		         ms);
+	else if (mw->last_done_ns != mw->last_ok_ns)
+		util_fmt(why, why_len,
+		         "no poll of the stream succeeded for over %llu ms: bypassing the cache "
+		         "until polls succeed again (last error: %s)",
+		         ms, mw->last_error);
+	else
 		return 0;
 	mw->bypassing = 1;
 	return 1;
-}
-
-static void outage_by_clock_warn(scache_middleware *mw)
-{
-	char msg[160];
-	snprintf(msg, sizeof msg,
-	         "a poll of the stream has not finished for over %llu ms: bypassing the cache "
-	         "until polls succeed again",
-	         (unsigned long long)mw->cfg.max_staleness_ms);
-	efficiency_warning(mw, msg);
 }
 
 /* An outage told by a publish: an invalidation could not be published (after its
@@ -322,14 +325,15 @@ static int drain_check(scache_middleware *mw, scache_request *req, int *fresh)
 {
 	uint64_t now = scache_now_ns(NULL);
 	pthread_mutex_lock(&mw->mu);
-	int newly = outage_by_clock(mw, now);
+	char why[sizeof mw->last_error + 160];
+	int newly = outage_by_clock(mw, now, why, sizeof why);
 	int bypassing = mw->bypassing;
 	*fresh = mw->last_ok_ns >= req->since_ns;
 	if (bypassing)
 		want_poll(mw);
 	pthread_mutex_unlock(&mw->mu);
 	if (newly)
-		outage_by_clock_warn(mw);
+		efficiency_warning(mw, why);
 	if (bypassing)
 		req->bypass = 1;
 	return bypassing;
@@ -571,13 +575,14 @@ uint64_t mw_staleness_ns(scache_middleware *mw, int *bypassing)
 {
 	pthread_mutex_lock(&mw->mu);
 	uint64_t now = scache_now_ns(NULL);
-	int newly = outage_by_clock(mw, now);
+	char why[sizeof mw->last_error + 160];
+	int newly = outage_by_clock(mw, now, why, sizeof why);
 	uint64_t s = now > mw->last_ok_ns ? now - mw->last_ok_ns : 0;
 	if (bypassing)
 		*bypassing = mw->bypassing;
 	pthread_mutex_unlock(&mw->mu);
 	if (newly)
-		outage_by_clock_warn(mw);
+		efficiency_warning(mw, why);
 	return s;
 }
 
