@@ -120,6 +120,9 @@ scache_err scache_middleware_metrics(scache_middleware *mw, char **out, size_t *
 		metric(&b, "push_polling", "gauge",
 		       "1 when no consumer could be had and the source polls instead.",
 		       (double)ps.polling);
+		metric(&b, "push_sync_waits_total", "counter",
+		       "Syncs that waited for an event (a strict read waits for the next one).",
+		       (double)ps.sync_waits);
 	}
 	if (b.failed) {
 		free(b.data);

@@ -890,6 +890,7 @@ static scache_err push_sync(void *self, uint64_t since_ns, const scache_sink *si
 	uint64_t deadline = info->started_ns + (uint64_t)p->cfg.sync_wait_ms * 1000000u;
 	struct timespec ts = {(time_t)(deadline / 1000000000u), (long)(deadline % 1000000000u)};
 	scache_err err = SCACHE_OK;
+	int waited = 0;
 	pthread_mutex_lock(&p->mu);
 	for (;;) {
 		pevent *q = p->head;
@@ -939,8 +940,10 @@ static scache_err push_sync(void *self, uint64_t since_ns, const scache_sink *si
 				         p->state);
 			break;
 		}
+		waited = 1;
 		pthread_cond_timedwait(&p->cv, &p->mu, &ts);
 	}
+	p->stats.sync_waits += (uint64_t)waited;
 	info->err = err;
 	info->finished_ns = scache_now_ns(NULL);
 	p->sstats.syncs++;

@@ -57,6 +57,7 @@ struct faultproxy {
 	opcount counts[32];
 	size_t ncounts;
 	unsigned total, injected;
+	unsigned delaying, peak_delaying; /* FAULT_DELAY requests held now, and at most */
 };
 
 typedef struct buf {
@@ -269,7 +270,14 @@ static void *serve(void *arg)
 			break;
 		case FAULT_DELAY: {
 			struct timespec ts = {f.status / 1000, (long)(f.status % 1000) * 1000000L};
+			pthread_mutex_lock(&p->mu);
+			if (++p->delaying > p->peak_delaying)
+				p->peak_delaying = p->delaying;
+			pthread_mutex_unlock(&p->mu);
 			nanosleep(&ts, NULL);
+			pthread_mutex_lock(&p->mu);
+			p->delaying--;
+			pthread_mutex_unlock(&p->mu);
 			rc = forward(p, c->fd, b.d, b.len);
 			break;
 		}
@@ -372,6 +380,22 @@ unsigned faultproxy_requests(faultproxy *p, const char *op)
 	for (size_t i = 0; op && i < p->ncounts; i++)
 		if (!strcmp(p->counts[i].op, op))
 			n = p->counts[i].n;
+	pthread_mutex_unlock(&p->mu);
+	return n;
+}
+
+unsigned faultproxy_delaying(faultproxy *p)
+{
+	pthread_mutex_lock(&p->mu);
+	unsigned n = p->delaying;
+	pthread_mutex_unlock(&p->mu);
+	return n;
+}
+
+unsigned faultproxy_peak_delayed(faultproxy *p)
+{
+	pthread_mutex_lock(&p->mu);
+	unsigned n = p->peak_delaying;
 	pthread_mutex_unlock(&p->mu);
 	return n;
 }

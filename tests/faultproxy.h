@@ -44,6 +44,12 @@ void faultproxy_add(faultproxy *p, const char *op, fault_kind kind, int count, i
 unsigned faultproxy_requests(faultproxy *p, const char *op);
 unsigned faultproxy_injected(faultproxy *p);
 
+/* FAULT_DELAY requests held now. */
+unsigned faultproxy_delaying(faultproxy *p);
+
+/* The most FAULT_DELAY requests held at the same time so far (calls made concurrently). */
+unsigned faultproxy_peak_delayed(faultproxy *p);
+
 /* Stop: close every socket and join every thread. Accepts NULL. */
 void faultproxy_stop(faultproxy *p);
 

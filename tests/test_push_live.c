@@ -527,16 +527,22 @@ Test(push, strict_sync_waits_for_the_next_event_bounded_does_not)
 		strict_sum += ms;
 		if (ms > strict_max)
 			strict_max = ms;
-		/* right after: an event within the last 2 s is fresh enough for a bound of 2 s */
-		t0 = scache_now_ns(NULL);
+		/* right after: a sync whose bound the strict one's event already met (since no
+		 * later than that sync's start: what the middleware's bounded staleness asks
+		 * when a recent event suffices) takes what is queued and does not wait */
+		scache_push_stats before, after;
+		scache_kinesis_push_stats(a, &before);
+		cr_assert_geq(before.sync_waits, (uint64_t)i + 1, "each strict sync waited");
 		memset(&info, 0, sizeof info);
-		cr_assert_eq(scache_source_sync(a, t0 - 2000000000ull, &sa, &info), SCACHE_OK);
-		double bounded = (double)(scache_now_ns(NULL) - t0) / 1e6;
-		cr_assert_lt(bounded, 50.0, "a bounded sync after an event does not wait");
+		cr_assert_eq(scache_source_sync(a, t0, &sa, &info), SCACHE_OK);
+		scache_kinesis_push_stats(a, &after);
+		cr_assert_eq(after.sync_waits, before.sync_waits,
+		             "a bounded sync after an event does not wait");
 	}
+	/* a figure, not a check: the strict sync's wait is bounded by sync_wait_ms (its
+	 * ETIMEOUT would have failed the assertion above) */
 	printf("strict sync over kinesis-mock: mean %.0f ms, max %.0f ms (5 syncs)\n",
 	       strict_sum / 5, strict_max);
-	cr_assert_lt(strict_max, 3000.0);
 	/* what was published before a strict sync began is delivered by that one sync */
 	for (int i = 0; i < 3; i++) {
 		char key[48];
@@ -922,7 +928,8 @@ static int cmp_double(const void *a, const void *b)
 
 /* Put-to-delivery latency: from PutRecords returning to the key reaching the sink, with
  * syncs that wait for nothing (since 0) every 5 ms. Prints p50 and max (the README's
- * figure); asserts only that each arrives within the sync bound. */
+ * figure); asserts only that each arrives (a timing is a figure, not a check: 30 s is
+ * the give-up of a key lost, far above the second or so a delivery takes). */
 Test(push, put_to_delivery_latency)
 {
 	char err[256];
@@ -942,8 +949,8 @@ Test(push, put_to_delivery_latency)
 		while (!count_key(&ka, key)) {
 			scache_poll_info info = {0};
 			scache_source_sync(a, 0, &sa, &info);
-			cr_assert_lt(scache_now_ns(NULL) - t0, 4000000000ull,
-			             "key %d not delivered", i);
+			cr_assert_lt(scache_now_ns(NULL) - t0, 30000000000ull,
+			             "key %d not delivered in 30 s", i);
 			util_sleep_ms(5);
 		}
 		ms[i] = (double)(scache_now_ns(NULL) - t0) / 1e6;

@@ -359,6 +359,8 @@ typedef struct scache_push_stats {
 	uint64_t shards;        /* shards subscribed now */
 	int polling;            /* 1: fell back to polling (no consumer) */
 	char consumer_arn[512]; /* the consumer's ARN, "" until registered */
+	uint64_t sync_waits;    /* syncs that waited for an event (what they needed had not
+	                           come yet: a strict sync waits for the next one) */
 } scache_push_stats;
 
 /* scache_kinesis_push_stats: the counters of a push source into *out. SCACHE_EINVAL when
