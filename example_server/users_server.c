@@ -121,7 +121,7 @@ static const struct flag {
      "instance [none: polling]",
      offsetof(settings, push)},
     {"--push-lag", "SCACHE_PUSH_LAG",
-     "with --push: how stale an event may be on arrival; 1100ms for kinesis-mock [250ms]",
+     "with --push: how stale an event may be on arrival; 2500ms for kinesis-mock [250ms]",
      offsetof(settings, push_lag)},
 };
 #define NFLAGS (sizeof flags / sizeof flags[0])

@@ -141,6 +141,7 @@ typedef struct push_src {
 	int cut_all;
 	pevent *head, **tail;
 	char fatal[256];    /* why syncs fail now (the stream missing), "" when fine */
+	int gap_unsaid;     /* a gap whose event could not be allocated: sync reports it */
 	char fallback[256]; /* the reason to fall back to polling, set once */
 	int ever_positioned;
 	char state[256]; /* what startup waits for, for unavailable() */
@@ -214,6 +215,13 @@ __attribute__((format(printf, 3, 4))) static void pusher_say(push_src *p, int ga
 	pevent *e = calloc(1, sizeof *e);
 	if (!e || !(e->text = strdup(msg))) {
 		free(e);
+		if (gap) { /* a gap is never lost: sync reports it without its words */
+			pthread_mutex_lock(&p->mu);
+			p->sstats.gaps++;
+			p->gap_unsaid = 1;
+			pthread_cond_broadcast(&p->cv);
+			pthread_mutex_unlock(&p->mu);
+		}
 		return;
 	}
 	e->gap = gap;
@@ -286,15 +294,18 @@ static void sub_over(push_src *p, pshard *s, int cut, int renewal, CURLcode cc);
 static void stream_gone(push_src *p, const char *why)
 {
 	pthread_mutex_lock(&p->mu);
-	int first = !p->fatal[0];
+	int first = !p->fatal[0]; /* fatal is written by the pusher only: this thread */
+	pthread_mutex_unlock(&p->mu);
+	/* the gap before the failure, so a sync that fails for it has applied the gap */
+	if (first && p->listed_once)
+		pusher_say(p, 1, "stream '%s' was deleted: %s", p->settings.stream_name, why);
+	pthread_mutex_lock(&p->mu);
 	util_fmt(p->fatal, sizeof p->fatal, "stream '%s' not found at %s (deleted?)",
 	         p->settings.stream_name, p->settings.aws.endpoint);
 	for (size_t i = 0; i < p->n; i++)
 		p->shards[i]->gone = 1;
 	pthread_cond_broadcast(&p->cv);
 	pthread_mutex_unlock(&p->mu);
-	if (first && p->listed_once)
-		pusher_say(p, 1, "stream '%s' was deleted: %s", p->settings.stream_name, why);
 	p->have_consumer = 0; /* deleted with the stream */
 	p->listed_once = 0;
 	p->need_list = 1;
@@ -896,6 +907,13 @@ static scache_err push_sync(void *self, uint64_t since_ns, const scache_sink *si
 		pevent *q = p->head;
 		p->head = NULL;
 		p->tail = &p->head;
+		if (p->gap_unsaid) {
+			p->gap_unsaid = 0;
+			pthread_mutex_unlock(&p->mu);
+			info->gap = 1;
+			sink->gap(sink->arg, "push: a gap (out of memory for its description)");
+			pthread_mutex_lock(&p->mu);
+		}
 		if (q) {
 			pthread_mutex_unlock(&p->mu);
 			int rc = apply_events(p, q, sink, info);

@@ -9,7 +9,8 @@ is tests/integration_server.py's, imported as a module; only the Kinesis service
 
 kinesis-mock listens on every interface and has no setting for it: node is started with a
 preamble binding its servers to 127.0.0.1. It delivers a record with its second event
-after the put (one event a second), so the servers run with --push-lag 1100ms.
+after the put (one event a second, so 1.1 s of lag on a quiet machine; its ticks stretch
+on a busy one), so the servers run with --push-lag 2500ms.
 """
 import base64, json, os, shutil, subprocess, sys, tempfile, time
 
@@ -64,7 +65,7 @@ class PushEnv(it.Env):
         self.kinesis.create_stream(self.stream, shards)
         self.db = os.path.join(self.tmp, "users.db")
         self.servers = {n: it.Server(n, self.tmp, self.kinesis, self.stream, self.db,
-                                     ("--push", f"push-{n}", "--push-lag", "1100ms"))
+                                     ("--push", f"push-{n}", "--push-lag", "2500ms"))
                         for n in servers}
 
 
