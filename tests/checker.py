@@ -801,13 +801,14 @@ def bypass_is_due_once_a_poll_is_stuck_past_max_staleness(build_tmp):
             t = time.monotonic()
             st, xc, _ = srv.get_user("none")
             took = time.monotonic() - t
-            got[name] = (bypassing, st, xc, took <= 0.3)
+            got[name] = (bypassing, st, xc, took < 0.9)
             print(f"  {name}: /healthz bypassing {bypassing}, then GET answered {st} {xc} in "
                   f"{took:.2f} s")
         it.eq(cold.metrics()["scache_polls_total"], polls, "B: no poll completed meanwhile")
         it.eq(got, {"A": (True, 404, "BYPASS", True), "B": (True, 404, "BYPASS", True)},
               "1.5 s into a hung poll with max_staleness 1 s: (/healthz bypassing, then GET "
-              "status, X-Cache, answered within 0.3 s)")
+              "status, X-Cache, answered within 0.9 s: sooner than the 1 s bound a wait would "
+              "take)")
         proxy.stop()  # closes the hung connections: the servers stop at once
         warm.stop()
         cold.stop()
@@ -867,13 +868,15 @@ def a_write_publishing_to_a_hung_stream_holds_reads_only_on_its_pool_thread(buil
                   f"{got['get'][2]:.2f} s")
             it.eq(got["put"][0], 503, f"--threads {threads}: the PUT: saved, not published")
             if threads == "1":
-                it.eq((got["get"][0], got["get"][1], got["get"][3] <= got["put"][1] + 0.5),
+                it.eq((got["get"][0], got["get"][1], got["get"][3] <= got["put"][1] + 0.9),
                       (200, "BYPASS", True), "the GET on the PUT's pool thread: (status, "
-                      "X-Cache, answered within 0.5 s of the PUT's answer)")
+                      "X-Cache, answered within 0.9 s of the PUT's answer: sooner than the 1 s bound "
+                      "a wait for a poll would add)")
             else:
-                it.eq((got["get"][0], got["get"][1], got["get"][2] <= 1.5),
+                it.eq((got["get"][0], got["get"][1], got["get"][2] <= 2.5),
                       (200, "BYPASS", True), "the GET beside the PUT, a thread each: "
-                      "(status, X-Cache, answered within max_staleness 1 s + 0.5 s)")
+                      "(status, X-Cache, answered within 2.5 s: before the PUT's 3 s publish "
+                      "timeout)")
             proxy.stop()
             a.stop()
     finally:
