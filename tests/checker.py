@@ -994,11 +994,16 @@ def run_mode(args, threads, results):
                    for n in env.servers}
         # README (drain policy, staleness safety): the bound is on the middleware's own
         # waits; in the thread pool a handler that blocks (a PUT's publish to a failing
-        # stream, up to publish_timeout) holds its thread, and a read of another
-        # connection served by that thread waits behind it
-        read_s = ms + (args.publish_ms / 1000 if threads else 0)
+        # stream, up to publish_timeout) holds its thread, and a request of another
+        # connection served by that thread waits behind it: behind every writer's publish
+        # queued there before it, one per writer at most (a PUT took 4.0 s, publish
+        # timeout 2 s, behind another PUT on its thread)
+        publish_s = args.publish_ms / 1000
+        held_s = args.writers * publish_s if threads else 0.0
+        read_s = ms + held_s
+        write_s = max(publish_s, held_s)  # its own publish, after those queued before it
         load = Load(env, hist, list(hist.writes), args.readers, args.writers,
-                    (read_s + args.margin_ms / 1000, args.publish_ms / 1000 + args.margin_ms / 1000))
+                    (read_s + args.margin_ms / 1000, write_s + args.margin_ms / 1000))
         t0 = time.monotonic()
         load.phase = "clean"
         load.start()
@@ -1104,7 +1109,7 @@ def run_mode(args, threads, results):
         slow.sort(reverse=True)
         print(f"[{mode_name}] server-side request times: {n} requests, {len(slow)} over "
               f"their bound + {SERVER_SLACK_MS} ms (a read: max_staleness"
-              f"{', plus the publish timeout a write on its pool thread may hold it' if threads else ''}"
+              f"{', plus the publishes of the writers its pool thread may serve first' if threads else ''}"
               f"; a write: the publish timeout)")
         for ms_, name, when, m, path, st, stream_ms, bypass in slow[:10]:
             print(f"    ! {name} {when} {m} {path} {st}: {ms_:.0f} ms, of which waiting for "
