@@ -66,7 +66,14 @@ static int ephemeral_low(void)
 int node_service_free_port(void)
 {
 	int low = ephemeral_low();
-	unsigned seed = (unsigned)getpid() ^ (unsigned)time(NULL);
+	/* pid ^ seconds gave two tests forked one after the other the same seed across a
+	 * second's boundary (4000 ^ T == 4001 ^ (T + 1) for an even T), so the same ports, and
+	 * the later one could take the other's kinesalite for its own: mix the pid and the
+	 * clock's nanoseconds */
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	unsigned seed = (unsigned)getpid() * 2654435761u ^ (unsigned)ts.tv_nsec ^
+	                (unsigned)ts.tv_sec * 40503u;
 	for (int i = 0; i < 200; i++) {
 		int port = low > 10001 ? 10000 + (int)(rand_r(&seed) % (unsigned)(low - 10000)) : 0;
 		struct sockaddr_in a;

@@ -124,6 +124,10 @@ static void start(scache_dynamodb_mode mode)
 	                               .log_arg = &L,
 	                               .quiet_requests = 1};
 	cr_assert_eq(scache_middleware_new(&mc, &F.mw, err, sizeof err), SCACHE_OK, "%s", err);
+	/* positioned and in use before the tests cache anything: a source positioned late (a
+	 * busy machine) would start bypassed, and its first poll would flush what they cached */
+	cr_assert_eq(scache_middleware_wait_ready(F.mw, 30000, err, sizeof err), SCACHE_OK, "%s",
+	             err);
 }
 
 /* The data-ID string of (source, id); free() it. */

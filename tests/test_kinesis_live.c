@@ -438,15 +438,15 @@ Test(live, shards_are_polled_concurrently_over_kept_alive_connections)
 	for (int i = 0; i < 20; i++)
 		sync_ok(r);
 	cr_assert_eq(reader_test_connects(r), conns, "connections are reused across polls");
-	/* every GetRecords is held 1 s by the proxy: polled concurrently, the four are held
+	/* every GetRecords is held 3 s by the proxy: polled concurrently, the four are held
 	 * at the same time (one after another, never more than one) */
-	faultproxy_add(P, "GetRecords", FAULT_DELAY, 4, 1000, NULL);
+	faultproxy_add(P, "GetRecords", FAULT_DELAY, 4, 3000, NULL);
 	scache_poll_info info = sync_ok(r);
 	cr_assert_eq(info.calls, 4);
 	cr_assert_eq(faultproxy_injected(P), 4);
 	cr_assert_eq(faultproxy_peak_delayed(P), 4, "GetRecords calls held at once");
 	uint64_t ms = (info.finished_ns - info.started_ns) / 1000000u;
-	cr_assert_geq(ms, 990, "the poll waited for its calls: %llu ms", (unsigned long long)ms);
+	cr_assert_geq(ms, 2990, "the poll waited for its calls: %llu ms", (unsigned long long)ms);
 }
 
 Test(live, start_at_trim_horizon_reads_older_records)
@@ -581,7 +581,9 @@ Test(live, unanswered_at_timestamp_falls_back_to_trim_horizon)
 	spoil_iterator(r);
 	scache_poll_info info = sync_ok(r);
 	uint64_t ms = (info.finished_ns - info.started_ns) / 1000000u;
-	cr_assert_lt(ms, 4500, "the poll took %llu ms", (unsigned long long)ms);
+	/* one unanswered AT_TIMESTAMP call (3 s), then the fallback's few calls; a second wait
+	 * for it (a retry, a stall) would pass 6 s */
+	cr_assert_lt(ms, 5900, "the poll took %llu ms", (unsigned long long)ms);
 	cr_assert_eq(info.gap, 0);
 	expect_once("older");
 	put("newer");
@@ -1362,7 +1364,10 @@ Test(live, concurrent_callers_share_polls_that_began_after_they_arrived)
 	pthread_barrier_t go;
 
 	put("k");
-	/* slow polls (throttled, then retried) so the callers overlap */
+	/* slow polls so the callers overlap: the first poll's two GetRecords are held 2 s
+	 * (every caller, however late a busy machine starts it, arrives meanwhile), then
+	 * throttled and retried */
+	faultproxy_add(P, "GetRecords", FAULT_DELAY, 2, 2000, NULL);
 	faultproxy_add(P, "GetRecords", FAULT_THROTTLE, 4, 0, NULL);
 	pthread_barrier_init(&go, NULL, N);
 	for (int i = 0; i < N; i++) {
@@ -1466,7 +1471,7 @@ static int ctl(const char *args, char *out, size_t outlen)
 
 /* Start "scachectl tail --interval 50" in the fixture, its output into F.tail_out;
  * redirect is added to the command line (for stderr). */
-static void tail_start(const char *redirect)
+static void tail_start(const char *from, const char *redirect)
 {
 	char cmd[4096];
 	const char *ctl_cmd = scachectl();
@@ -1477,18 +1482,18 @@ static void tail_start(const char *redirect)
 	F.tail = fork();
 	cr_assert_geq(F.tail, 0);
 	if (F.tail == 0) {
-		snprintf(cmd, sizeof cmd, "exec %s tail --interval 50 > %s%s", ctl_cmd, F.tail_out,
-		         redirect);
+		snprintf(cmd, sizeof cmd, "exec %s tail --from %s --interval 50 > %s%s", ctl_cmd,
+		         from, F.tail_out, redirect);
 		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
 		_exit(127);
 	}
 }
 
-/* What tail wrote, once it holds needle (or after 5 s). */
+/* What tail wrote, once it holds needle (or after 30 s: a liveness bound). */
 static void tail_wait(const char *needle, char *got, size_t len)
 {
 	got[0] = '\0';
-	for (int i = 0; i < 100 && !strstr(got, needle); i++) {
+	for (int i = 0; i < 600 && !strstr(got, needle); i++) {
 		usleep(50000);
 		FILE *f = fopen(F.tail_out, "r");
 		size_t n = f ? fread(got, 1, len - 1, f) : 0;
@@ -1514,8 +1519,9 @@ Test(live, scachectl_publish_shows_up_in_tail)
 {
 	char out[4096], got[4096];
 	live_stream("ctl", 2, 0);
-	tail_start("");
-	usleep(700000);
+	/* from the stream's start (it is new: only this publish is on it), so how long tail
+	 * takes to start (fork, exec, its first calls) does not decide what it sees */
+	tail_start("trim-horizon", "");
 	cr_assert_eq(ctl("publish db.users.id 7 'a b' 2>&1", out, sizeof out), 0, "%s", out);
 	cr_assert(strstr(out, "shardId-"), "%s", out);
 	tail_wait("a b", got, sizeof got);
@@ -1548,7 +1554,7 @@ Test(live, scachectl_tail_escapes_control_bytes_of_the_answer)
 	               "\"eyJrZXlzIjpbImlkPWVzYyZzPWRiLnQuaWQmdD1kYXRhLklEIl0sInRzIjoiMjAyNi0xMS0y"
 	               "NFQxMzoyNjoyNloifQ==\",\"PartitionKey\":\"k\"}],"
 	               "\"NextShardIterator\":\"AAAAAAAAAAGnotused==\",\"MillisBehindLatest\":0}");
-	tail_start(" 2>/dev/null");
+	tail_start("latest", " 2>/dev/null");
 	tail_wait("esc", got, sizeof got);
 	tail_stop();
 	cr_assert_eq(faultproxy_injected(P), 1);
@@ -1715,11 +1721,16 @@ Test(live, the_middleware_logs_reader_messages_as_warnings_and_checks_within_hal
 	                               .log_arg = &k,
 	                               .quiet_requests = 1};
 	cr_assert_eq(scache_middleware_new(&mc, &F.mw, err, sizeof err), SCACHE_OK, "%s", err);
+	/* positioned (at LATEST) before the record is put, however busy the machine */
+	cr_assert_eq(scache_middleware_wait_ready(F.mw, 30000, err, sizeof err), SCACHE_OK, "%s",
+	             err);
 	put_raw("not json", 8);
 	/* the idle polls read it (up to 5 s), and check the stream (the reader's own default
 	 * would wait 10 s) */
 	int logged = 0;
-	for (int i = 0; i < 50 && !(logged && faultproxy_requests(P, "DescribeStreamSummary") >= 2);
+	/* 8 s: the reader's own interval (10 s) would miss it; at half the bound, checks come
+	 * every second */
+	for (int i = 0; i < 80 && !(logged && faultproxy_requests(P, "DescribeStreamSummary") >= 2);
 	     i++) {
 		usleep(100000);
 		logged = sink_find(&k, "malformed record skipped", line, sizeof line);
@@ -1729,5 +1740,5 @@ Test(live, the_middleware_logs_reader_messages_as_warnings_and_checks_within_hal
 	cr_assert(strstr(line, "\"msg\":\"stream 'mwlog' shard shardId-000000000000 sequence "),
 	          "%s", line);
 	cr_assert_geq(faultproxy_requests(P, "DescribeStreamSummary"), 2,
-	              "no stream check within 5 s of a 2 s staleness bound");
+	              "no stream check within 8 s of a 2 s staleness bound");
 }

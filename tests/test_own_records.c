@@ -83,6 +83,9 @@ static void instance_start(instance *in)
 	                               .max_polls_per_second = 50,
 	                               .quiet_requests = 1};
 	cr_assert_eq(scache_middleware_new(&mc, &in->mw, err, sizeof err), SCACHE_OK, "%s", err);
+	/* positioned and in use before the test caches anything (see test_ddb_stream_live) */
+	cr_assert_eq(scache_middleware_wait_ready(in->mw, 30000, err, sizeof err), SCACHE_OK,
+	             "%s", err);
 }
 
 static void start(void)
