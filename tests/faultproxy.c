@@ -384,28 +384,28 @@ unsigned faultproxy_requests(faultproxy *p, const char *op)
 	return n;
 }
 
-unsigned faultproxy_delaying(faultproxy *p)
+/* One of p's counters, read under its lock. */
+static unsigned counter(faultproxy *p, const unsigned *field)
 {
 	pthread_mutex_lock(&p->mu);
-	unsigned n = p->delaying;
+	unsigned n = *field;
 	pthread_mutex_unlock(&p->mu);
 	return n;
+}
+
+unsigned faultproxy_delaying(faultproxy *p)
+{
+	return counter(p, &p->delaying);
 }
 
 unsigned faultproxy_peak_delayed(faultproxy *p)
 {
-	pthread_mutex_lock(&p->mu);
-	unsigned n = p->peak_delaying;
-	pthread_mutex_unlock(&p->mu);
-	return n;
+	return counter(p, &p->peak_delaying);
 }
 
 unsigned faultproxy_injected(faultproxy *p)
 {
-	pthread_mutex_lock(&p->mu);
-	unsigned n = p->injected;
-	pthread_mutex_unlock(&p->mu);
-	return n;
+	return counter(p, &p->injected);
 }
 
 void faultproxy_stop(faultproxy *p)
