@@ -21,14 +21,7 @@ import integration_server as it  # noqa: E402  (its argv[1] is ours: the build d
 # --cli-binary-format)
 AWS = "/usr/bin/aws" if os.path.exists("/usr/bin/aws") else (shutil.which("aws") or "aws")
 KMOCK = os.path.join(it.ROOT, ".deps", "node_modules", "kinesis-local")
-LOOPBACK = (
-    "const net = require('net'); const listen = net.Server.prototype.listen;"
-    "net.Server.prototype.listen = function (...a) {"
-    "  if (a[0] && typeof a[0] === 'object') a[0] = Object.assign({}, a[0], {host: '127.0.0.1'});"
-    "  else if (typeof a[1] === 'string') a[1] = '127.0.0.1';"
-    "  else a.splice(1, 0, '127.0.0.1');"
-    "  return listen.apply(this, a); };"
-    "require(process.argv[1]);")
+LOOPBACK = os.path.join(it.ROOT, "tests", "node_loopback.js")  # binds it to 127.0.0.1
 
 
 class KinesisMock(it.Kinesis):
@@ -49,7 +42,7 @@ class KinesisMock(it.Kinesis):
                    REGISTER_STREAM_CONSUMER_DURATION="0ms",
                    DEREGISTER_STREAM_CONSUMER_DURATION="0ms", LOG_LEVEL="WARN")
         with open(self.stderr_path, "a") as log:
-            self.proc = subprocess.Popen(["node", "-e", LOOPBACK, os.path.join(KMOCK, "main.js")],
+            self.proc = subprocess.Popen(["node", "-r", LOOPBACK, os.path.join(KMOCK, "main.js")],
                                          env=env, stdout=log, stderr=log)
         it.procs.append(self.proc)
         it.wait_until("kinesis-mock to answer", self.answering, timeout=60)

@@ -17,16 +17,6 @@
 #include "node_service.h"
 #include "util.h"
 
-/* Bind every server node starts to 127.0.0.1, then run kinesis-mock's main.js. */
-static const char loopback_preamble[] =
-    "const net = require('net'); const listen = net.Server.prototype.listen;"
-    "net.Server.prototype.listen = function (...a) {"
-    "  if (a[0] && typeof a[0] === 'object') a[0] = Object.assign({}, a[0], {host: '127.0.0.1'});"
-    "  else if (typeof a[1] === 'string') a[1] = '127.0.0.1';"
-    "  else a.splice(1, 0, '127.0.0.1');"
-    "  return listen.apply(this, a); };"
-    "require(process.argv[1]);";
-
 static void say(char *err, size_t errlen, const char *msg)
 {
 	if (err && errlen)
@@ -35,7 +25,7 @@ static void say(char *err, size_t errlen, const char *msg)
 
 int kinesis_mock_start(kinesis_mock *k, char *err, size_t errlen)
 {
-	char main_js[1024], cert[1024], port_s[16], tls_s[16];
+	char main_js[1024], cert[1024], loopback[1024], port_s[16], tls_s[16];
 	memset(k, 0, sizeof *k);
 	if (node_service_find("kinesis-local/main.js", main_js, sizeof main_js) ||
 	    node_service_find("kinesis-local/server.json", cert, sizeof cert)) {
@@ -44,11 +34,16 @@ int kinesis_mock_start(kinesis_mock *k, char *err, size_t errlen)
 		    "SCACHE_SOURCE_ROOT to the source tree)");
 		return -1;
 	}
+	/* it binds every interface: preloaded, this binds its servers to 127.0.0.1 */
+	if (node_service_find_source("tests/node_loopback.js", loopback, sizeof loopback)) {
+		say(err, errlen,
+		    "tests/node_loopback.js not found: set SCACHE_SOURCE_ROOT to the source tree");
+		return -1;
+	}
 	const char *tmp = getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
 	for (int attempt = 0; attempt < 3; attempt++) {
-		/* free_port draws from a seed of the pid and the second: a second draw now
-		 * would give the same port. The TLS port (unused) is the next one; if it is
-		 * taken, node exits and the next attempt draws again. */
+		/* The TLS port (unused) is the next one; if it is taken, node exits and the
+		 * next attempt draws again. */
 		int port = node_service_free_port(), tls = port + 1;
 		if (port <= 0)
 			continue;
@@ -74,7 +69,7 @@ int kinesis_mock_start(kinesis_mock *k, char *err, size_t errlen)
 		setenv("UPDATE_SHARD_COUNT_DURATION", "0ms", 1);
 		setenv("SHOULD_PERSIST_DATA", "false", 1);
 		setenv("LOG_LEVEL", "WARN", 1);
-		char *argv[] = {"node", "-e", (char *)loopback_preamble, main_js, NULL};
+		char *argv[] = {"node", "-r", loopback, main_js, NULL};
 		pid_t pid = node_service_spawn(argv, fd, -1, "KINESIS_MOCK_LOG");
 		close(fd);
 		if (pid < 0) {

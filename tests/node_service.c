@@ -20,7 +20,7 @@
 
 #include "util.h"
 
-int node_service_find(const char *rel, char *path, size_t len)
+int node_service_find_source(const char *rel, char *path, size_t len)
 {
 #ifndef KINESALITE_DEFAULT_ROOT
 #define KINESALITE_DEFAULT_ROOT "."
@@ -31,11 +31,18 @@ int node_service_find(const char *rel, char *path, size_t len)
 	for (size_t i = 0; i < sizeof roots / sizeof roots[0]; i++) {
 		if (!roots[i] || !*roots[i])
 			continue;
-		util_fmt(path, len, "%s/.deps/node_modules/%s", roots[i], rel);
+		util_fmt(path, len, "%s/%s", roots[i], rel);
 		if (stat(path, &st) == 0)
 			return 0;
 	}
 	return -1;
+}
+
+int node_service_find(const char *rel, char *path, size_t len)
+{
+	char in_deps[512];
+	util_fmt(in_deps, sizeof in_deps, ".deps/node_modules/%s", rel);
+	return node_service_find_source(in_deps, path, len);
 }
 
 static void loopback(struct sockaddr_in *a, int port)

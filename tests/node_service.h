@@ -9,8 +9,12 @@
 #include <stddef.h>
 #include <sys/types.h>
 
-/* The path of .deps/node_modules/<rel> under $SCACHE_SOURCE_ROOT, then $KINESALITE_ROOT,
- * then KINESALITE_DEFAULT_ROOT when compiled in, then "."; 0, or -1 when none exists. */
+/* The path of <rel> (e.g. "tests/node_loopback.js") under $SCACHE_SOURCE_ROOT, then
+ * $KINESALITE_ROOT, then KINESALITE_DEFAULT_ROOT when compiled in, then "."; 0, or -1 when
+ * none exists. */
+int node_service_find_source(const char *rel, char *path, size_t len);
+
+/* node_service_find_source of .deps/node_modules/<rel>. */
 int node_service_find(const char *rel, char *path, size_t len);
 
 /* A port free now on 127.0.0.1 (another process may take it before node does: callers
