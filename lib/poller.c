@@ -62,6 +62,8 @@ static uint64_t poll_due_at(const scache_middleware *mw)
 	return due > allowed ? due : allowed;
 }
 
+static int outage_by_clock(scache_middleware *mw, uint64_t now, char *why, size_t why_len);
+
 /* Run one poll; mu is held on entry and on return. */
 static void poll_once(scache_middleware *mw)
 {
@@ -89,6 +91,7 @@ static void poll_once(scache_middleware *mw)
 	mw->last_done_ns = start;
 	mw->last_removed = atomic_load(&mw->poll_removed);
 	int recovered = 0, stale = 0;
+	char why[sizeof mw->last_error + 160];
 	uint64_t now = scache_now_ns(NULL);
 	int throttled = info.throttled;
 	if (err == SCACHE_OK) {
@@ -114,24 +117,16 @@ static void poll_once(scache_middleware *mw)
 		mw->backoff_ns = mw->backoff_ns ? mw->backoff_ns * 2 : mw->min_interval_ns;
 		if (mw->backoff_ns > BACKOFF_MAX_NS)
 			mw->backoff_ns = BACKOFF_MAX_NS;
-		if (!mw->bypassing && now - mw->last_ok_ns > mw->cfg.max_staleness_ms * NS_PER_MS) {
-			mw->bypassing = 1;
-			stale = 1;
-		}
+		/* the rule every request applies too: no poll succeeded within the bound, and
+		 * this one failed */
+		stale = outage_by_clock(mw, now, why, sizeof why);
 	}
 	pthread_cond_broadcast(&mw->poll_done);
 	resume_waiters(mw, now);
 	pthread_mutex_unlock(&mw->mu);
 
-	if (stale) {
-		char msg[512];
-		snprintf(msg, sizeof msg,
-		         "no successful poll of the stream for over %llu ms: bypassing the cache "
-		         "until polls succeed again (last error: %s%s%s)",
-		         (unsigned long long)mw->cfg.max_staleness_ms, scache_strerror(err),
-		         info.message[0] ? ": " : "", info.message);
-		efficiency_warning(mw, msg);
-	}
+	if (stale)
+		efficiency_warning(mw, why);
 	if (recovered)
 		efficiency_warning(mw,
 		                   "the stream is read again: the cache was flushed and is back "
